@@ -1,0 +1,178 @@
+//! Opening one connection: TLS by sslmode, session settings, notices.
+//!
+//! Every connection the pool, the migration runner or a tool opens comes from
+//! here, so every one of them carries `application_name`,
+//! `statement_timeout`, `idle_in_transaction_session_timeout` and
+//! `app.environment`. These travel in the start-up packet (`options`), so
+//! setting them costs no extra round trip. The driver's connection task is
+//! spawned here; NOTICEs from the server can be forwarded to a channel (the
+//! migration runner shows them to the user).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures_util::future::poll_fn;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc::UnboundedSender;
+use tokio_postgres::{AsyncMessage, Client, Connection, NoTls};
+
+use crate::dsn::{Dsn, Host, SslMode};
+use crate::error::DbError;
+use crate::secret::Secret;
+use crate::settings::DbSettings;
+use crate::tls::TlsError;
+
+/// The per-session settings every connection starts with.
+#[derive(Debug, Clone)]
+pub struct SessionParams {
+    pub application_name: String,
+    pub statement_timeout: Duration,
+    pub idle_in_transaction_timeout: Duration,
+    pub environment: String,
+    pub connect_timeout: Duration,
+}
+
+impl SessionParams {
+    pub fn from_settings(s: &DbSettings) -> SessionParams {
+        SessionParams {
+            application_name: s.application_name.clone(),
+            statement_timeout: s.query_timeout,
+            idle_in_transaction_timeout: s.idle_in_transaction_timeout,
+            environment: s.environment.as_str().to_string(),
+            connect_timeout: s.connect_timeout,
+        }
+    }
+
+    /// The `options` start-up parameter: `-c name=value` pairs. Values are
+    /// backslash-escaped as libpq requires for spaces.
+    fn options(&self) -> String {
+        let pairs = [
+            ("statement_timeout", millis(self.statement_timeout)),
+            (
+                "idle_in_transaction_session_timeout",
+                millis(self.idle_in_transaction_timeout),
+            ),
+            ("app.environment", self.environment.clone()),
+        ];
+        pairs
+            .iter()
+            .map(|(k, v)| format!("-c {k}={}", escape_option(v)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+fn millis(d: Duration) -> String {
+    d.as_millis().max(1).to_string()
+}
+
+fn escape_option(v: &str) -> String {
+    v.replace('\\', "\\\\").replace(' ', "\\ ")
+}
+
+/// Opening a connection failed. Never carries the password.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    #[error("{0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
+    #[error("connecting took longer than {0:?} (DB_CONNECT_TIMEOUT)")]
+    Timeout(Duration),
+    #[error("could not get a database login token: {0}")]
+    Token(String),
+}
+
+impl ConnectError {
+    /// The same failure, classified for callers (always connection-level).
+    pub fn to_db_error(&self) -> DbError {
+        DbError::Unavailable {
+            reason: self.to_string(),
+            retry_after: Duration::from_secs(1),
+        }
+    }
+}
+
+/// A notice the server sent (RAISE NOTICE, warnings).
+#[derive(Debug, Clone)]
+pub struct Notice {
+    pub severity: String,
+    pub message: String,
+}
+
+/// Opens one connection with the session settings. `password` overrides the
+/// DSN's (IAM login passes a fresh token here).
+pub async fn connect(
+    dsn: &Dsn,
+    params: &SessionParams,
+    password: Option<&Secret>,
+    notices: Option<UnboundedSender<Notice>>,
+) -> Result<Client, ConnectError> {
+    let mut config = dsn.pg_config();
+    config
+        .application_name(&params.application_name)
+        .options(params.options())
+        .connect_timeout(params.connect_timeout);
+    if let Some(p) = password {
+        config.password(p.expose());
+    }
+    if matches!(dsn.host, Host::Tcp(_)) {
+        config.keepalives(true).keepalives_idle(Duration::from_secs(60));
+    }
+    let open = open(&config, dsn, notices);
+    match tokio::time::timeout(params.connect_timeout, open).await {
+        Ok(result) => result,
+        Err(_) => Err(ConnectError::Timeout(params.connect_timeout)),
+    }
+}
+
+async fn open(
+    config: &tokio_postgres::Config,
+    dsn: &Dsn,
+    notices: Option<UnboundedSender<Notice>>,
+) -> Result<Client, ConnectError> {
+    let wants_tls = matches!(dsn.host, Host::Tcp(_)) && dsn.sslmode != SslMode::Disable;
+    if wants_tls {
+        let tls = crate::tls::make_connector(dsn)?;
+        let (client, conn) = config.connect(tls).await?;
+        tokio::spawn(drive(conn, notices));
+        Ok(client)
+    } else {
+        let (client, conn) = config.connect(NoTls).await?;
+        tokio::spawn(drive(conn, notices));
+        Ok(client)
+    }
+}
+
+/// Runs the driver's connection until it closes, forwarding notices.
+fn drive<S, T>(
+    mut conn: Connection<S, T>,
+    notices: Option<UnboundedSender<Notice>>,
+) -> Pin<Box<dyn Future<Output = ()> + Send>>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    Box::pin(async move {
+        loop {
+            match poll_fn(|cx| conn.poll_message(cx)).await {
+                Some(Ok(AsyncMessage::Notice(n))) => {
+                    if let Some(tx) = &notices {
+                        let _ = tx.send(Notice {
+                            severity: n.severity().to_string(),
+                            message: n.message().to_string(),
+                        });
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "database connection closed with an error");
+                    break;
+                }
+                None => break,
+            }
+        }
+    })
+}

@@ -1,0 +1,525 @@
+//! libpq connection URLs, parsed by us and mapped onto the driver's config.
+//!
+//! Cloud SQL is reached two ways: through a Unix socket directory mounted at
+//! `/cloudsql/PROJECT:REGION:INSTANCE` (the socket file `.s.PGSQL.5432` is
+//! inside it), or over TCP to a private IP with an `sslmode`. tokio-postgres'
+//! own URL parser rejects `sslmode=verify-ca|verify-full`, so this module
+//! parses the URL itself, keeps the TLS wishes for [`crate::tls`], and builds a
+//! `tokio_postgres::Config` without them. The password lives in a
+//! [`Secret`]; [`Dsn::redacted`] is the only form ever displayed.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use percent_encoding::{percent_decode_str, utf8_percent_encode, NON_ALPHANUMERIC};
+
+use crate::secret::Secret;
+
+/// The socket directory libpq uses on Debian when a URL names no host.
+const DEFAULT_SOCKET_DIR: &str = "/var/run/postgresql";
+
+const ACCEPTED_FORM: &str = "postgresql://USER[:PASSWORD]@[HOST][:PORT]/DBNAME[?host=/cloudsql/PROJECT:REGION:INSTANCE&sslmode=...]";
+
+/// Where the server listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Host {
+    /// A directory holding the socket file `.s.PGSQL.<port>`.
+    Socket(PathBuf),
+    /// A host name or IP address reached over TCP.
+    Tcp(String),
+}
+
+/// libpq's sslmode values. Only TCP connections use TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslMode {
+    Disable,
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+impl SslMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+}
+
+impl FromStr for SslMode {
+    type Err = DsnError;
+
+    fn from_str(s: &str) -> Result<Self, DsnError> {
+        Ok(match s {
+            "disable" => SslMode::Disable,
+            "prefer" => SslMode::Prefer,
+            "require" => SslMode::Require,
+            "verify-ca" => SslMode::VerifyCa,
+            "verify-full" => SslMode::VerifyFull,
+            // libpq accepts "allow" too; we refuse it: it silently falls back to plain text.
+            other => {
+                return Err(DsnError::new(format!(
+                    "unknown sslmode {other:?}; use one of disable, prefer, require, verify-ca, verify-full"
+                )))
+            }
+        })
+    }
+}
+
+/// A DSN that could not be parsed. The message never contains the password.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{problem}")]
+pub struct DsnError {
+    problem: String,
+}
+
+impl DsnError {
+    fn new(problem: impl Into<String>) -> Self {
+        DsnError {
+            problem: problem.into(),
+        }
+    }
+
+    /// What a user should write instead.
+    pub fn accepted_form() -> &'static str {
+        ACCEPTED_FORM
+    }
+}
+
+/// A parsed libpq URL.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Dsn {
+    pub user: String,
+    password: Option<Secret>,
+    pub host: Host,
+    pub port: u16,
+    pub dbname: String,
+    pub sslmode: SslMode,
+    pub sslrootcert: Option<PathBuf>,
+    pub sslcert: Option<PathBuf>,
+    pub sslkey: Option<PathBuf>,
+    pub application_name: Option<String>,
+    pub connect_timeout: Option<Duration>,
+}
+
+impl Dsn {
+    pub fn parse(url: &str) -> Result<Dsn, DsnError> {
+        let rest = url
+            .strip_prefix("postgresql://")
+            .or_else(|| url.strip_prefix("postgres://"))
+            .ok_or_else(|| {
+                DsnError::new("a DSN must start with postgresql:// (or postgres://)")
+            })?;
+        let (before_query, query) = match rest.split_once('?') {
+            Some((a, q)) => (a, Some(q)),
+            None => (rest, None),
+        };
+        let (authority, path) = match before_query.split_once('/') {
+            Some((a, p)) => (a, p),
+            None => (before_query, ""),
+        };
+        let mut dsn = Dsn::from_authority(authority)?;
+        if !path.is_empty() {
+            dsn.dbname = decode(path, "database name")?;
+        }
+        if let Some(query) = query {
+            for pair in query.split('&').filter(|p| !p.is_empty()) {
+                let (key, value) = pair.split_once('=').ok_or_else(|| {
+                    DsnError::new(format!("query parameter {key:?} has no value; write {key}=VALUE", key = pair))
+                })?;
+                dsn.apply_param(key, &decode(value, key)?)?;
+            }
+        }
+        dsn.check()?;
+        Ok(dsn)
+    }
+
+    fn from_authority(authority: &str) -> Result<Dsn, DsnError> {
+        let (userinfo, hostport) = match authority.rsplit_once('@') {
+            Some((u, h)) => (u, h),
+            None => ("", authority),
+        };
+        let (user, password) = match userinfo.split_once(':') {
+            Some((u, p)) => (u, Some(p)),
+            None => (userinfo, None),
+        };
+        let mut dsn = Dsn {
+            user: decode(user, "user name")?,
+            // Decoding errors must not echo the password, so the field name is generic.
+            password: match password {
+                Some(p) => Some(Secret::new(decode(p, "password")?)),
+                None => None,
+            },
+            host: Host::Socket(PathBuf::from(DEFAULT_SOCKET_DIR)),
+            port: 5432,
+            dbname: String::new(),
+            sslmode: SslMode::Prefer,
+            sslrootcert: None,
+            sslcert: None,
+            sslkey: None,
+            application_name: None,
+            connect_timeout: None,
+        };
+        if !hostport.is_empty() {
+            let (host, port) = split_host_port(hostport)?;
+            if !host.is_empty() {
+                dsn.set_host(&decode(host, "host")?);
+            }
+            if let Some(port) = port {
+                dsn.port = parse_port(port)?;
+            }
+        }
+        Ok(dsn)
+    }
+
+    fn apply_param(&mut self, key: &str, value: &str) -> Result<(), DsnError> {
+        match key {
+            "host" => self.set_host(value),
+            "port" => self.port = parse_port(value)?,
+            "user" => self.user = value.to_string(),
+            "password" => self.password = Some(Secret::new(value)),
+            "dbname" => self.dbname = value.to_string(),
+            "sslmode" => self.sslmode = value.parse()?,
+            "sslrootcert" => self.sslrootcert = Some(PathBuf::from(value)),
+            "sslcert" => self.sslcert = Some(PathBuf::from(value)),
+            "sslkey" => self.sslkey = Some(PathBuf::from(value)),
+            "application_name" => self.application_name = Some(value.to_string()),
+            "connect_timeout" => {
+                let secs: u64 = value.parse().map_err(|_| {
+                    DsnError::new(format!(
+                        "connect_timeout {value:?} is not a whole number of seconds"
+                    ))
+                })?;
+                self.connect_timeout = Some(Duration::from_secs(secs));
+            }
+            other => {
+                return Err(DsnError::new(format!(
+                    "unknown query parameter {other:?}; accepted: host, port, user, password, dbname, sslmode, sslrootcert, sslcert, sslkey, application_name, connect_timeout"
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    fn set_host(&mut self, host: &str) {
+        self.host = if host.starts_with('/') {
+            Host::Socket(PathBuf::from(host))
+        } else {
+            Host::Tcp(host.to_string())
+        };
+    }
+
+    fn check(&mut self) -> Result<(), DsnError> {
+        if self.user.is_empty() {
+            return Err(DsnError::new(
+                "the DSN names no user; write postgresql://USER@.../DBNAME",
+            ));
+        }
+        if self.dbname.is_empty() {
+            self.dbname = self.user.clone();
+        }
+        if let Host::Tcp(h) = &self.host {
+            if h.is_empty() {
+                return Err(DsnError::new("the DSN's host is empty"));
+            }
+        }
+        if matches!(self.sslmode, SslMode::VerifyCa | SslMode::VerifyFull)
+            && self.sslrootcert.is_none()
+        {
+            return Err(DsnError::new(format!(
+                "sslmode={} needs sslrootcert=/path/to/server-ca.pem (the CA that signed the server's certificate)",
+                self.sslmode.as_str()
+            )));
+        }
+        if self.sslcert.is_some() != self.sslkey.is_some() {
+            return Err(DsnError::new(
+                "sslcert and sslkey go together: give both (client certificate and its key) or neither",
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn password(&self) -> Option<&Secret> {
+        self.password.as_ref()
+    }
+
+    /// The same DSN with another password (IAM login puts a token here).
+    pub fn with_password(&self, password: Option<Secret>) -> Dsn {
+        Dsn {
+            password,
+            ..self.clone()
+        }
+    }
+
+    /// The same DSN pointing at another database on the same server.
+    pub fn with_dbname(&self, dbname: &str) -> Dsn {
+        Dsn {
+            dbname: dbname.to_string(),
+            ..self.clone()
+        }
+    }
+
+    /// The socket file this DSN connects to, for socket hosts.
+    pub fn socket_file(&self) -> Option<PathBuf> {
+        match &self.host {
+            Host::Socket(dir) => Some(dir.join(format!(".s.PGSQL.{}", self.port))),
+            Host::Tcp(_) => None,
+        }
+    }
+
+    /// Whether the socket directory looks like a Cloud SQL mount.
+    pub fn is_cloud_sql_socket(&self) -> bool {
+        matches!(&self.host, Host::Socket(dir) if dir.starts_with("/cloudsql"))
+    }
+
+    /// The URL with the password replaced by `***`: the only form to display.
+    pub fn redacted(&self) -> String {
+        self.to_url(true)
+    }
+
+    /// The full URL including the password, for handing to a child process
+    /// (never for display).
+    pub fn to_url_with_password(&self) -> String {
+        self.to_url(false)
+    }
+
+    fn to_url(&self, redact: bool) -> String {
+        let mut url = format!("postgresql://{}", encode(&self.user));
+        if let Some(p) = &self.password {
+            url.push(':');
+            url.push_str(&if redact { "***".to_string() } else { encode(p.expose()) });
+        }
+        url.push('@');
+        let mut params: Vec<(String, String)> = Vec::new();
+        match &self.host {
+            Host::Tcp(h) => url.push_str(&format!("{h}:{}", self.port)),
+            Host::Socket(dir) => {
+                params.push(("host".into(), dir.display().to_string()));
+                if self.port != 5432 {
+                    params.push(("port".into(), self.port.to_string()));
+                }
+            }
+        }
+        url.push('/');
+        url.push_str(&encode(&self.dbname));
+        if self.sslmode != SslMode::Prefer {
+            params.push(("sslmode".into(), self.sslmode.as_str().into()));
+        }
+        for (key, path) in [
+            ("sslrootcert", &self.sslrootcert),
+            ("sslcert", &self.sslcert),
+            ("sslkey", &self.sslkey),
+        ] {
+            if let Some(p) = path {
+                params.push((key.into(), p.display().to_string()));
+            }
+        }
+        if let Some(a) = &self.application_name {
+            params.push(("application_name".into(), a.clone()));
+        }
+        if let Some(t) = self.connect_timeout {
+            params.push(("connect_timeout".into(), t.as_secs().to_string()));
+        }
+        for (i, (k, v)) in params.iter().enumerate() {
+            url.push(if i == 0 { '?' } else { '&' });
+            url.push_str(&format!("{k}={}", encode_param(v)));
+        }
+        url
+    }
+
+    /// The driver's config: host, port, user, password, database and the
+    /// connect timeout. TLS is decided by [`crate::connect`] from `sslmode`.
+    pub fn pg_config(&self) -> tokio_postgres::Config {
+        let mut config = tokio_postgres::Config::new();
+        match &self.host {
+            Host::Socket(dir) => config.host_path(dir),
+            Host::Tcp(h) => config.host(h),
+        };
+        config.port(self.port).user(&self.user).dbname(&self.dbname);
+        if let Some(p) = &self.password {
+            config.password(p.expose());
+        }
+        if let Some(a) = &self.application_name {
+            config.application_name(a);
+        }
+        if let Some(t) = self.connect_timeout {
+            config.connect_timeout(t);
+        }
+        config.ssl_mode(match self.sslmode {
+            SslMode::Disable => tokio_postgres::config::SslMode::Disable,
+            SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+            _ => tokio_postgres::config::SslMode::Require,
+        });
+        config
+    }
+
+    /// The socket directory, if this is a socket DSN.
+    pub fn socket_dir(&self) -> Option<&Path> {
+        match &self.host {
+            Host::Socket(dir) => Some(dir),
+            Host::Tcp(_) => None,
+        }
+    }
+}
+
+impl FromStr for Dsn {
+    type Err = DsnError;
+    fn from_str(s: &str) -> Result<Self, DsnError> {
+        Dsn::parse(s)
+    }
+}
+
+impl fmt::Display for Dsn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl fmt::Debug for Dsn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Dsn({})", self.redacted())
+    }
+}
+
+fn split_host_port(hostport: &str) -> Result<(&str, Option<&str>), DsnError> {
+    if let Some(rest) = hostport.strip_prefix('[') {
+        // [ipv6]:port
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or_else(|| DsnError::new("an IPv6 host must be closed with ]"))?;
+        return Ok((host, after.strip_prefix(':')));
+    }
+    if hostport.contains(',') {
+        return Err(DsnError::new(
+            "several hosts in one DSN are not supported; name one host",
+        ));
+    }
+    Ok(match hostport.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (hostport, None),
+    })
+}
+
+fn parse_port(port: &str) -> Result<u16, DsnError> {
+    port.parse::<u16>()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| DsnError::new(format!("port {port:?} is not a number from 1 to 65535")))
+}
+
+fn decode(s: &str, what: &str) -> Result<String, DsnError> {
+    percent_decode_str(s)
+        .decode_utf8()
+        .map(|c| c.into_owned())
+        .map_err(|_| DsnError::new(format!("the {what} is not valid percent-encoded UTF-8")))
+}
+
+/// Percent-encodes a URL part, keeping RFC 3986's unreserved characters.
+fn encode(s: &str) -> String {
+    const UNRESERVED: &percent_encoding::AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    utf8_percent_encode(s, UNRESERVED).to_string()
+}
+
+/// Query values keep `/` and `:` readable (socket paths such as
+/// `/cloudsql/proj:region:inst`), escaping only what would break the URL.
+fn encode_param(s: &str) -> String {
+    const QUERY: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+        .add(b' ')
+        .add(b'&')
+        .add(b'#')
+        .add(b'%')
+        .add(b'=')
+        .add(b'+')
+        .add(b'?');
+    utf8_percent_encode(s, QUERY).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cloud_sql_socket_form() {
+        let dsn = Dsn::parse(
+            "postgresql://dave:s3cr%40t@/dave?host=/cloudsql/my-proj:europe-west1:main",
+        )
+        .unwrap();
+        assert_eq!(dsn.user, "dave");
+        assert_eq!(dsn.password().unwrap().expose(), "s3cr@t");
+        assert_eq!(dsn.dbname, "dave");
+        assert_eq!(
+            dsn.socket_file().unwrap(),
+            PathBuf::from("/cloudsql/my-proj:europe-west1:main/.s.PGSQL.5432")
+        );
+        assert!(dsn.is_cloud_sql_socket());
+        assert_eq!(
+            dsn.redacted(),
+            "postgresql://dave:***@/dave?host=/cloudsql/my-proj:europe-west1:main"
+        );
+    }
+
+    #[test]
+    fn tcp_form_with_tls_options() {
+        let dsn = Dsn::parse("postgresql://app:pw@10.1.2.3:6432/db?sslmode=verify-full&sslrootcert=/etc/ca.pem&application_name=svc&connect_timeout=7").unwrap();
+        assert_eq!(dsn.host, Host::Tcp("10.1.2.3".into()));
+        assert_eq!(dsn.port, 6432);
+        assert_eq!(dsn.sslmode, SslMode::VerifyFull);
+        assert_eq!(dsn.sslrootcert.as_deref(), Some(Path::new("/etc/ca.pem")));
+        assert_eq!(dsn.application_name.as_deref(), Some("svc"));
+        assert_eq!(dsn.connect_timeout, Some(Duration::from_secs(7)));
+        let again = Dsn::parse(&dsn.to_url_with_password()).unwrap();
+        assert_eq!(again, dsn);
+    }
+
+    #[test]
+    fn every_sslmode_parses_and_unknown_is_refused() {
+        for mode in ["disable", "prefer", "require"] {
+            let dsn = Dsn::parse(&format!("postgresql://u@h/d?sslmode={mode}")).unwrap();
+            assert_eq!(dsn.sslmode.as_str(), mode);
+        }
+        let err = Dsn::parse("postgresql://u@h/d?sslmode=sometimes").unwrap_err();
+        assert!(err.to_string().contains("unknown sslmode \"sometimes\""), "{err}");
+        let err = Dsn::parse("postgresql://u@h/d?sslmode=verify-ca").unwrap_err();
+        assert!(err.to_string().contains("sslrootcert"), "{err}");
+    }
+
+    #[test]
+    fn malformed_dsns_are_refused_without_echoing_the_password() {
+        for bad in [
+            "mysql://u:topsecretpw@h/d",
+            "postgresql://u:topsecretpw@h:notaport/d",
+            "postgresql://:topsecretpw@h/d",
+            "postgresql://u:topsecretpw@h/d?colour=blue",
+            "postgresql://u:topsecretpw@h/d?sslmode",
+        ] {
+            let err = Dsn::parse(bad).unwrap_err().to_string();
+            assert!(!err.contains("topsecretpw"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn display_and_debug_hide_the_password() {
+        let dsn = Dsn::parse("postgresql://u:Distinctive-Pw-42@localhost:5432/d").unwrap();
+        assert!(!format!("{dsn}").contains("Distinctive-Pw-42"));
+        assert!(!format!("{dsn:?}").contains("Distinctive-Pw-42"));
+        assert!(dsn.to_url_with_password().contains("Distinctive-Pw-42"));
+    }
+
+    #[test]
+    fn missing_dbname_defaults_to_user_like_libpq() {
+        let dsn = Dsn::parse("postgres://alice@localhost").unwrap();
+        assert_eq!(dsn.dbname, "alice");
+        assert_eq!(dsn.host, Host::Tcp("localhost".into()));
+    }
+}

@@ -1,0 +1,483 @@
+//! The pool manager: one per process, shared by handle, every database call
+//! goes through it.
+//!
+//! Built on `deadpool`'s managed pool with our own manager, because the
+//! standard's promises need more than deadpool-postgres gives: connections
+//! come from [`crate::connect`] (TLS by sslmode, session settings in the
+//! start-up packet, IAM tokens as passwords); prepared statements are cached
+//! per connection so a hot query is one round trip; a connection that sat
+//! idle is validated before it is handed out, one past its lifetime is
+//! replaced; nothing is reset on checkout (asyncpg's reset costs a round
+//! trip per request). deadpool has no minimum-idle setting, so the minimum
+//! is kept here: opened at start-up and topped up on the next acquire that
+//! finds the pool below it. There is no background timer anywhere: Cloud
+//! Run throttles CPU between requests.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use deadpool::managed::{self, Metrics, Object, PoolError, RecycleError, RecycleResult, Timeouts};
+use deadpool::Runtime;
+use rand::Rng;
+use serde::Serialize;
+use tokio_postgres::{Client, Statement};
+
+use crate::breaker::{Breaker, Ticket};
+use crate::connect::{connect, ConnectError, SessionParams};
+use crate::dsn::Dsn;
+use crate::error::{classify, DbError, Level};
+use crate::iam::SharedTokenSource;
+use crate::settings::DbSettings;
+
+/// The pool could not be built from the settings.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PoolBuildError {
+    #[error("no database DSN is configured")]
+    NoDsn,
+    #[error("cannot build the pool: {0}")]
+    Build(String),
+}
+
+/// One open connection and the statements prepared on it.
+pub struct Conn {
+    pub(crate) client: Client,
+    statements: HashMap<String, Statement>,
+    /// Set when a call on it failed at the connection level.
+    pub(crate) broken: bool,
+}
+
+impl Conn {
+    /// A statement prepared once per connection and reused after.
+    pub(crate) async fn statement(&mut self, sql: &str) -> Result<Statement, tokio_postgres::Error> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.client.prepare(sql).await?;
+        self.statements.insert(sql.to_string(), s.clone());
+        Ok(s)
+    }
+}
+
+struct Manager {
+    dsn: Dsn,
+    params: SessionParams,
+    tokens: Option<SharedTokenSource>,
+    max_lifetime: Duration,
+    idle_timeout: Duration,
+    validate_after_idle: Duration,
+}
+
+impl managed::Manager for Manager {
+    type Type = Conn;
+    type Error = ConnectError;
+
+    async fn create(&self) -> Result<Conn, ConnectError> {
+        let token = match &self.tokens {
+            Some(source) => Some(
+                source
+                    .token()
+                    .await
+                    .map_err(|e| ConnectError::Token(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let client = connect(&self.dsn, &self.params, token.as_ref(), None).await?;
+        Ok(Conn {
+            client,
+            statements: HashMap::new(),
+            broken: false,
+        })
+    }
+
+    async fn recycle(&self, conn: &mut Conn, metrics: &Metrics) -> RecycleResult<ConnectError> {
+        if conn.broken || conn.client.is_closed() {
+            return Err(RecycleError::message("connection closed"));
+        }
+        if metrics.age() >= self.max_lifetime {
+            return Err(RecycleError::message("past DB_MAX_LIFETIME"));
+        }
+        let idle = metrics.last_used();
+        if idle >= self.idle_timeout {
+            return Err(RecycleError::message("idle past DB_IDLE_TIMEOUT"));
+        }
+        if idle >= self.validate_after_idle {
+            // A proxy or server restart may have cut it while it sat idle.
+            conn.client
+                .simple_query("")
+                .await
+                .map_err(|e| RecycleError::message(format!("validation failed: {e}")))?;
+        }
+        Ok(())
+    }
+}
+
+type Pool = managed::Pool<Manager>;
+
+/// Pool figures for health and metrics.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct PoolStatus {
+    /// Open connections, idle and in use.
+    pub size: usize,
+    pub idle: usize,
+    pub in_use: usize,
+    /// Callers waiting for a connection.
+    pub waiting: usize,
+    pub max_size: usize,
+    pub min_size: usize,
+}
+
+/// Counters since start, for metrics.
+#[derive(Debug, Default)]
+struct Counters {
+    acquire_timeouts: AtomicU64,
+    errors_by_kind: [AtomicU64; 7],
+}
+
+const ERROR_KINDS: [&str; 7] = [
+    "not_found",
+    "conflict",
+    "constraint",
+    "unavailable",
+    "timeout",
+    "query",
+    "decode",
+];
+
+struct Shared {
+    pool: Pool,
+    breaker: Breaker,
+    settings: DbSettings,
+    timeouts: Timeouts,
+    topping_up: AtomicBool,
+    /// False until the first connection of the process has been opened.
+    started: AtomicBool,
+    counters: Counters,
+}
+
+/// The handle services share: cheap to clone, one pool behind it.
+#[derive(Clone)]
+pub struct Database {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database")
+            .field("dsn", &self.shared.settings.dsn)
+            .field("status", &self.status())
+            .finish()
+    }
+}
+
+impl Database {
+    /// Builds the pool; opens nothing yet (see [`Database::warm_up`]).
+    pub fn new(settings: DbSettings) -> Result<Database, PoolBuildError> {
+        Database::build(settings, None)
+    }
+
+    /// Like [`Database::new`], with IAM login: every new connection's
+    /// password is a fresh token from `tokens`.
+    pub fn with_token_source(
+        settings: DbSettings,
+        tokens: SharedTokenSource,
+    ) -> Result<Database, PoolBuildError> {
+        Database::build(settings, Some(tokens))
+    }
+
+    fn build(settings: DbSettings, tokens: Option<SharedTokenSource>) -> Result<Database, PoolBuildError> {
+        let dsn = settings.dsn.clone().ok_or(PoolBuildError::NoDsn)?;
+        let manager = Manager {
+            dsn,
+            params: SessionParams::from_settings(&settings),
+            tokens,
+            max_lifetime: settings.max_lifetime,
+            idle_timeout: settings.idle_timeout,
+            validate_after_idle: settings.validate_after_idle,
+        };
+        let timeouts = Timeouts {
+            wait: Some(settings.pool_timeout),
+            create: Some(settings.connect_timeout + Duration::from_millis(500)),
+            recycle: Some(settings.connect_timeout),
+        };
+        let pool = Pool::builder(manager)
+            .max_size(settings.pool_max_size)
+            .timeouts(timeouts)
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| PoolBuildError::Build(e.to_string()))?;
+        let breaker = Breaker::new(settings.breaker_threshold, settings.breaker_reset);
+        Ok(Database {
+            shared: Arc::new(Shared {
+                pool,
+                breaker,
+                settings,
+                timeouts,
+                topping_up: AtomicBool::new(false),
+                started: AtomicBool::new(false),
+                counters: Counters::default(),
+            }),
+        })
+    }
+
+    pub fn settings(&self) -> &DbSettings {
+        &self.shared.settings
+    }
+
+    pub fn breaker(&self) -> &Breaker {
+        &self.shared.breaker
+    }
+
+    /// Whether start-up has reached the database once.
+    pub fn is_started(&self) -> bool {
+        self.shared.started.load(Ordering::Acquire)
+    }
+
+    /// Opens the minimum of idle connections, retrying with exponential
+    /// backoff and jitter for at most `DB_CONNECT_RETRY` (the Cloud SQL
+    /// proxy sidecar may not listen yet when the service starts). Each wait
+    /// is logged. Start-up failures do not count against the breaker.
+    pub async fn warm_up(&self) -> Result<(), DbError> {
+        let deadline = Instant::now() + self.shared.settings.connect_retry;
+        let mut delay = Duration::from_millis(100);
+        let mut attempt = 1u32;
+        loop {
+            match self.open_min().await {
+                Ok(()) => {
+                    self.shared.started.store(true, Ordering::Release);
+                    return Ok(());
+                }
+                Err(e) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        tracing::error!(error = %e, attempts = attempt, "database not reachable within DB_CONNECT_RETRY; giving up start-up retries");
+                        return Err(e);
+                    }
+                    let jitter = rand::thread_rng().gen_range(0.5..1.5);
+                    let wait = delay.mul_f64(jitter).min(deadline - now);
+                    tracing::warn!(error = %e, attempt, wait_ms = wait.as_millis() as u64, "database not reachable yet; retrying");
+                    tokio::time::sleep(wait).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    /// Opens connections until `DB_POOL_MIN_SIZE` are open (at least one).
+    async fn open_min(&self) -> Result<(), DbError> {
+        let shared = &self.shared;
+        let want = shared.settings.pool_min_size.max(1);
+        let held = futures_util::future::join_all(
+            (0..want).map(|_| shared.pool.timeout_get(&shared.timeouts)),
+        )
+        .await;
+        let mut first_error = None;
+        for r in held {
+            if let Err(e) = r {
+                first_error.get_or_insert(pool_error(e));
+            }
+        }
+        match first_error {
+            Some(e) if shared.pool.status().size == 0 => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Takes a connection: fails fast when the breaker is open, waits at most
+    /// `DB_POOL_TIMEOUT` for a free one, never hands out a closed one.
+    pub async fn acquire(&self) -> Result<PooledConn, DbError> {
+        self.acquire_within(self.shared.timeouts.wait).await
+    }
+
+    /// [`Database::acquire`] with another wait bound (readiness uses 2 s).
+    pub async fn acquire_within(&self, wait: Option<Duration>) -> Result<PooledConn, DbError> {
+        let shared = &self.shared;
+        let ticket = shared.breaker.enter().map_err(|r| DbError::Unavailable {
+            reason: "circuit breaker open".into(),
+            retry_after: r.retry_after,
+        })?;
+        let timeouts = Timeouts { wait, ..shared.timeouts };
+        match shared.pool.timeout_get(&timeouts).await {
+            Ok(obj) => {
+                self.top_up_if_low();
+                Ok(PooledConn {
+                    obj: Some(obj),
+                    db: self.clone(),
+                    ticket: Some(ticket),
+                })
+            }
+            Err(e) => {
+                let exhausted = matches!(e, PoolError::Timeout(managed::TimeoutType::Wait));
+                let err = pool_error(e);
+                if exhausted {
+                    shared.counters.acquire_timeouts.fetch_add(1, Ordering::Relaxed);
+                    // Busy connections are not a dead server: count only when none is open.
+                    if shared.pool.status().size == 0 {
+                        shared.breaker.failure(ticket);
+                    } else {
+                        shared.breaker.neutral(ticket);
+                    }
+                } else {
+                    shared.breaker.failure(ticket);
+                }
+                self.count_error(&err);
+                Err(err)
+            }
+        }
+    }
+
+    /// Below the minimum (after a restart or lifetime expiry)? Open the
+    /// missing connections in a task started by this call, not by a timer.
+    fn top_up_if_low(&self) {
+        let shared = &self.shared;
+        if shared.pool.status().size >= shared.settings.pool_min_size || !self.is_started() {
+            return;
+        }
+        if shared.topping_up.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let db = self.clone();
+        tokio::spawn(async move {
+            let _ = db.open_min().await;
+            db.shared.topping_up.store(false, Ordering::Release);
+        });
+    }
+
+    pub fn status(&self) -> PoolStatus {
+        let s = self.shared.pool.status();
+        PoolStatus {
+            size: s.size,
+            idle: s.available,
+            in_use: s.size.saturating_sub(s.available),
+            waiting: s.waiting,
+            max_size: s.max_size,
+            min_size: self.shared.settings.pool_min_size,
+        }
+    }
+
+    /// Acquires that timed out waiting for a free connection, since start.
+    pub fn acquire_timeouts(&self) -> u64 {
+        self.shared.counters.acquire_timeouts.load(Ordering::Relaxed)
+    }
+
+    /// Failed calls by [`DbError::kind`], since start.
+    pub fn errors_by_kind(&self) -> Vec<(&'static str, u64)> {
+        ERROR_KINDS
+            .iter()
+            .zip(&self.shared.counters.errors_by_kind)
+            .map(|(k, n)| (*k, n.load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    pub(crate) fn count_error(&self, e: &DbError) {
+        if let Some(i) = ERROR_KINDS.iter().position(|k| *k == e.kind()) {
+            self.shared.counters.errors_by_kind[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Stops handing out connections, waits (at most `wait`) for those in
+    /// use to come back, then closes them all.
+    pub async fn close(&self, wait: Duration) {
+        let deadline = Instant::now() + wait;
+        while self.status().in_use > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.shared.pool.close();
+    }
+}
+
+fn pool_error(e: PoolError<ConnectError>) -> DbError {
+    match e {
+        PoolError::Timeout(managed::TimeoutType::Wait) => DbError::Unavailable {
+            reason: "pool exhausted: no free connection within DB_POOL_TIMEOUT".into(),
+            retry_after: Duration::from_secs(1),
+        },
+        PoolError::Timeout(_) => DbError::Unavailable {
+            reason: "connecting to the database timed out".into(),
+            retry_after: Duration::from_secs(1),
+        },
+        PoolError::Backend(e) => e.to_db_error(),
+        PoolError::Closed => DbError::Unavailable {
+            reason: "the pool is closed (shutting down)".into(),
+            retry_after: Duration::from_secs(1),
+        },
+        other => DbError::Unavailable {
+            reason: other.to_string(),
+            retry_after: Duration::from_secs(1),
+        },
+    }
+}
+
+/// A connection taken from the pool; goes back when dropped. Its calls
+/// report their outcome to the breaker and are classified into [`DbError`].
+pub struct PooledConn {
+    obj: Option<Object<Manager>>,
+    db: Database,
+    ticket: Option<Ticket>,
+}
+
+impl PooledConn {
+    pub(crate) fn conn(&mut self) -> &mut Conn {
+        self.obj.as_mut().expect("present until drop")
+    }
+
+    /// Turns a driver result into ours, telling the breaker what it means.
+    pub(crate) fn observe<T>(&mut self, result: Result<T, tokio_postgres::Error>) -> Result<T, DbError> {
+        let breaker = &self.db.shared.breaker;
+        match result {
+            Ok(v) => {
+                if let Some(t) = self.ticket.take() {
+                    breaker.success(t);
+                }
+                Ok(v)
+            }
+            Err(e) => {
+                let (err, level) = classify(&e);
+                if let Some(t) = self.ticket.take() {
+                    match level {
+                        Level::Connection => breaker.failure(t),
+                        Level::Query => breaker.success(t),
+                    }
+                }
+                if level == Level::Connection {
+                    self.conn().broken = true;
+                }
+                self.db.count_error(&err);
+                Err(err)
+            }
+        }
+    }
+
+    /// Counts an error found after the query ran (a missing row).
+    pub(crate) fn count(&self, e: &DbError) {
+        self.db.count_error(e);
+    }
+
+    /// Marks the connection so it is closed instead of going back.
+    pub(crate) fn discard(&mut self) {
+        self.conn().broken = true;
+    }
+
+    /// The underlying driver client, for what the helpers do not cover
+    /// (COPY, LISTEN). Calls made on it bypass the breaker's bookkeeping.
+    pub fn client(&mut self) -> &Client {
+        &self.conn().client
+    }
+}
+
+impl Drop for PooledConn {
+    fn drop(&mut self) {
+        if let Some(t) = self.ticket.take() {
+            self.db.shared.breaker.neutral(t);
+        }
+        if let Some(obj) = self.obj.take() {
+            if obj.broken {
+                // Detach: a broken connection never goes back to the pool.
+                drop(Object::take(obj));
+            }
+        }
+    }
+}

@@ -1,0 +1,394 @@
+//! Typed settings, read once at start-up from the environment and `.env`.
+//!
+//! The environment is snapshotted into an [`Env`] (process variables win
+//! over `.env`), then each area parses what it needs with helpers whose
+//! errors name the variable, the problem and the accepted form in one line.
+//! Nothing else in pgkit or in a service reads the environment. Secrets may
+//! be given as `<NAME>_FILE` (Cloud Run mounts Secret Manager secrets as
+//! files) and are held as [`Secret`] so they cannot be printed.
+//!
+//! Variables read by [`DbSettings::from_env`]: the DSN variable the service
+//! names (`DAVE_DB_DSN`, `DATABASE_URL`, ...), `DB_POOL_MIN_SIZE`,
+//! `DB_POOL_MAX_SIZE`, `DB_POOL_TIMEOUT`, `DB_QUERY_TIMEOUT`,
+//! `DB_CONNECT_TIMEOUT`, `DB_CONNECT_RETRY`, `DB_MAX_LIFETIME`,
+//! `DB_IDLE_TIMEOUT`, `DB_BREAKER_THRESHOLD`, `DB_BREAKER_RESET`,
+//! `DB_IAM_AUTH`, `APP_ENVIRONMENT`, `MAX_INSTANCES`, `K_REVISION`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::dsn::{Dsn, DsnError};
+use crate::secret::Secret;
+
+/// One invalid setting: which variable, what is wrong, what is accepted.
+/// Displays as a single line and never contains a secret's value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {variable}: {problem} (accepted: {accepted})")]
+pub struct SettingsError {
+    pub variable: String,
+    pub problem: String,
+    pub accepted: String,
+}
+
+impl SettingsError {
+    pub fn new(variable: &str, problem: impl Into<String>, accepted: impl Into<String>) -> Self {
+        SettingsError {
+            variable: variable.to_string(),
+            problem: problem.into(),
+            accepted: accepted.into(),
+        }
+    }
+}
+
+/// A snapshot of the environment: the process's variables over `.env`.
+#[derive(Clone, Default)]
+pub struct Env {
+    vars: HashMap<String, String>,
+}
+
+impl fmt::Debug for Env {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Values may be secrets: show names only.
+        let mut names: Vec<&String> = self.vars.keys().collect();
+        names.sort();
+        f.debug_struct("Env").field("names", &names).finish()
+    }
+}
+
+impl Env {
+    /// Reads the process environment, and `.env` in the working directory
+    /// when present (without changing the process environment).
+    pub fn from_process() -> Result<Env, SettingsError> {
+        let mut vars = HashMap::new();
+        if Path::new(".env").is_file() {
+            let iter = dotenvy::from_path_iter(".env").map_err(|e| {
+                SettingsError::new(".env", format!("cannot read: {e}"), "KEY=VALUE lines")
+            })?;
+            for item in iter {
+                let (k, v) = item.map_err(|e| {
+                    SettingsError::new(".env", format!("cannot parse: {e}"), "KEY=VALUE lines")
+                })?;
+                vars.insert(k, v);
+            }
+        }
+        vars.extend(std::env::vars());
+        Ok(Env { vars })
+    }
+
+    /// An environment made of the given pairs only; for tests and tools.
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Env {
+        Env {
+            vars: pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        }
+    }
+
+    /// A non-empty value of `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.vars
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.trim().is_empty())
+    }
+
+    /// A secret from `name`, or from the file that `<name>_FILE` names.
+    /// Giving both is an error: one of them would be silently ignored.
+    pub fn secret(&self, name: &str) -> Result<Option<Secret>, SettingsError> {
+        let file_var = format!("{name}_FILE");
+        match (self.get(name), self.get(&file_var)) {
+            (Some(_), Some(_)) => Err(SettingsError::new(
+                name,
+                format!("both {name} and {file_var} are set"),
+                format!("set only one of {name} or {file_var}"),
+            )),
+            (Some(v), None) => Ok(Some(Secret::new(v))),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    SettingsError::new(
+                        &file_var,
+                        format!("cannot read {path}: {e}"),
+                        "a readable file holding the secret",
+                    )
+                })?;
+                let value = text.trim_end_matches(['\n', '\r']);
+                if value.is_empty() {
+                    return Err(SettingsError::new(
+                        &file_var,
+                        format!("{path} is empty"),
+                        "a file holding the secret",
+                    ));
+                }
+                Ok(Some(Secret::new(value)))
+            }
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// A value parsed with `FromStr`, or the default when unset.
+    pub fn parse_or<T: FromStr>(
+        &self,
+        name: &str,
+        default: T,
+        accepted: &str,
+    ) -> Result<T, SettingsError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(v) => v.trim().parse().map_err(|_| {
+                SettingsError::new(name, format!("{v:?} is not valid"), accepted)
+            }),
+        }
+    }
+
+    /// Seconds as a decimal number (`30`, `0.5`), or the default when unset.
+    pub fn seconds_or(&self, name: &str, default: f64) -> Result<Duration, SettingsError> {
+        const ACCEPTED: &str = "a number of seconds greater than 0, such as 30 or 2.5";
+        let secs: f64 = self.parse_or(name, default, ACCEPTED)?;
+        if !secs.is_finite() || secs <= 0.0 || secs > 1e9 {
+            return Err(SettingsError::new(
+                name,
+                format!("{secs} is out of range"),
+                ACCEPTED,
+            ));
+        }
+        Ok(Duration::from_secs_f64(secs))
+    }
+
+    /// A boolean: true/false, 1/0, yes/no, on/off.
+    pub fn bool_or(&self, name: &str, default: bool) -> Result<bool, SettingsError> {
+        match self.get(name).map(|v| v.trim().to_ascii_lowercase()) {
+            None => Ok(default),
+            Some(v) => match v.as_str() {
+                "true" | "1" | "yes" | "on" => Ok(true),
+                "false" | "0" | "no" | "off" => Ok(false),
+                _ => Err(SettingsError::new(
+                    name,
+                    format!("{v:?} is not a boolean"),
+                    "true or false",
+                )),
+            },
+        }
+    }
+}
+
+/// The deployment environment; every connection sets `app.environment` to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Development,
+    Test,
+    Staging,
+    Production,
+}
+
+impl Environment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Development => "development",
+            Environment::Test => "test",
+            Environment::Staging => "staging",
+            Environment::Production => "production",
+        }
+    }
+
+    pub fn from_env(env: &Env) -> Result<Environment, SettingsError> {
+        match env.get("APP_ENVIRONMENT").map(str::trim) {
+            None | Some("development") => Ok(Environment::Development),
+            Some("test") => Ok(Environment::Test),
+            Some("staging") => Ok(Environment::Staging),
+            Some("production") => Ok(Environment::Production),
+            Some(other) => Err(SettingsError::new(
+                "APP_ENVIRONMENT",
+                format!("{other:?} is not an environment"),
+                "development, test, staging or production",
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Environment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Everything the pool, breaker and connections need. Debug never shows
+/// the DSN's password (the DSN redacts itself).
+#[derive(Debug, Clone)]
+pub struct DbSettings {
+    /// `None` when the variable is unset: a service may then start an
+    /// embedded local PostgreSQL (outside production).
+    pub dsn: Option<Dsn>,
+    pub pool_min_size: usize,
+    pub pool_max_size: usize,
+    pub pool_timeout: Duration,
+    pub query_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub connect_retry: Duration,
+    pub max_lifetime: Duration,
+    pub idle_timeout: Duration,
+    /// How long an idle connection may sit before it is checked with an
+    /// empty query when taken: a proxy or server restart may have cut it.
+    pub validate_after_idle: Duration,
+    pub idle_in_transaction_timeout: Duration,
+    pub breaker_threshold: u32,
+    pub breaker_reset: Duration,
+    pub iam_auth: bool,
+    pub environment: Environment,
+    /// Sent as `application_name`: the service, plus `K_REVISION` when set.
+    pub application_name: String,
+    pub max_instances: Option<u32>,
+}
+
+impl DbSettings {
+    /// Reads the database settings; `dsn_var` is the service's DSN variable.
+    pub fn from_env(env: &Env, dsn_var: &str, service: &str) -> Result<DbSettings, SettingsError> {
+        let dsn = match env.secret(dsn_var)? {
+            None => None,
+            Some(url) => Some(Dsn::parse(url.expose()).map_err(|e| dsn_error(dsn_var, &e))?),
+        };
+        let settings = DbSettings {
+            dsn,
+            pool_min_size: count(env, "DB_POOL_MIN_SIZE", 5, 0)?,
+            pool_max_size: count(env, "DB_POOL_MAX_SIZE", 15, 1)?,
+            pool_timeout: env.seconds_or("DB_POOL_TIMEOUT", 30.0)?,
+            query_timeout: env.seconds_or("DB_QUERY_TIMEOUT", 60.0)?,
+            connect_timeout: env.seconds_or("DB_CONNECT_TIMEOUT", 10.0)?,
+            connect_retry: env.seconds_or("DB_CONNECT_RETRY", 30.0)?,
+            max_lifetime: env.seconds_or("DB_MAX_LIFETIME", 1800.0)?,
+            idle_timeout: env.seconds_or("DB_IDLE_TIMEOUT", 600.0)?,
+            validate_after_idle: Duration::from_secs(10),
+            idle_in_transaction_timeout: env
+                .seconds_or("DB_IDLE_IN_TRANSACTION_TIMEOUT", 60.0)?,
+            breaker_threshold: count(env, "DB_BREAKER_THRESHOLD", 5, 1)? as u32,
+            breaker_reset: env.seconds_or("DB_BREAKER_RESET", 30.0)?,
+            iam_auth: env.bool_or("DB_IAM_AUTH", false)?,
+            environment: Environment::from_env(env)?,
+            application_name: application_name(service, env.get("K_REVISION")),
+            max_instances: match env.get("MAX_INSTANCES") {
+                None => None,
+                Some(_) => Some(count(env, "MAX_INSTANCES", 1, 1)? as u32),
+            },
+        };
+        settings.check()?;
+        Ok(settings)
+    }
+
+    fn check(&self) -> Result<(), SettingsError> {
+        if self.pool_min_size > self.pool_max_size {
+            return Err(SettingsError::new(
+                "DB_POOL_MIN_SIZE",
+                format!(
+                    "{} is above DB_POOL_MAX_SIZE={}",
+                    self.pool_min_size, self.pool_max_size
+                ),
+                "a number from 0 to DB_POOL_MAX_SIZE",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Defaults for tests and tools: the documented defaults with this DSN.
+    pub fn for_dsn(dsn: Dsn, service: &str) -> DbSettings {
+        let mut s = DbSettings::from_env(&Env::default(), "DATABASE_URL", service)
+            .expect("defaults are valid");
+        s.dsn = Some(dsn);
+        s
+    }
+}
+
+/// `service` or `service-REVISION`, cut to PostgreSQL's 63-byte limit.
+pub fn application_name(service: &str, revision: Option<&str>) -> String {
+    let mut name = match revision {
+        Some(rev) if !rev.starts_with(service) => format!("{service}-{rev}"),
+        Some(rev) => rev.to_string(),
+        None => service.to_string(),
+    };
+    while name.len() > 63 {
+        name.pop();
+    }
+    name
+}
+
+fn count(env: &Env, name: &str, default: usize, min: usize) -> Result<usize, SettingsError> {
+    let accepted = format!("a whole number from {min} to 10000");
+    let n: usize = env.parse_or(name, default, &accepted)?;
+    if n < min || n > 10_000 {
+        return Err(SettingsError::new(name, format!("{n} is out of range"), accepted));
+    }
+    Ok(n)
+}
+
+fn dsn_error(var: &str, e: &DsnError) -> SettingsError {
+    SettingsError::new(var, e.to_string(), DsnError::accepted_form())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<DbSettings, SettingsError> {
+        DbSettings::from_env(&Env::from_pairs(pairs.iter().copied()), "DAVE_DB_DSN", "dave")
+    }
+
+    #[test]
+    fn defaults_match_the_design() {
+        let s = settings(&[]).unwrap();
+        assert!(s.dsn.is_none());
+        assert_eq!((s.pool_min_size, s.pool_max_size), (5, 15));
+        assert_eq!(s.pool_timeout, Duration::from_secs(30));
+        assert_eq!(s.query_timeout, Duration::from_secs(60));
+        assert_eq!(s.breaker_threshold, 5);
+        assert_eq!(s.environment, Environment::Development);
+        assert_eq!(s.application_name, "dave");
+    }
+
+    #[test]
+    fn bad_values_fail_with_one_line_naming_the_variable() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("DB_POOL_MAX_SIZE", "0")], "invalid DB_POOL_MAX_SIZE: 0 is out of range"),
+            (&[("DB_POOL_MIN_SIZE", "9"), ("DB_POOL_MAX_SIZE", "3")], "invalid DB_POOL_MIN_SIZE: 9 is above DB_POOL_MAX_SIZE=3"),
+            (&[("DB_QUERY_TIMEOUT", "soon")], "invalid DB_QUERY_TIMEOUT: \"soon\" is not valid"),
+            (&[("DB_POOL_TIMEOUT", "-1")], "invalid DB_POOL_TIMEOUT"),
+            (&[("DAVE_DB_DSN", "mysql://u:pw@h/d")], "invalid DAVE_DB_DSN: a DSN must start with postgresql://"),
+            (&[("DAVE_DB_DSN", "postgresql://u:pw@h/d?sslmode=maybe")], "invalid DAVE_DB_DSN: unknown sslmode \"maybe\""),
+            (&[("APP_ENVIRONMENT", "prod")], "invalid APP_ENVIRONMENT"),
+            (&[("DB_IAM_AUTH", "sure")], "invalid DB_IAM_AUTH"),
+        ];
+        for (pairs, expected) in cases {
+            let err = settings(pairs).unwrap_err().to_string();
+            assert!(err.starts_with(expected), "{pairs:?}: {err}");
+            assert!(err.contains("(accepted: "), "{err}");
+            assert!(!err.contains('\n'), "{err}");
+            assert!(!err.contains("pw@"), "{err}");
+        }
+    }
+
+    #[test]
+    fn secrets_come_from_files_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dsn");
+        std::fs::write(&path, "postgresql://u:FilePw-123@/d?host=/cloudsql/p:r:i\n").unwrap();
+        let s = settings(&[("DAVE_DB_DSN_FILE", path.to_str().unwrap())]).unwrap();
+        let dsn = s.dsn.clone().unwrap();
+        assert_eq!(dsn.password().unwrap().expose(), "FilePw-123");
+        assert!(!format!("{s:?}").contains("FilePw-123"));
+        let both = settings(&[
+            ("DAVE_DB_DSN_FILE", path.to_str().unwrap()),
+            ("DAVE_DB_DSN", "postgresql://u@h/d"),
+        ]);
+        assert!(both.unwrap_err().to_string().contains("both DAVE_DB_DSN and DAVE_DB_DSN_FILE"));
+    }
+
+    #[test]
+    fn application_name_carries_the_revision() {
+        assert_eq!(application_name("dave", Some("dave-00042-abc")), "dave-00042-abc");
+        assert_eq!(application_name("dave", Some("00042")), "dave-00042");
+        assert_eq!(application_name(&"x".repeat(80), None).len(), 63);
+    }
+}
