@@ -1,0 +1,511 @@
+//! The throwaway-PostgreSQL harness for tests (feature `testing`): one local
+//! cluster per test process, one database per test.
+//!
+//! [`cluster`] starts the cluster on first use, in a temp dir, tuned for speed
+//! (fsync off) and reached only through its Unix socket. Every test takes a
+//! database of its own ([`TestCluster::database`]), or a clone of a template
+//! built once per process ([`TestCluster::database_from`], e.g. migrated), and
+//! the database is dropped when the [`TestDatabase`] is, panics included.
+//!
+//! Each `#[tokio::test]` has its own runtime, so nothing here lives on one: the
+//! server is a plain child process reaped by a thread, and SQL runs on
+//! short-lived connections. The server stops and its temp dir goes when the
+//! test process ends, however it ends: a watchdog process waits on a pipe that
+//! only this process holds (see [`crate::local`]). Leftovers of runs killed
+//! before their watchdog could act are swept when the next cluster starts.
+//! See docs/testing.md.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::ops::Deref;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::sync::OnceCell;
+
+use crate::local::{is_live_postgres, Lifetime, LocalCluster, LocalError, LocalOptions};
+
+/// Temp dirs are named `pgkit-test-<pid>-<start time>-<random>`, so a later
+/// run can tell whether their owner still lives.
+const DIR_PREFIX: &str = "pgkit-test-";
+/// Where admin connections go.
+const ADMIN_DB: &str = "postgres";
+
+/// Settings that trade durability for speed; the data is thrown away anyway.
+const FAST_SETTINGS: &[(&str, &str)] = &[
+    ("fsync", "off"),
+    ("synchronous_commit", "off"),
+    ("full_page_writes", "off"),
+    ("wal_level", "minimal"),
+    ("max_wal_senders", "0"),
+    ("autovacuum", "off"),
+    // Parallel tests each hold a pool.
+    ("max_connections", "300"),
+    ("shared_buffers", "64MB"),
+];
+
+static CLUSTER: OnceCell<TestCluster> = OnceCell::const_new();
+
+/// The process's shared test cluster, started on first use.
+///
+/// Panics (failing the test) when PostgreSQL cannot be started, e.g. when its
+/// binaries are missing; the message says how to install them.
+pub async fn cluster() -> &'static TestCluster {
+    let started = CLUSTER.get_or_try_init(TestCluster::start).await;
+    match started {
+        Ok(cluster) => cluster,
+        Err(e) => panic!("pgkit test harness: {e}"),
+    }
+}
+
+/// A throwaway cluster: the shared one ([`cluster`]) or, through `Deref`, a
+/// [`DedicatedCluster`].
+#[derive(Debug)]
+pub struct TestCluster {
+    local: LocalCluster,
+    root: PathBuf,
+    next_db: AtomicU64,
+    templates: Mutex<HashMap<String, Arc<OnceCell<String>>>>,
+}
+
+impl TestCluster {
+    async fn start() -> Result<TestCluster, LocalError> {
+        tokio::task::spawn_blocking(sweep_leftovers)
+            .await
+            .unwrap_or_default();
+        let root = create_root()?;
+        let mut opts = LocalOptions::new(root.join("data"));
+        for (name, value) in FAST_SETTINGS {
+            opts = opts.setting(*name, *value);
+        }
+        let lifetime = Lifetime::Supervised {
+            remove_on_exit: Some(root.clone()),
+        };
+        let local = match LocalCluster::start_with(opts, lifetime).await {
+            Ok(local) => local,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&root);
+                return Err(e);
+            }
+        };
+        Ok(TestCluster {
+            local,
+            root,
+            next_db: AtomicU64::new(1),
+            templates: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// `postgresql://postgres@/DATABASE?host=<socket dir>`.
+    pub fn url(&self, database: &str) -> String {
+        self.local.url(database)
+    }
+
+    /// The directory holding the server's Unix socket.
+    pub fn socket_dir(&self) -> &Path {
+        self.local.socket_dir()
+    }
+
+    /// The underlying local cluster (data dir, pid, log file).
+    pub fn local(&self) -> &LocalCluster {
+        &self.local
+    }
+
+    /// A new empty database of its own.
+    pub async fn database(&self) -> TestDatabase {
+        self.create_database(None).await
+    }
+
+    /// A new database cloned from template `name`, which is built once per
+    /// process by running `setup(url_of_template)` (e.g. running migrations).
+    /// Concurrent callers wait for the one build. Setup must have closed its
+    /// connections when it returns (any left over are terminated).
+    ///
+    /// Panics when `name` is not a plain identifier or `setup` fails; a later
+    /// caller then tries the build again.
+    pub async fn database_from<F, Fut>(&self, template: &str, setup: F) -> TestDatabase
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: Future<Output = Result<(), Box<dyn std::error::Error + Send + Sync>>>,
+    {
+        if !is_plain_identifier(template) {
+            panic!(
+                "pgkit test harness: template name {template:?} must be 1..40 lowercase ASCII \
+                 letters, digits or underscores, starting with a letter"
+            );
+        }
+        let cell = {
+            let mut templates = self
+                .templates
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            Arc::clone(templates.entry(template.to_owned()).or_default())
+        };
+        let built = cell
+            .get_or_try_init(|| self.build_template(template, setup))
+            .await;
+        match built {
+            Ok(template_db) => self.create_database(Some(template_db.as_str())).await,
+            Err(e) => panic!("pgkit test harness: building template {template:?} failed: {e}"),
+        }
+    }
+
+    async fn build_template<F, Fut>(
+        &self,
+        template: &str,
+        setup: F,
+    ) -> Result<String, Box<dyn std::error::Error + Send + Sync>>
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: Future<Output = Result<(), Box<dyn std::error::Error + Send + Sync>>>,
+    {
+        let name = format!("template_{template}");
+        let quoted = quote_ident(&name);
+        // A failed earlier attempt may have left it half built.
+        self.admin(&format!(
+            "DROP DATABASE IF EXISTS {quoted} WITH (FORCE); CREATE DATABASE {quoted}"
+        ))
+        .await?;
+        setup(self.url(&name)).await?;
+        // Cloning needs the template to have no sessions; lock it and end any
+        // that setup left behind.
+        let client = self.connect(ADMIN_DB).await?;
+        client
+            .batch_execute(&format!(
+                "ALTER DATABASE {quoted} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false"
+            ))
+            .await?;
+        client
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+                &[&name],
+            )
+            .await?;
+        client.close().await;
+        Ok(name)
+    }
+
+    async fn create_database(&self, template: Option<&str>) -> TestDatabase {
+        let n = self.next_db.fetch_add(1, Ordering::Relaxed);
+        let name = format!("test_{n}");
+        let sql = match template {
+            Some(t) => format!(
+                "CREATE DATABASE {} TEMPLATE {}",
+                quote_ident(&name),
+                quote_ident(t)
+            ),
+            None => format!("CREATE DATABASE {}", quote_ident(&name)),
+        };
+        if let Err(e) = self.admin(&sql).await {
+            panic!("pgkit test harness: {sql} failed: {e}");
+        }
+        TestDatabase {
+            url: self.url(&name),
+            name,
+            admin: self.local.config(ADMIN_DB),
+            socket: self.socket_dir().join(".s.PGSQL.5432"),
+        }
+    }
+
+    async fn connect(&self, database: &str) -> Result<AdminClient, tokio_postgres::Error> {
+        AdminClient::connect(&self.local.config(database)).await
+    }
+
+    /// Runs admin SQL on a connection of its own, closed before returning.
+    async fn admin(&self, sql: &str) -> Result<(), tokio_postgres::Error> {
+        let client = self.connect(ADMIN_DB).await?;
+        client.batch_execute(sql).await?;
+        client.close().await;
+        Ok(())
+    }
+}
+
+/// A short-lived connection whose driver runs on the caller's runtime and
+/// is finished when the client goes, so no task outlives the caller.
+struct AdminClient {
+    client: tokio_postgres::Client,
+    driver: tokio::task::JoinHandle<()>,
+}
+
+impl AdminClient {
+    async fn connect(config: &tokio_postgres::Config) -> Result<Self, tokio_postgres::Error> {
+        let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+        let driver = tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(Self { client, driver })
+    }
+
+    async fn close(self) {
+        drop(self.client);
+        let _ = self.driver.await;
+    }
+}
+
+impl Deref for AdminClient {
+    type Target = tokio_postgres::Client;
+    fn deref(&self) -> &Self::Target {
+        &self.client
+    }
+}
+
+/// A database of one test's own; dropped (`WITH (FORCE)`) with this value.
+#[derive(Debug)]
+pub struct TestDatabase {
+    name: String,
+    url: String,
+    admin: tokio_postgres::Config,
+    socket: PathBuf,
+}
+
+impl TestDatabase {
+    /// The database's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A libpq URL for it, as the superuser over the Unix socket.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if !self.socket.exists() {
+            // The cluster is stopped or gone (outage test, dedicated cluster
+            // dropped first); the database goes with it.
+            return;
+        }
+        // Drop cannot await, and may run inside a runtime or during a panic's
+        // unwind: drop the database from a thread with a runtime of its own.
+        let admin = self.admin.clone();
+        let name = self.name.clone();
+        let worker = std::thread::spawn(move || -> Result<(), String> {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            runtime.block_on(async {
+                let client = AdminClient::connect(&admin)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let sql = format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    quote_ident(&name)
+                );
+                let result = client.batch_execute(&sql).await.map_err(|e| e.to_string());
+                client.close().await;
+                result
+            })
+        });
+        match worker.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!(
+                "pgkit test harness: could not drop database {}: {e}",
+                self.name
+            ),
+            Err(_) => eprintln!(
+                "pgkit test harness: dropping database {} panicked",
+                self.name
+            ),
+        }
+    }
+}
+
+/// A cluster of one test's own, for tests that stop and restart the server
+/// (outage tests). Derefs to [`TestCluster`] for `url`, `database`, ...;
+/// dropping it stops the server and removes its directory.
+#[derive(Debug)]
+pub struct DedicatedCluster {
+    cluster: TestCluster,
+}
+
+/// Starts a [`DedicatedCluster`]; panics (failing the test) when it cannot.
+pub async fn dedicated_cluster() -> DedicatedCluster {
+    match TestCluster::start().await {
+        Ok(cluster) => DedicatedCluster { cluster },
+        Err(e) => panic!("pgkit test harness: {e}"),
+    }
+}
+
+impl DedicatedCluster {
+    /// Stops the server (fast shutdown) and waits until it is gone.
+    pub async fn stop(&self) -> Result<(), LocalError> {
+        self.cluster.local.stop().await
+    }
+
+    /// Starts the stopped server again and waits until it accepts connections.
+    pub async fn start(&self) -> Result<(), LocalError> {
+        self.cluster.local.start_again().await
+    }
+}
+
+impl Deref for DedicatedCluster {
+    type Target = TestCluster;
+    fn deref(&self) -> &TestCluster {
+        &self.cluster
+    }
+}
+
+impl Drop for DedicatedCluster {
+    fn drop(&mut self) {
+        if let Err(e) = self.cluster.local.stop_blocking() {
+            eprintln!("pgkit test harness: {e}");
+        }
+        if let Err(e) = std::fs::remove_dir_all(&self.cluster.root) {
+            eprintln!(
+                "pgkit test harness: could not remove {}: {e}",
+                self.cluster.root.display()
+            );
+        }
+    }
+}
+
+/// Creates this cluster's temp dir, named after this process (see `DIR_PREFIX`).
+fn create_root() -> Result<PathBuf, LocalError> {
+    let me = std::process::id();
+    let started = process_start_time(me).unwrap_or(0);
+    let suffix: u32 = rand::thread_rng().gen();
+    let root = std::env::temp_dir().join(format!("{DIR_PREFIX}{me}-{started}-{suffix:08x}"));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&root)
+        .map_err(|source| LocalError::Io {
+            action: "create the test cluster directory",
+            path: root.clone(),
+            source,
+        })?;
+    // The server may run as another user (`postgres` when we are root): let
+    // it pass through, but not list.
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o711)).map_err(|source| {
+        LocalError::Io {
+            action: "set the permissions of",
+            path: root.clone(),
+            source,
+        }
+    })?;
+    Ok(root)
+}
+
+/// Removes the dirs of earlier test processes that are gone, stopping any
+/// server still running in them. Best effort: errors are skipped.
+fn sweep_leftovers() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(owner) = name.to_str().and_then(parse_owner) else {
+            continue;
+        };
+        if owner_is_alive(owner) {
+            continue;
+        }
+        let dir = entry.path();
+        stop_leftover_server(&dir.join("data"));
+        if std::fs::remove_dir_all(&dir).is_ok() {
+            eprintln!(
+                "pgkit test harness: removed {} left by an earlier run",
+                dir.display()
+            );
+        }
+    }
+}
+
+/// `(pid, start time)` from `pgkit-test-<pid>-<start>-<random>`.
+fn parse_owner(name: &str) -> Option<(u32, u64)> {
+    let mut parts = name.strip_prefix(DIR_PREFIX)?.split('-');
+    let pid = parts.next()?.parse().ok()?;
+    let started = parts.next()?.parse().ok()?;
+    parts.next()?;
+    Some((pid, started))
+}
+
+fn owner_is_alive((pid, started): (u32, u64)) -> bool {
+    match process_start_time(pid) {
+        Some(now) => started == 0 || now == started,
+        None => false,
+    }
+}
+
+/// A process's start time (clock ticks after boot), which tells a reused pid
+/// from the original.
+fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_comm = &stat[stat.rfind(')')? + 1..];
+    // Fields after comm start at field 3 (state); start time is field 22.
+    after_comm.split_whitespace().nth(19)?.parse().ok()
+}
+
+fn stop_leftover_server(data_dir: &Path) {
+    let Ok(text) = std::fs::read_to_string(data_dir.join("postmaster.pid")) else {
+        return;
+    };
+    let Some(pid) = text
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse::<u32>().ok())
+    else {
+        return;
+    };
+    let Ok(cwd) = std::fs::read_link(format!("/proc/{pid}/cwd")) else {
+        return;
+    };
+    // Only a postgres serving exactly this directory is ours to stop.
+    if !is_live_postgres(pid) || cwd != data_dir {
+        return;
+    }
+    if let Some(p) = rustix::process::Pid::from_raw(pid as i32) {
+        let _ = rustix::process::kill_process(p, rustix::process::Signal::QUIT);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while is_live_postgres(pid) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+fn is_plain_identifier(name: &str) -> bool {
+    name.len() <= 40
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// Quotes an identifier the harness made itself (never user input).
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owner_is_parsed_from_the_dir_name() {
+        assert_eq!(parse_owner("pgkit-test-123-456-0000abcd"), Some((123, 456)));
+        assert_eq!(parse_owner("pgkit-test-123"), None);
+        assert_eq!(parse_owner("other-123-456-x"), None);
+    }
+
+    #[test]
+    fn this_process_is_alive_and_a_made_up_start_time_is_not() {
+        let me = std::process::id();
+        let started = process_start_time(me).expect("linux /proc");
+        assert!(owner_is_alive((me, started)));
+        assert!(!owner_is_alive((me, started + 1)));
+    }
+
+    #[test]
+    fn template_names_are_plain_identifiers() {
+        assert!(is_plain_identifier("dave_migrated"));
+        assert!(!is_plain_identifier("Dave"));
+        assert!(!is_plain_identifier("x\"; DROP"));
+        assert!(!is_plain_identifier(""));
+    }
+}
