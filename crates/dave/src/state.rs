@@ -1,0 +1,70 @@
+//! What every handler shares: the database handle, the configuration, the
+//! metrics and the credential keys, each behind a cheap clone.
+//!
+//! The keys (JWT verifier, session signer) are prepared once here rather than
+//! per request, and a bad key fails at start-up with the variable's name.
+
+use std::sync::Arc;
+
+use pgkit::pool::Database;
+use pgkit::settings::SettingsError;
+
+use crate::auth::jwt::JwtVerifier;
+use crate::auth::session::SessionSigner;
+use crate::config::Config;
+use crate::metrics::Metrics;
+
+/// The axum state of every route.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Database,
+    pub config: Arc<Config>,
+    pub metrics: Arc<Metrics>,
+    pub auth: Arc<AuthKeys>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("db", &self.db)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Credential keys built from the configuration's secrets.
+#[derive(Debug)]
+pub struct AuthKeys {
+    /// `None` when `JWT_SECRET` is unset: bearer auth is off (a bearer token is then a 401).
+    pub jwt: Option<JwtVerifier>,
+    pub sessions: SessionSigner,
+}
+
+impl AuthKeys {
+    pub fn from_config(config: &Config) -> Result<AuthKeys, SettingsError> {
+        let jwt = match &config.jwt_secret {
+            None => None,
+            Some(secret) => Some(JwtVerifier::new(secret.expose().as_bytes()).map_err(|e| {
+                SettingsError::new("JWT_SECRET", e.to_string(), "a non-empty HS256 key")
+            })?),
+        };
+        let sessions =
+            SessionSigner::new(config.session_secret.expose().as_bytes()).map_err(|e| {
+                SettingsError::new("SESSION_SECRET", e.to_string(), "a long random value")
+            })?;
+        Ok(AuthKeys { jwt, sessions })
+    }
+}
+
+impl AppState {
+    /// The state for `db` and `config`, with fresh metrics.
+    pub fn new(db: Database, config: Config) -> Result<AppState, SettingsError> {
+        let auth = AuthKeys::from_config(&config)?;
+        Ok(AppState {
+            db,
+            config: Arc::new(config),
+            metrics: Arc::new(Metrics::new()),
+            auth: Arc::new(auth),
+        })
+    }
+}
