@@ -1,0 +1,232 @@
+//! `migration-header`: every migration opens with the standard's comment
+//! block, `-- Migration:`, `-- Issue:`, `-- Date:`, `-- Author:`,
+//! `-- Description:`, each with a value. `Date` is `YYYY-MM-DD` and
+//! `Migration` names the file (without `.sql`), so a copied header that was
+//! not updated shows. Only files in the migrations folder itself: seeds and
+//! test data have no template of their own.
+//!
+//! The header is the comment tokens before the first statement; each line
+//! `Field: value` of them is read, other lines (continuations) are ignored.
+
+use chrono::NaiveDate;
+
+use squawk_syntax::ast::AstNode;
+
+use super::Sink;
+use crate::lint::rule::Rule;
+use crate::lint::source::{FileKind, SqlFile};
+
+const FIELDS: [&str; 5] = ["Migration", "Issue", "Date", "Author", "Description"];
+
+/// One `Field: value` line of the header and the offset of its comment.
+struct Field {
+    key: &'static str,
+    value: String,
+    offset: usize,
+}
+
+pub(crate) fn check(files: &[SqlFile], sink: &mut Sink) {
+    for file in files.iter().filter(|f| f.kind == FileKind::Migration) {
+        check_file(file, sink);
+    }
+}
+
+fn check_file(file: &SqlFile, sink: &mut Sink) {
+    let fields = header_fields(file);
+    if fields.is_empty() {
+        sink.push_file_level(file.finding(
+            Rule::MigrationHeader,
+            0,
+            "the file has no header comment (Migration, Issue, Date, Author, Description)",
+            format!("start the file with:\n{}", template(&file.stem())),
+        ));
+        return;
+    }
+    for key in FIELDS {
+        match fields.iter().find(|f| f.key == key) {
+            None => sink.push_file_level(file.finding(
+                Rule::MigrationHeader,
+                0,
+                format!("the header comment has no `{key}:` field"),
+                format!(
+                    "add `-- {key}: {}` to the comment block at the top",
+                    example(key, file)
+                ),
+            )),
+            Some(field) if field.value.is_empty() => sink.push(file.finding(
+                Rule::MigrationHeader,
+                field.offset,
+                format!("the header field `{key}:` is empty"),
+                format!("write a value: `-- {key}: {}`", example(key, file)),
+            )),
+            Some(field) => check_value(file, field, sink),
+        }
+    }
+}
+
+fn check_value(file: &SqlFile, field: &Field, sink: &mut Sink) {
+    match field.key {
+        "Date" if !is_iso_date(&field.value) => sink.push(file.finding(
+            Rule::MigrationHeader,
+            field.offset,
+            format!(
+                "the header `Date: {}` is not a date in YYYY-MM-DD form",
+                field.value
+            ),
+            "write the date the migration was written, e.g. `-- Date: 2025-01-15`",
+        )),
+        "Migration" if field.value != file.stem() => sink.push(file.finding(
+            Rule::MigrationHeader,
+            field.offset,
+            format!(
+                "the header `Migration: {}` does not name this file ({})",
+                field.value,
+                file.stem()
+            ),
+            format!(
+                "write `-- Migration: {}` (a header copied from another file?)",
+                file.stem()
+            ),
+        )),
+        _ => {}
+    }
+}
+
+/// The standard's fields found in the leading comment block, first wins.
+fn header_fields(file: &SqlFile) -> Vec<Field> {
+    let mut fields: Vec<Field> = Vec::new();
+    for element in file.tree.syntax().children_with_tokens() {
+        let Some(token) = element.as_token() else {
+            break; // the first statement ends the header
+        };
+        if token.kind() != squawk_syntax::SyntaxKind::COMMENT {
+            continue;
+        }
+        let offset = usize::from(token.text_range().start());
+        for line in comment_lines(token.text()) {
+            let Some((key, value)) = line.split_once(':') else {
+                continue;
+            };
+            let Some(key) = FIELDS.iter().find(|f| f.eq_ignore_ascii_case(key.trim())) else {
+                continue;
+            };
+            if !fields.iter().any(|f| f.key == *key) {
+                fields.push(Field {
+                    key,
+                    value: value.trim().to_owned(),
+                    offset,
+                });
+            }
+        }
+    }
+    fields
+}
+
+/// The text lines of a `--` or `/* */` comment, without the comment markers.
+fn comment_lines(comment: &str) -> Vec<&str> {
+    if let Some(line) = comment.strip_prefix("--") {
+        return vec![line.trim()];
+    }
+    let inner = comment
+        .strip_prefix("/*")
+        .map_or(comment, |c| c.strip_suffix("*/").unwrap_or(c));
+    inner
+        .lines()
+        .map(|l| l.trim().trim_start_matches('*').trim())
+        .collect()
+}
+
+fn is_iso_date(value: &str) -> bool {
+    value.len() == 10 && NaiveDate::parse_from_str(value, "%Y-%m-%d").is_ok()
+}
+
+fn example(key: &str, file: &SqlFile) -> String {
+    match key {
+        "Migration" => file.stem(),
+        "Issue" => "DAVE-123".into(),
+        "Date" => "2025-01-15".into(),
+        "Author" => "Jane Doe".into(),
+        _ => "what this migration does".into(),
+    }
+}
+
+fn template(stem: &str) -> String {
+    format!(
+        "-- Migration: {stem}\n-- Issue: DAVE-123\n-- Date: 2025-01-15\n-- Author: Jane Doe\n-- Description: what this migration does"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::lint::rule::Rule;
+    use crate::lint::rules::test_support::{lint, lint_one};
+
+    const GOOD: &str = "-- Migration: 001_x\n-- Issue: DAVE-123\n-- Date: 2025-01-15\n-- Author: Jane Doe\n-- Description: Create users table\nBEGIN;\nSELECT 1;\nCOMMIT;\n";
+
+    #[test]
+    fn the_standard_template_passes() {
+        assert_eq!(lint_one(GOOD, Rule::MigrationHeader), Vec::<String>::new());
+    }
+
+    #[test]
+    fn each_missing_field_is_one_finding_at_the_top() {
+        let sql = GOOD
+            .replace("-- Issue: DAVE-123\n", "")
+            .replace("-- Author: Jane Doe\n", "");
+        assert_eq!(
+            lint_one(&sql, Rule::MigrationHeader),
+            [
+                "001_x.sql:1:1 the header comment has no `Issue:` field",
+                "001_x.sql:1:1 the header comment has no `Author:` field",
+            ]
+        );
+    }
+
+    #[test]
+    fn no_header_at_all_is_one_finding() {
+        assert_eq!(
+            lint_one("BEGIN;\nSELECT 1;\nCOMMIT;\n", Rule::MigrationHeader),
+            ["001_x.sql:1:1 the file has no header comment (Migration, Issue, Date, Author, Description)"]
+        );
+    }
+
+    #[test]
+    fn empty_value_bad_date_and_wrong_name_point_at_their_line() {
+        let sql = GOOD
+            .replace("001_x\n", "002_other\n")
+            .replace("2025-01-15", "15/01/2025")
+            .replace("Jane Doe", "");
+        assert_eq!(
+            lint_one(&sql, Rule::MigrationHeader),
+            [
+                "001_x.sql:1:1 the header `Migration: 002_other` does not name this file (001_x)",
+                "001_x.sql:3:1 the header `Date: 15/01/2025` is not a date in YYYY-MM-DD form",
+                "001_x.sql:4:1 the header field `Author:` is empty",
+            ]
+        );
+    }
+
+    #[test]
+    fn comments_after_the_first_statement_are_not_the_header() {
+        let sql = "BEGIN;\n-- Migration: 001_x\n-- Issue: X\n-- Date: 2025-01-15\n-- Author: A\n-- Description: D\nCOMMIT;\n";
+        assert_eq!(lint_one(sql, Rule::MigrationHeader).len(), 1);
+    }
+
+    #[test]
+    fn block_comment_header_counts() {
+        let sql = "/*\n * Migration: 001_x\n * Issue: X\n * Date: 2025-01-15\n * Author: A\n * Description: D\n */\nBEGIN;\nCOMMIT;\n";
+        assert!(lint_one(sql, Rule::MigrationHeader).is_empty());
+    }
+
+    #[test]
+    fn seeds_and_data_need_no_header() {
+        let found = lint(
+            &[
+                ("seeds/001_s.sql", "SELECT 1;"),
+                ("data/001_d.sql", "SELECT 1;"),
+            ],
+            Rule::MigrationHeader,
+        );
+        assert!(found.is_empty(), "{found:?}");
+    }
+}

@@ -1,0 +1,209 @@
+//! `transaction-wrapper`: a migration is one transaction, `BEGIN;` first and
+//! `COMMIT;` last, so a failure half way leaves nothing half applied and the
+//! file works the same under `pgkit migrate`, `psql -f` and
+//! `gcloud sql import sql`. A `COMMIT` or `ROLLBACK` in the middle ends that
+//! protection early.
+//!
+//! The exception is a statement PostgreSQL refuses inside a transaction block
+//! (`CREATE/DROP INDEX CONCURRENTLY`, `REINDEX CONCURRENTLY`, `VACUUM`,
+//! `CREATE/DROP DATABASE`, `ALTER SYSTEM`): a file holding one must not have
+//! `BEGIN`, and is then not required to. Only files in the migrations folder.
+
+use squawk_syntax::ast::{self, AstNode};
+use squawk_syntax::SyntaxKind;
+
+use super::Sink;
+use crate::lint::rule::Rule;
+use crate::lint::source::{FileKind, SqlFile};
+
+pub(crate) fn check(files: &[SqlFile], sink: &mut Sink) {
+    for file in files.iter().filter(|f| f.kind == FileKind::Migration) {
+        let stmts: Vec<ast::Stmt> = file
+            .stmts()
+            .filter(|s| !matches!(s, ast::Stmt::EmptyStmt(_)))
+            .collect();
+        if stmts.is_empty() {
+            continue;
+        }
+        if stmts.iter().any(|s| non_transactional(s).is_some()) {
+            check_no_transaction(file, &stmts, sink);
+        } else {
+            check_wrapped(file, &stmts, sink);
+        }
+    }
+}
+
+fn check_wrapped(file: &SqlFile, stmts: &[ast::Stmt], sink: &mut Sink) {
+    let (first, last) = (&stmts[0], &stmts[stmts.len() - 1]);
+    let begins = matches!(first, ast::Stmt::Begin(_));
+    let commits = matches!(last, ast::Stmt::Commit(_));
+    let wrap_fix = "put `BEGIN;` after the header and `COMMIT;` at the end of the file";
+    match (begins, commits) {
+        (false, false) => sink.push(file.finding_at(
+            Rule::TransactionWrapper,
+            None,
+            first.syntax(),
+            "the migration is not wrapped in BEGIN; ... COMMIT;, so a failure half way leaves it half applied",
+            wrap_fix,
+        )),
+        (false, true) => sink.push(file.finding_at(
+            Rule::TransactionWrapper,
+            None,
+            first.syntax(),
+            "the migration does not start with BEGIN;",
+            wrap_fix,
+        )),
+        (true, false) => sink.push(file.finding_at(
+            Rule::TransactionWrapper,
+            None,
+            last.syntax(),
+            if matches!(last, ast::Stmt::Rollback(_)) {
+                "the migration ends with ROLLBACK, so none of it is ever applied"
+            } else {
+                "the migration does not end with COMMIT;"
+            },
+            "end the file with `COMMIT;`",
+        )),
+        (true, true) => {}
+    }
+    // A closing COMMIT or ROLLBACK was judged above.
+    let ends = matches!(last, ast::Stmt::Commit(_) | ast::Stmt::Rollback(_));
+    let inner = stmts.iter().skip(usize::from(begins));
+    let inner = inner.take(stmts.len() - usize::from(begins) - usize::from(ends));
+    for stmt in inner {
+        let what = match stmt {
+            ast::Stmt::Begin(_) => "a second BEGIN",
+            ast::Stmt::Commit(_) => "a COMMIT before the end",
+            ast::Stmt::Rollback(_) => "a ROLLBACK",
+            _ => continue,
+        };
+        sink.push(file.finding_at(
+            Rule::TransactionWrapper,
+            None,
+            stmt.syntax(),
+            format!("{what} inside the migration: the statements after it are not part of one transaction"),
+            "keep exactly one BEGIN; at the top and one COMMIT; at the end; split the file if it needs two transactions",
+        ));
+    }
+}
+
+fn check_no_transaction(file: &SqlFile, stmts: &[ast::Stmt], sink: &mut Sink) {
+    let mut open = false;
+    for stmt in stmts {
+        match stmt {
+            ast::Stmt::Begin(_) => open = true,
+            ast::Stmt::Commit(_) | ast::Stmt::Rollback(_) => open = false,
+            _ => {
+                if let (true, Some(what)) = (open, non_transactional(stmt)) {
+                    sink.push(file.finding_at(
+                        Rule::TransactionWrapper,
+                        None,
+                        stmt.syntax(),
+                        format!(
+                            "{what} cannot run inside a transaction block: the migration fails"
+                        ),
+                        "move it to a migration file of its own with no BEGIN/COMMIT",
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// The name of a statement PostgreSQL refuses inside a transaction block.
+pub(crate) fn non_transactional(stmt: &ast::Stmt) -> Option<&'static str> {
+    let concurrently = || {
+        stmt.syntax()
+            .descendants_with_tokens()
+            .any(|e| e.kind() == SyntaxKind::CONCURRENTLY_KW)
+    };
+    match stmt {
+        ast::Stmt::CreateIndex(i) if i.concurrently_token().is_some() => {
+            Some("CREATE INDEX CONCURRENTLY")
+        }
+        ast::Stmt::DropIndex(i) if i.concurrently_token().is_some() => {
+            Some("DROP INDEX CONCURRENTLY")
+        }
+        ast::Stmt::Reindex(_) if concurrently() => Some("REINDEX CONCURRENTLY"),
+        ast::Stmt::Vacuum(_) => Some("VACUUM"),
+        ast::Stmt::CreateDatabase(_) => Some("CREATE DATABASE"),
+        ast::Stmt::DropDatabase(_) => Some("DROP DATABASE"),
+        ast::Stmt::AlterSystem(_) => Some("ALTER SYSTEM"),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::lint::rule::Rule;
+    use crate::lint::rules::test_support::{lint, lint_one};
+
+    const HEAD: &str =
+        "-- Migration: 001_x\n-- Issue: X\n-- Date: 2025-01-15\n-- Author: A\n-- Description: D\n";
+
+    fn check(body: &str) -> Vec<String> {
+        lint_one(&format!("{HEAD}{body}"), Rule::TransactionWrapper)
+    }
+
+    #[test]
+    fn wrapped_file_passes_and_start_transaction_or_end_count() {
+        assert!(check("BEGIN;\nSELECT 1;\nCOMMIT;\n").is_empty());
+        assert!(check("START TRANSACTION;\nSELECT 1;\nEND;\n").is_empty());
+    }
+
+    #[test]
+    fn unwrapped_file_is_one_finding_at_its_first_statement() {
+        assert_eq!(
+            check("SELECT 1;\nSELECT 2;\n"),
+            ["001_x.sql:6:1 the migration is not wrapped in BEGIN; ... COMMIT;, so a failure half way leaves it half applied"]
+        );
+    }
+
+    #[test]
+    fn missing_commit_and_trailing_rollback() {
+        assert_eq!(
+            check("BEGIN;\nSELECT 1;\n"),
+            ["001_x.sql:7:1 the migration does not end with COMMIT;"]
+        );
+        assert_eq!(
+            check("BEGIN;\nSELECT 1;\nROLLBACK;\n"),
+            ["001_x.sql:8:1 the migration ends with ROLLBACK, so none of it is ever applied"]
+        );
+    }
+
+    #[test]
+    fn lone_commit_is_one_finding() {
+        assert_eq!(
+            check("SELECT 1;\nCOMMIT;\n"),
+            ["001_x.sql:6:1 the migration does not start with BEGIN;"]
+        );
+    }
+
+    #[test]
+    fn commit_in_the_middle_is_reported() {
+        let found = check("BEGIN;\nSELECT 1;\nCOMMIT;\nSELECT 2;\nCOMMIT;\n");
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].starts_with("001_x.sql:8:1 a COMMIT before the end"));
+    }
+
+    #[test]
+    fn concurrently_needs_no_wrapper_and_refuses_one() {
+        assert!(check("CREATE INDEX CONCURRENTLY IF NOT EXISTS i ON t (a);\n").is_empty());
+        assert_eq!(
+            check("BEGIN;\nCREATE INDEX CONCURRENTLY IF NOT EXISTS i ON t (a);\nCOMMIT;\n"),
+            ["001_x.sql:7:1 CREATE INDEX CONCURRENTLY cannot run inside a transaction block: the migration fails"]
+        );
+    }
+
+    #[test]
+    fn seeds_and_data_are_not_required_to_wrap() {
+        let found = lint(
+            &[
+                ("seeds/001_s.sql", "SELECT 1;"),
+                ("data/001_d.sql", "SELECT 1;"),
+            ],
+            Rule::TransactionWrapper,
+        );
+        assert!(found.is_empty(), "{found:?}");
+    }
+}
