@@ -171,12 +171,18 @@ impl Breaker {
         if ticket.trial {
             slow.trial_out = false;
         }
-        if self.state.load(Ordering::Acquire) != CLOSED && ticket.trial {
+        if ticket.trial && self.state.load(Ordering::Acquire) != CLOSED {
             slow.opened_at = None;
             self.state.store(CLOSED, Ordering::Release);
             self.closed.fetch_add(1, Ordering::Relaxed);
             tracing::info!("circuit breaker closed: the database answers again");
         }
+    }
+
+    /// Closes the breaker from outside a call: start-up retries (which do
+    /// not go through the breaker) have reached the database.
+    pub fn reset(&self) {
+        self.success(Ticket { trial: true });
     }
 
     /// The call failed at the connection level.
@@ -245,7 +251,10 @@ mod tests {
         assert_eq!(b.state(), BreakerState::HalfOpen);
         let trial = b.enter().unwrap();
         assert!(trial.trial);
-        assert!(b.enter().is_err(), "a second caller must wait for the trial");
+        assert!(
+            b.enter().is_err(),
+            "a second caller must wait for the trial"
+        );
         b.failure(trial);
         assert_eq!(b.transitions().opened, 2, "a failed trial re-opens");
         let trial = b.enter().unwrap();

@@ -119,7 +119,9 @@ pub async fn connect(
         config.password(p.expose());
     }
     if matches!(dsn.host, Host::Tcp(_)) {
-        config.keepalives(true).keepalives_idle(Duration::from_secs(60));
+        config
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(60));
     }
     let open = open(&config, dsn, notices);
     match tokio::time::timeout(params.connect_timeout, open).await {

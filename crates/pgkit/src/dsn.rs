@@ -114,9 +114,7 @@ impl Dsn {
         let rest = url
             .strip_prefix("postgresql://")
             .or_else(|| url.strip_prefix("postgres://"))
-            .ok_or_else(|| {
-                DsnError::new("a DSN must start with postgresql:// (or postgres://)")
-            })?;
+            .ok_or_else(|| DsnError::new("a DSN must start with postgresql:// (or postgres://)"))?;
         let (before_query, query) = match rest.split_once('?') {
             Some((a, q)) => (a, Some(q)),
             None => (rest, None),
@@ -132,7 +130,10 @@ impl Dsn {
         if let Some(query) = query {
             for pair in query.split('&').filter(|p| !p.is_empty()) {
                 let (key, value) = pair.split_once('=').ok_or_else(|| {
-                    DsnError::new(format!("query parameter {key:?} has no value; write {key}=VALUE", key = pair))
+                    DsnError::new(format!(
+                        "query parameter {key:?} has no value; write {key}=VALUE",
+                        key = pair
+                    ))
                 })?;
                 dsn.apply_param(key, &decode(value, key)?)?;
             }
@@ -294,7 +295,11 @@ impl Dsn {
         let mut url = format!("postgresql://{}", encode(&self.user));
         if let Some(p) = &self.password {
             url.push(':');
-            url.push_str(&if redact { "***".to_string() } else { encode(p.expose()) });
+            url.push_str(&if redact {
+                "***".to_string()
+            } else {
+                encode(p.expose())
+            });
         }
         url.push('@');
         let mut params: Vec<(String, String)> = Vec::new();
@@ -451,10 +456,9 @@ mod tests {
 
     #[test]
     fn cloud_sql_socket_form() {
-        let dsn = Dsn::parse(
-            "postgresql://dave:s3cr%40t@/dave?host=/cloudsql/my-proj:europe-west1:main",
-        )
-        .unwrap();
+        let dsn =
+            Dsn::parse("postgresql://dave:s3cr%40t@/dave?host=/cloudsql/my-proj:europe-west1:main")
+                .unwrap();
         assert_eq!(dsn.user, "dave");
         assert_eq!(dsn.password().unwrap().expose(), "s3cr@t");
         assert_eq!(dsn.dbname, "dave");
@@ -489,7 +493,10 @@ mod tests {
             assert_eq!(dsn.sslmode.as_str(), mode);
         }
         let err = Dsn::parse("postgresql://u@h/d?sslmode=sometimes").unwrap_err();
-        assert!(err.to_string().contains("unknown sslmode \"sometimes\""), "{err}");
+        assert!(
+            err.to_string().contains("unknown sslmode \"sometimes\""),
+            "{err}"
+        );
         let err = Dsn::parse("postgresql://u@h/d?sslmode=verify-ca").unwrap_err();
         assert!(err.to_string().contains("sslrootcert"), "{err}");
     }

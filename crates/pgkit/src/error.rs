@@ -28,7 +28,10 @@ pub enum DbError {
     /// The database cannot serve calls now: the breaker is open, the pool is
     /// exhausted, or connections fail. Retry after the given time.
     #[error("database unavailable: {reason}")]
-    Unavailable { reason: String, retry_after: Duration },
+    Unavailable {
+        reason: String,
+        retry_after: Duration,
+    },
 
     /// The statement ran longer than `DB_QUERY_TIMEOUT` and the server cancelled it.
     #[error("query timed out (statement_timeout); the server cancelled it")]

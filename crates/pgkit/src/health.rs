@@ -60,21 +60,21 @@ impl Readiness {
 
 /// Checks the database and reports in DESIGN §3's shape.
 pub async fn readiness(db: &Database) -> Readiness {
-    let outcome = if db.is_started() {
-        match tokio::time::timeout(READY_TIMEOUT, select_one(db)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(reason)) => Err(reason),
-            Err(_) => Err(format!(
-                "no answer to SELECT 1 within {}s",
-                READY_TIMEOUT.as_secs()
-            )),
-        }
-    } else {
-        Err("starting: waiting for the first database connection".to_string())
+    let outcome = match tokio::time::timeout(READY_TIMEOUT, select_one(db)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(reason)) => Err(reason),
+        Err(_) => Err(format!(
+            "no answer to SELECT 1 within {}s",
+            READY_TIMEOUT.as_secs()
+        )),
     };
     let status = db.status();
     Readiness {
-        status: if outcome.is_ok() { "ready" } else { "not_ready" },
+        status: if outcome.is_ok() {
+            "ready"
+        } else {
+            "not_ready"
+        },
         checks: Checks {
             database: match outcome {
                 Ok(()) => "ok".to_string(),

@@ -51,7 +51,10 @@ pub struct Conn {
 
 impl Conn {
     /// A statement prepared once per connection and reused after.
-    pub(crate) async fn statement(&mut self, sql: &str) -> Result<Statement, tokio_postgres::Error> {
+    pub(crate) async fn statement(
+        &mut self,
+        sql: &str,
+    ) -> Result<Statement, tokio_postgres::Error> {
         if let Some(s) = self.statements.get(sql) {
             return Ok(s.clone());
         }
@@ -187,7 +190,10 @@ impl Database {
         Database::build(settings, Some(tokens))
     }
 
-    fn build(settings: DbSettings, tokens: Option<SharedTokenSource>) -> Result<Database, PoolBuildError> {
+    fn build(
+        settings: DbSettings,
+        tokens: Option<SharedTokenSource>,
+    ) -> Result<Database, PoolBuildError> {
         let dsn = settings.dsn.clone().ok_or(PoolBuildError::NoDsn)?;
         let manager = Manager {
             dsn,
@@ -230,7 +236,7 @@ impl Database {
         &self.shared.breaker
     }
 
-    /// Whether start-up has reached the database once.
+    /// Whether the pool has reached the database once (warm-up or a call).
     pub fn is_started(&self) -> bool {
         self.shared.started.load(Ordering::Acquire)
     }
@@ -247,6 +253,7 @@ impl Database {
             match self.open_min().await {
                 Ok(()) => {
                     self.shared.started.store(true, Ordering::Release);
+                    self.shared.breaker.reset();
                     return Ok(());
                 }
                 Err(e) => {
@@ -299,9 +306,15 @@ impl Database {
             reason: "circuit breaker open".into(),
             retry_after: r.retry_after,
         })?;
-        let timeouts = Timeouts { wait, ..shared.timeouts };
+        let timeouts = Timeouts {
+            wait,
+            ..shared.timeouts
+        };
         match shared.pool.timeout_get(&timeouts).await {
             Ok(obj) => {
+                if !shared.started.load(Ordering::Relaxed) {
+                    shared.started.store(true, Ordering::Release);
+                }
                 self.top_up_if_low();
                 Ok(PooledConn {
                     obj: Some(obj),
@@ -313,7 +326,10 @@ impl Database {
                 let exhausted = matches!(e, PoolError::Timeout(managed::TimeoutType::Wait));
                 let err = pool_error(e);
                 if exhausted {
-                    shared.counters.acquire_timeouts.fetch_add(1, Ordering::Relaxed);
+                    shared
+                        .counters
+                        .acquire_timeouts
+                        .fetch_add(1, Ordering::Relaxed);
                     // Busy connections are not a dead server: count only when none is open.
                     if shared.pool.status().size == 0 {
                         shared.breaker.failure(ticket);
@@ -360,7 +376,10 @@ impl Database {
 
     /// Acquires that timed out waiting for a free connection, since start.
     pub fn acquire_timeouts(&self) -> u64 {
-        self.shared.counters.acquire_timeouts.load(Ordering::Relaxed)
+        self.shared
+            .counters
+            .acquire_timeouts
+            .load(Ordering::Relaxed)
     }
 
     /// Failed calls by [`DbError::kind`], since start.
@@ -425,7 +444,10 @@ impl PooledConn {
     }
 
     /// Turns a driver result into ours, telling the breaker what it means.
-    pub(crate) fn observe<T>(&mut self, result: Result<T, tokio_postgres::Error>) -> Result<T, DbError> {
+    pub(crate) fn observe<T>(
+        &mut self,
+        result: Result<T, tokio_postgres::Error>,
+    ) -> Result<T, DbError> {
         let breaker = &self.db.shared.breaker;
         match result {
             Ok(v) => {

@@ -39,24 +39,42 @@ pub fn col<'a, T: FromSql<'a>>(row: &'a Row, name: &str) -> Result<T, DbError> {
 impl PooledConn {
     /// Runs a statement; returns the number of rows it touched.
     pub async fn execute(&mut self, sql: &str, params: Params<'_>) -> Result<u64, DbError> {
-        let result = self.run(sql, |c, s| async move { c.execute(&s, params).await }).await;
+        let result = self
+            .run(sql, |c, s| async move { c.execute(&s, params).await })
+            .await;
         self.observe(result)
     }
 
     /// All rows, each built with [`FromRow`].
-    pub async fn fetch_all<T: FromRow>(&mut self, sql: &str, params: Params<'_>) -> Result<Vec<T>, DbError> {
-        let result = self.run(sql, |c, s| async move { c.query(&s, params).await }).await;
+    pub async fn fetch_all<T: FromRow>(
+        &mut self,
+        sql: &str,
+        params: Params<'_>,
+    ) -> Result<Vec<T>, DbError> {
+        let result = self
+            .run(sql, |c, s| async move { c.query(&s, params).await })
+            .await;
         self.observe(result)?.iter().map(T::from_row).collect()
     }
 
     /// The first row if there is one.
-    pub async fn fetch_optional<T: FromRow>(&mut self, sql: &str, params: Params<'_>) -> Result<Option<T>, DbError> {
-        let result = self.run(sql, |c, s| async move { c.query_opt(&s, params).await }).await;
+    pub async fn fetch_optional<T: FromRow>(
+        &mut self,
+        sql: &str,
+        params: Params<'_>,
+    ) -> Result<Option<T>, DbError> {
+        let result = self
+            .run(sql, |c, s| async move { c.query_opt(&s, params).await })
+            .await;
         self.observe(result)?.as_ref().map(T::from_row).transpose()
     }
 
     /// Exactly one row; none is [`DbError::NotFound`].
-    pub async fn fetch_one<T: FromRow>(&mut self, sql: &str, params: Params<'_>) -> Result<T, DbError> {
+    pub async fn fetch_one<T: FromRow>(
+        &mut self,
+        sql: &str,
+        params: Params<'_>,
+    ) -> Result<T, DbError> {
         match self.fetch_optional(sql, params).await? {
             Some(v) => Ok(v),
             None => {
@@ -150,11 +168,19 @@ impl Database {
         self.acquire().await?.execute(sql, params).await
     }
 
-    pub async fn fetch_all<T: FromRow>(&self, sql: &str, params: Params<'_>) -> Result<Vec<T>, DbError> {
+    pub async fn fetch_all<T: FromRow>(
+        &self,
+        sql: &str,
+        params: Params<'_>,
+    ) -> Result<Vec<T>, DbError> {
         self.acquire().await?.fetch_all(sql, params).await
     }
 
-    pub async fn fetch_optional<T: FromRow>(&self, sql: &str, params: Params<'_>) -> Result<Option<T>, DbError> {
+    pub async fn fetch_optional<T: FromRow>(
+        &self,
+        sql: &str,
+        params: Params<'_>,
+    ) -> Result<Option<T>, DbError> {
         self.acquire().await?.fetch_optional(sql, params).await
     }
 

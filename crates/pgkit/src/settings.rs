@@ -140,9 +140,10 @@ impl Env {
     ) -> Result<T, SettingsError> {
         match self.get(name) {
             None => Ok(default),
-            Some(v) => v.trim().parse().map_err(|_| {
-                SettingsError::new(name, format!("{v:?} is not valid"), accepted)
-            }),
+            Some(v) => v
+                .trim()
+                .parse()
+                .map_err(|_| SettingsError::new(name, format!("{v:?} is not valid"), accepted)),
         }
     }
 
@@ -263,8 +264,7 @@ impl DbSettings {
             max_lifetime: env.seconds_or("DB_MAX_LIFETIME", 1800.0)?,
             idle_timeout: env.seconds_or("DB_IDLE_TIMEOUT", 600.0)?,
             validate_after_idle: Duration::from_secs(10),
-            idle_in_transaction_timeout: env
-                .seconds_or("DB_IDLE_IN_TRANSACTION_TIMEOUT", 60.0)?,
+            idle_in_transaction_timeout: env.seconds_or("DB_IDLE_IN_TRANSACTION_TIMEOUT", 60.0)?,
             breaker_threshold: count(env, "DB_BREAKER_THRESHOLD", 5, 1)? as u32,
             breaker_reset: env.seconds_or("DB_BREAKER_RESET", 30.0)?,
             iam_auth: env.bool_or("DB_IAM_AUTH", false)?,
@@ -319,7 +319,11 @@ fn count(env: &Env, name: &str, default: usize, min: usize) -> Result<usize, Set
     let accepted = format!("a whole number from {min} to 10000");
     let n: usize = env.parse_or(name, default, &accepted)?;
     if n < min || n > 10_000 {
-        return Err(SettingsError::new(name, format!("{n} is out of range"), accepted));
+        return Err(SettingsError::new(
+            name,
+            format!("{n} is out of range"),
+            accepted,
+        ));
     }
     Ok(n)
 }
@@ -333,7 +337,11 @@ mod tests {
     use super::*;
 
     fn settings(pairs: &[(&str, &str)]) -> Result<DbSettings, SettingsError> {
-        DbSettings::from_env(&Env::from_pairs(pairs.iter().copied()), "DAVE_DB_DSN", "dave")
+        DbSettings::from_env(
+            &Env::from_pairs(pairs.iter().copied()),
+            "DAVE_DB_DSN",
+            "dave",
+        )
     }
 
     #[test]
@@ -351,12 +359,27 @@ mod tests {
     #[test]
     fn bad_values_fail_with_one_line_naming_the_variable() {
         let cases: &[(&[(&str, &str)], &str)] = &[
-            (&[("DB_POOL_MAX_SIZE", "0")], "invalid DB_POOL_MAX_SIZE: 0 is out of range"),
-            (&[("DB_POOL_MIN_SIZE", "9"), ("DB_POOL_MAX_SIZE", "3")], "invalid DB_POOL_MIN_SIZE: 9 is above DB_POOL_MAX_SIZE=3"),
-            (&[("DB_QUERY_TIMEOUT", "soon")], "invalid DB_QUERY_TIMEOUT: \"soon\" is not valid"),
+            (
+                &[("DB_POOL_MAX_SIZE", "0")],
+                "invalid DB_POOL_MAX_SIZE: 0 is out of range",
+            ),
+            (
+                &[("DB_POOL_MIN_SIZE", "9"), ("DB_POOL_MAX_SIZE", "3")],
+                "invalid DB_POOL_MIN_SIZE: 9 is above DB_POOL_MAX_SIZE=3",
+            ),
+            (
+                &[("DB_QUERY_TIMEOUT", "soon")],
+                "invalid DB_QUERY_TIMEOUT: \"soon\" is not valid",
+            ),
             (&[("DB_POOL_TIMEOUT", "-1")], "invalid DB_POOL_TIMEOUT"),
-            (&[("DAVE_DB_DSN", "mysql://u:pw@h/d")], "invalid DAVE_DB_DSN: a DSN must start with postgresql://"),
-            (&[("DAVE_DB_DSN", "postgresql://u:pw@h/d?sslmode=maybe")], "invalid DAVE_DB_DSN: unknown sslmode \"maybe\""),
+            (
+                &[("DAVE_DB_DSN", "mysql://u:pw@h/d")],
+                "invalid DAVE_DB_DSN: a DSN must start with postgresql://",
+            ),
+            (
+                &[("DAVE_DB_DSN", "postgresql://u:pw@h/d?sslmode=maybe")],
+                "invalid DAVE_DB_DSN: unknown sslmode \"maybe\"",
+            ),
             (&[("APP_ENVIRONMENT", "prod")], "invalid APP_ENVIRONMENT"),
             (&[("DB_IAM_AUTH", "sure")], "invalid DB_IAM_AUTH"),
         ];
@@ -382,12 +405,18 @@ mod tests {
             ("DAVE_DB_DSN_FILE", path.to_str().unwrap()),
             ("DAVE_DB_DSN", "postgresql://u@h/d"),
         ]);
-        assert!(both.unwrap_err().to_string().contains("both DAVE_DB_DSN and DAVE_DB_DSN_FILE"));
+        assert!(both
+            .unwrap_err()
+            .to_string()
+            .contains("both DAVE_DB_DSN and DAVE_DB_DSN_FILE"));
     }
 
     #[test]
     fn application_name_carries_the_revision() {
-        assert_eq!(application_name("dave", Some("dave-00042-abc")), "dave-00042-abc");
+        assert_eq!(
+            application_name("dave", Some("dave-00042-abc")),
+            "dave-00042-abc"
+        );
         assert_eq!(application_name("dave", Some("00042")), "dave-00042");
         assert_eq!(application_name(&"x".repeat(80), None).len(), 63);
     }
