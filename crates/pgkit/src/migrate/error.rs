@@ -1,0 +1,216 @@
+//! What can go wrong with migrations, each with the one line that fixes it.
+//!
+//! Every variant names the file, version or setting involved; [`MigrateError::hint`]
+//! says what the user should do, so the CLI (and a service binary) can print
+//! `error: …` then `hint: …` without knowing the variants.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::connect::ConnectError;
+
+/// An applied file whose text is no longer what was applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangedFile {
+    pub version: i64,
+    pub name: String,
+    pub applied_checksum: String,
+    pub file_checksum: String,
+}
+
+/// Where and why a migration (or seed) file failed on the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileFailure {
+    pub name: String,
+    /// 1-based line in the file: the server's error position when it gave
+    /// one, else the start of the failing statement.
+    pub line: u32,
+    /// 1-based column, when the server gave a position.
+    pub column: Option<u32>,
+    /// The server's message, with its SQLSTATE code.
+    pub message: String,
+    pub code: Option<String>,
+    pub detail: Option<String>,
+    pub server_hint: Option<String>,
+    /// The file ran outside a transaction: statements before the failing
+    /// one stay applied.
+    pub outside_transaction: bool,
+}
+
+impl std::fmt::Display for FileFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.name, self.line)?;
+        if let Some(c) = self.column {
+            write!(f, ":{c}")?;
+        }
+        write!(f, ": {}", self.message)?;
+        if let Some(code) = &self.code {
+            write!(f, " (SQLSTATE {code})")?;
+        }
+        if let Some(d) = &self.detail {
+            write!(f, "; detail: {d}")?;
+        }
+        if let Some(h) = &self.server_hint {
+            write!(f, "; server hint: {h}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A migration, seed, bundle or new-file operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MigrateError {
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{name}: a migration file name must start with its number, as NNN_description.sql")]
+    BadFileName { name: String },
+
+    #[error("{name}: the number in the file name is too large (at most 18 digits)")]
+    VersionTooLarge { name: String },
+
+    #[error("{name}: the file is not UTF-8 text")]
+    NotUtf8 { name: String },
+
+    #[error("two migration files have number {version}: {first} and {second}")]
+    DuplicateVersion {
+        version: i64,
+        first: String,
+        second: String,
+    },
+
+    #[error("{name}:{line}: {problem}")]
+    TransactionControl {
+        name: String,
+        line: u32,
+        problem: String,
+    },
+
+    #[error("invalid schema name {schema:?}: {problem}")]
+    InvalidSchema { schema: String, problem: String },
+
+    #[error("cannot connect to {target}: {source}")]
+    Connect {
+        target: String,
+        #[source]
+        source: ConnectError,
+    },
+
+    #[error("{context}: {message}")]
+    Database { context: String, message: String },
+
+    #[error("another migration runner held the lock for {}s{}", waited.as_secs(), holder.as_ref().map(|h| format!(" ({h})")).unwrap_or_default())]
+    LockTimeout {
+        waited: Duration,
+        holder: Option<String>,
+    },
+
+    #[error("{}", changed_message(files))]
+    Changed { files: Vec<ChangedFile> },
+
+    #[error("migration failed at {0}")]
+    Failed(Box<FileFailure>),
+
+    #[error("seed failed at {0}")]
+    SeedFailed(Box<FileFailure>),
+
+    #[error("no migration file has number {version}; numbers present: {known}")]
+    UnknownVersion { version: i64, known: String },
+
+    #[error("{} already exists", path.display())]
+    Exists { path: PathBuf },
+
+    #[error("invalid migration name {name:?}: {problem}")]
+    BadName { name: String, problem: String },
+}
+
+fn changed_message(files: &[ChangedFile]) -> String {
+    let list: Vec<String> = files
+        .iter()
+        .map(|f| {
+            format!(
+                "{} (applied with sha256 {}, the file now has sha256 {})",
+                f.name, f.applied_checksum, f.file_checksum
+            )
+        })
+        .collect();
+    format!(
+        "{} applied migration file{} changed since {} ran: {}",
+        files.len(),
+        if files.len() == 1 { "" } else { "s" },
+        if files.len() == 1 { "it" } else { "they" },
+        list.join("; ")
+    )
+}
+
+impl MigrateError {
+    /// One line telling the user how to fix it.
+    pub fn hint(&self) -> Option<String> {
+        Some(match self {
+            MigrateError::Io { .. } => "check the path (--dir) and its permissions".into(),
+            MigrateError::BadFileName { .. } => {
+                "rename it to NNN_description.sql (for example 007_add_index.sql), or move it out of the migrations directory".into()
+            }
+            MigrateError::VersionTooLarge { .. } => "use a shorter number, such as 007 or a date like 20251229".into(),
+            MigrateError::NotUtf8 { .. } => "save the file as UTF-8".into(),
+            MigrateError::DuplicateVersion { second, .. } => {
+                format!("give {second} the next free number (`pgkit migrate new` picks one)")
+            }
+            MigrateError::TransactionControl { .. } => {
+                "wrap the whole file in one BEGIN; … COMMIT;, or make `-- pgkit:no-transaction` its first line and keep each statement safe to re-run".into()
+            }
+            MigrateError::InvalidSchema { .. } => {
+                "use a lower-case name of letters, digits and _ (such as public or dave)".into()
+            }
+            MigrateError::Connect { .. } => {
+                "check the database URL (--database-url or DATABASE_URL) and that the server is running; `pgkit doctor` diagnoses it step by step".into()
+            }
+            MigrateError::Database { .. } => {
+                "check that the role may create and write the tracking table (pgkit_migrations) in the schema".into()
+            }
+            MigrateError::LockTimeout { .. } => {
+                "wait for the other runner to finish, or raise --lock-timeout; if none is running, end the session holding the lock (pg_terminate_backend(pid))".into()
+            }
+            MigrateError::Changed { .. } => {
+                "restore the applied file(s) and put the change in a new migration (`pgkit migrate new`); if the edit is intended (comments, formatting), accept it with `pgkit migrate repair`".into()
+            }
+            MigrateError::Failed(f) if f.outside_transaction => {
+                "fix the file and run `up` again: it ran outside a transaction, so statements before the failing one stayed applied and must be safe to re-run".into()
+            }
+            MigrateError::Failed(f) => format!(
+                "fix {} and run `up` again: nothing of it was applied or recorded, and the files before it stay applied",
+                f.name
+            ),
+            MigrateError::SeedFailed(f) => format!(
+                "fix {} (seeds must be idempotent: INSERT … ON CONFLICT) and run `seed` again",
+                f.name
+            ),
+            MigrateError::UnknownVersion { .. } => "give --to the number of an existing migration file".into(),
+            MigrateError::Exists { .. } => "choose another name, or delete the file if it is unused".into(),
+            MigrateError::BadName { .. } => {
+                "use letters, digits, spaces, - or _ (such as add_user_email)".into()
+            }
+        })
+    }
+
+    /// Wraps a driver error from a tracking or lock query.
+    pub(crate) fn db(context: &str, e: &tokio_postgres::Error) -> MigrateError {
+        MigrateError::Database {
+            context: context.to_string(),
+            message: server_message(e),
+        }
+    }
+}
+
+/// The server's message for a database error, the driver's otherwise.
+pub(crate) fn server_message(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None => e.to_string(),
+    }
+}

@@ -1,0 +1,431 @@
+//! Numbered SQL migrations, run as written, recorded, one runner at a time.
+//!
+//! Files are `NNN_description.sql` in a directory or built into a binary
+//! ([`MigrationSource`]). [`Migrator::up`] takes an advisory lock on its own
+//! direct connection, checks that no applied file changed (sha256 with
+//! normalised line endings), then runs each pending file statement by
+//! statement through the simple query protocol, as `psql -f` would, with its
+//! row in `<schema>.pgkit_migrations` inserted in the same transaction. So
+//! the same files also work with `psql -f`, and [`Migrator::bundle`] turns
+//! them into one self-recording SQL file for `gcloud sql import sql`.
+//!
+//! The library is clap-free so any service binary can mount its own
+//! `migrate up|status|repair|baseline` over its embedded files:
+//!
+//! ```no_run
+//! # async fn f(dsn: pgkit::dsn::Dsn, params: pgkit::connect::SessionParams) -> Result<(), pgkit::migrate::MigrateError> {
+//! use pgkit::migrate::{MigrateOptions, MigrationSource, Migrator};
+//! static FILES: &[(&str, &str)] = &[("001_init.sql", "CREATE TABLE IF NOT EXISTS t (id int);")];
+//! let migrator = Migrator::new(MigrationSource::Embedded(FILES), MigrateOptions::default());
+//! migrator.up(&dsn, &params, |event| eprintln!("{event}")).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! The runner's session has no `statement_timeout` by default
+//! ([`MigrateOptions::statement_timeout`]): `DB_QUERY_TIMEOUT` is meant for a
+//! request's query, and a long migration cut half-way helps nobody.
+
+mod bundle;
+mod checksum;
+mod error;
+pub(crate) mod lock;
+mod new;
+pub(crate) mod runner;
+mod source;
+pub(crate) mod sql;
+mod status;
+mod tracking;
+
+use std::fmt;
+use std::time::Duration;
+
+use chrono::NaiveDate;
+
+pub use bundle::Bundle;
+pub use checksum::{checksum, normalize};
+pub use error::{ChangedFile, FileFailure, MigrateError};
+pub use lock::lock_key;
+pub use new::NewFile;
+pub use source::{discover, Migration, MigrationSource, SourceFile, TxMode, NO_TRANSACTION_MARKER};
+pub use status::{State, Status, StatusEntry};
+pub use tracking::{validate_schema, AppliedRow, TABLE};
+pub(crate) use source::tx_mode as source_tx_mode;
+
+use crate::connect::SessionParams;
+use crate::dsn::Dsn;
+use runner::{Record, RunError, Script, Session};
+use tracking::Tracking;
+
+/// How the runner behaves; `Default` gives the documented defaults.
+#[derive(Debug, Clone)]
+pub struct MigrateOptions {
+    /// Schema of the tracking table (created when missing). Default `public`.
+    pub schema: String,
+    /// How long a runner waits for another one holding the lock before it
+    /// gives up. Default 300 s.
+    pub lock_timeout: Duration,
+    /// `statement_timeout` for the runner's session; `None` (the default)
+    /// means no limit.
+    pub statement_timeout: Option<Duration>,
+}
+
+impl Default for MigrateOptions {
+    fn default() -> Self {
+        MigrateOptions {
+            schema: "public".into(),
+            lock_timeout: Duration::from_secs(300),
+            statement_timeout: None,
+        }
+    }
+}
+
+/// Progress, for a CLI to print (on stderr) or a service to log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// Another runner holds the lock; this one waits (said again every few seconds).
+    WaitingForLock {
+        waited: Duration,
+        timeout: Duration,
+        holder: Option<String>,
+    },
+    /// A file starts.
+    Applying { name: String },
+    /// A file and its tracking row were committed.
+    Applied { name: String, elapsed: Duration },
+    /// The server sent a NOTICE (or WARNING) while a file ran.
+    Notice {
+        name: String,
+        severity: String,
+        message: String,
+    },
+    /// A recorded version has no file (an older checkout?); `up` carries on.
+    Missing { version: i64, name: String },
+    /// `repair` accepted a changed file's checksum.
+    Repaired(ChangedFile),
+    /// `baseline` recorded a file as applied without running it.
+    Baselined { version: i64, name: String },
+    /// Nothing was pending.
+    UpToDate { applied: usize },
+    /// Seed files of `data/` were not run: the environment is not `test`.
+    DataSkipped { files: usize, environment: String },
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Event::WaitingForLock {
+                waited,
+                timeout,
+                holder,
+            } => write!(
+                f,
+                "waiting for the migration lock{} ({}s of at most {}s)",
+                holder
+                    .as_ref()
+                    .map(|h| format!(", held by {h}"))
+                    .unwrap_or_default(),
+                waited.as_secs(),
+                timeout.as_secs()
+            ),
+            Event::Applying { name } => write!(f, "running {name}"),
+            Event::Applied { name, elapsed } => write!(f, "done {name} ({} ms)", elapsed.as_millis()),
+            Event::Notice {
+                name,
+                severity,
+                message,
+            } => write!(f, "  {name}: {severity}: {message}"),
+            Event::Missing { version, name } => write!(
+                f,
+                "warning: {name} (version {version}) is recorded as applied but no file has that number"
+            ),
+            Event::Repaired(c) => write!(
+                f,
+                "repaired {}: recorded sha256 {} replaced by {}",
+                c.name, c.applied_checksum, c.file_checksum
+            ),
+            Event::Baselined { name, .. } => write!(f, "recorded {name} as applied (not run)"),
+            Event::UpToDate { applied } => {
+                write!(f, "database is up to date ({applied} migration(s) applied)")
+            }
+            Event::DataSkipped { files, environment } => write!(
+                f,
+                "skipped {files} test-data file(s): APP_ENVIRONMENT is {environment}, not test"
+            ),
+        }
+    }
+}
+
+/// What `up` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpReport {
+    /// Files run now, in order, with their time.
+    pub applied: Vec<(String, Duration)>,
+    /// Files that were already applied.
+    pub already_applied: usize,
+}
+
+/// The migration engine over one source.
+#[derive(Debug, Clone)]
+pub struct Migrator {
+    source: MigrationSource,
+    options: MigrateOptions,
+}
+
+impl Migrator {
+    pub fn new(source: MigrationSource, options: MigrateOptions) -> Migrator {
+        Migrator { source, options }
+    }
+
+    pub fn options(&self) -> &MigrateOptions {
+        &self.options
+    }
+
+    /// The source's migrations, in order (no database needed).
+    pub fn migrations(&self) -> Result<Vec<Migration>, MigrateError> {
+        discover(&self.source)
+    }
+
+    fn tracking(&self) -> Result<Tracking, MigrateError> {
+        Tracking::new(&self.options.schema)
+    }
+
+    fn key(&self) -> i64 {
+        lock_key(&format!("pgkit_migrations:{}", self.options.schema))
+    }
+
+    async fn open_locked(
+        &self,
+        dsn: &Dsn,
+        params: &SessionParams,
+        on_event: &mut (dyn FnMut(&Event) + Send),
+    ) -> Result<Session, MigrateError> {
+        let session = Session::open(dsn, params, self.options.statement_timeout).await?;
+        lock::acquire(&session.client, self.key(), self.options.lock_timeout, |w| {
+            on_event(&Event::WaitingForLock {
+                waited: w.waited,
+                timeout: w.timeout,
+                holder: w.holder,
+            })
+        })
+        .await?;
+        Ok(session)
+    }
+
+    /// Applies every pending file, in order, under the lock. Stops at an
+    /// applied file that changed (before running anything) and at the first
+    /// failing file (the ones before it stay applied).
+    pub async fn up(
+        &self,
+        dsn: &Dsn,
+        params: &SessionParams,
+        mut on_event: impl FnMut(&Event) + Send,
+    ) -> Result<UpReport, MigrateError> {
+        let migrations = self.migrations()?;
+        let tracking = self.tracking()?;
+        let mut session = self.open_locked(dsn, params, &mut on_event).await?;
+        let result = self
+            .apply_pending(&mut session, &tracking, &migrations, &mut on_event)
+            .await;
+        lock::release(&session.client, self.key()).await;
+        result
+    }
+
+    async fn apply_pending(
+        &self,
+        session: &mut Session,
+        tracking: &Tracking,
+        migrations: &[Migration],
+        on_event: &mut (dyn FnMut(&Event) + Send),
+    ) -> Result<UpReport, MigrateError> {
+        tracking.ensure(&session.client).await?;
+        let applied = tracking.applied(&session.client).await?;
+        let entries = status::compare(migrations, &applied);
+        let changed = Status {
+            schema: tracking.schema().into(),
+            tracking_table: true,
+            migrations: entries.clone(),
+        }
+        .changed();
+        if !changed.is_empty() {
+            return Err(MigrateError::Changed { files: changed });
+        }
+        for e in entries.iter().filter(|e| e.state == State::Missing) {
+            on_event(&Event::Missing {
+                version: e.version,
+                name: e.name.clone(),
+            });
+        }
+        let mut report = UpReport {
+            applied: Vec::new(),
+            already_applied: entries.iter().filter(|e| e.state == State::Applied).count(),
+        };
+        for m in migrations {
+            if !entries
+                .iter()
+                .any(|e| e.version == m.version && e.state == State::Pending)
+            {
+                continue;
+            }
+            let elapsed = apply_one(session, tracking, m, on_event).await?;
+            report.applied.push((m.name.clone(), elapsed));
+        }
+        if report.applied.is_empty() {
+            on_event(&Event::UpToDate {
+                applied: report.already_applied,
+            });
+        }
+        Ok(report)
+    }
+
+    /// Files, tracking rows, and how they compare. Takes no lock and
+    /// creates nothing.
+    pub async fn status(&self, dsn: &Dsn, params: &SessionParams) -> Result<Status, MigrateError> {
+        let migrations = self.migrations()?;
+        let tracking = self.tracking()?;
+        let session = Session::open(dsn, params, self.options.statement_timeout).await?;
+        let exists = tracking.exists(&session.client).await?;
+        let applied = tracking.applied(&session.client).await?;
+        Ok(Status {
+            schema: tracking.schema().into(),
+            tracking_table: exists,
+            migrations: status::compare(&migrations, &applied),
+        })
+    }
+
+    /// Accepts the current checksum of every changed applied file (the user
+    /// says the edit is intended). Returns what it changed.
+    pub async fn repair(
+        &self,
+        dsn: &Dsn,
+        params: &SessionParams,
+        mut on_event: impl FnMut(&Event) + Send,
+    ) -> Result<Vec<ChangedFile>, MigrateError> {
+        let migrations = self.migrations()?;
+        let tracking = self.tracking()?;
+        let session = self.open_locked(dsn, params, &mut on_event).await?;
+        let result = async {
+            let applied = tracking.applied(&session.client).await?;
+            let changed = Status {
+                schema: tracking.schema().into(),
+                tracking_table: true,
+                migrations: status::compare(&migrations, &applied),
+            }
+            .changed();
+            for c in &changed {
+                tracking
+                    .repair(&session.client, c.version, &c.name, &c.file_checksum)
+                    .await?;
+                on_event(&Event::Repaired(c.clone()));
+            }
+            Ok::<_, MigrateError>(changed)
+        }
+        .await;
+        lock::release(&session.client, self.key()).await;
+        result
+    }
+
+    /// Records every file numbered up to `to` as applied, without running
+    /// it: for a database built earlier by hand, by `psql -f`, or by
+    /// `gcloud sql import`. Files already recorded are left alone.
+    pub async fn baseline(
+        &self,
+        dsn: &Dsn,
+        params: &SessionParams,
+        to: i64,
+        mut on_event: impl FnMut(&Event) + Send,
+    ) -> Result<Vec<i64>, MigrateError> {
+        let migrations = self.migrations()?;
+        if !migrations.iter().any(|m| m.version == to) {
+            let known: Vec<String> = migrations.iter().map(|m| m.version.to_string()).collect();
+            return Err(MigrateError::UnknownVersion {
+                version: to,
+                known: if known.is_empty() {
+                    "none".into()
+                } else {
+                    known.join(", ")
+                },
+            });
+        }
+        let tracking = self.tracking()?;
+        let session = self.open_locked(dsn, params, &mut on_event).await?;
+        let result = async {
+            tracking.ensure(&session.client).await?;
+            let applied = tracking.applied(&session.client).await?;
+            let mut recorded = Vec::new();
+            for m in migrations.iter().filter(|m| m.version <= to) {
+                if applied.iter().any(|r| r.version == m.version) {
+                    continue;
+                }
+                tracking
+                    .insert(&session.client, m.version, &m.name, &m.checksum, 0)
+                    .await
+                    .map_err(|e| MigrateError::db(&format!("cannot record {}", m.name), &e))?;
+                on_event(&Event::Baselined {
+                    version: m.version,
+                    name: m.name.clone(),
+                });
+                recorded.push(m.version);
+            }
+            Ok::<_, MigrateError>(recorded)
+        }
+        .await;
+        lock::release(&session.client, self.key()).await;
+        result
+    }
+
+    /// One SQL file that applies and records every migration when missing.
+    pub fn bundle(&self) -> Result<Bundle, MigrateError> {
+        Ok(bundle::bundle(&self.migrations()?, &self.tracking()?, self.key()))
+    }
+}
+
+/// Runs one migration with its tracking row, reporting progress.
+async fn apply_one(
+    session: &mut Session,
+    tracking: &Tracking,
+    m: &Migration,
+    on_event: &mut (dyn FnMut(&Event) + Send),
+) -> Result<Duration, MigrateError> {
+    on_event(&Event::Applying { name: m.name.clone() });
+    let script = Script {
+        name: &m.name,
+        sql: &m.sql,
+        statements: &m.statements,
+        mode: &m.mode,
+    };
+    let record = Record {
+        tracking,
+        version: m.version,
+        checksum: &m.checksum,
+    };
+    let mut forward = |n: crate::connect::Notice| {
+        on_event(&Event::Notice {
+            name: m.name.clone(),
+            severity: n.severity,
+            message: n.message,
+        })
+    };
+    let outcome = runner::run(session, &script, Some(&record), &mut forward).await;
+    match outcome {
+        Ok(elapsed) => {
+            on_event(&Event::Applied {
+                name: m.name.clone(),
+                elapsed,
+            });
+            Ok(elapsed)
+        }
+        Err(RunError::File(f)) => Err(MigrateError::Failed(Box::new(f))),
+        Err(RunError::Record(e)) => Err(e),
+    }
+}
+
+/// Writes the next numbered migration file in `dir` from the standard's
+/// template, dated `today`; returns its path.
+pub fn new_file(
+    dir: &std::path::Path,
+    file: &NewFile,
+    today: NaiveDate,
+) -> Result<std::path::PathBuf, MigrateError> {
+    new::create(dir, file, today)
+}
