@@ -199,7 +199,7 @@ fn debian_bin_dirs() -> Vec<PathBuf> {
             Some((version, entry.path().join("bin")))
         })
         .collect();
-    versions.sort_by(|a, b| b.0.cmp(&a.0));
+    versions.sort_by_key(|v| std::cmp::Reverse(v.0));
     versions.into_iter().map(|(_, dir)| dir).collect()
 }
 
@@ -339,6 +339,19 @@ impl LocalCluster {
         .await
     }
 
+    /// The cluster whose server already runs on `opts.data_dir`, or `None`
+    /// when none runs; never starts one (`pgkit local stop|status`).
+    pub async fn attach(opts: LocalOptions) -> Result<Option<LocalCluster>, LocalError> {
+        let inner = blocking(move || {
+            let mut inner = Inner::new(opts)?;
+            Ok(inner.attach().then_some(inner))
+        })
+        .await?;
+        Ok(inner.map(|inner| LocalCluster {
+            inner: Arc::new(inner),
+        }))
+    }
+
     pub(crate) async fn start_with(
         opts: LocalOptions,
         lifetime: Lifetime,
@@ -453,34 +466,16 @@ pub(crate) fn url(user: &str, database: &str, socket_dir: &Path) -> String {
 }
 
 impl Inner {
-    /// Everything up to a started (or attached) server; blocking.
-    fn prepare(opts: LocalOptions, lifetime: Lifetime) -> Result<Inner, LocalError> {
+    /// Validated options, binaries and paths; touches nothing.
+    fn new(opts: LocalOptions) -> Result<Inner, LocalError> {
         validate_superuser(&opts.superuser)?;
         for (name, value) in &opts.settings {
             validate_setting(name, value)?;
         }
         let bin_dir = find_pg_bin()?;
         let server_user = ServerUser::for_this_process()?;
-        let data_dir = std::path::absolute(&opts.data_dir)
-            .map_err(LocalError::io("resolve the path", &opts.data_dir))?;
-
-        let status = LocalCluster::status(&data_dir);
-        if let LocalStatus::Running { .. } = status {
-            let socket_dir = read_pid_file(&data_dir)
-                .and_then(|p| p.socket_dir)
-                .unwrap_or_else(|| default_socket_dir(&data_dir));
-            return Ok(Inner {
-                data_dir,
-                socket_dir,
-                superuser: opts.superuser,
-                bin_dir,
-                server_user,
-                settings: opts.settings,
-                supervision: None,
-            });
-        }
-
-        let mut inner = Inner {
+        let data_dir = absolute_path(&opts.data_dir)?;
+        Ok(Inner {
             socket_dir: default_socket_dir(&data_dir),
             data_dir,
             superuser: opts.superuser,
@@ -488,14 +483,36 @@ impl Inner {
             server_user,
             settings: opts.settings,
             supervision: None,
+        })
+    }
+
+    /// Takes the socket dir of the server running on the data dir, if one
+    /// runs; says whether one does.
+    fn attach(&mut self) -> bool {
+        let Some(pid_file) = read_pid_file(&self.data_dir) else {
+            return false;
         };
-        if status == LocalStatus::NotInitialized {
-            inner.initdb()?;
+        if !is_live_postgres(pid_file.pid) {
+            return false;
         }
-        // Canonical from here on, so the socket path is the real one.
-        inner.data_dir = fs::canonicalize(&inner.data_dir)
-            .map_err(LocalError::io("resolve the path", &inner.data_dir))?;
-        inner.socket_dir = default_socket_dir(&inner.data_dir);
+        if let Some(socket_dir) = pid_file.socket_dir {
+            self.socket_dir = socket_dir;
+        }
+        true
+    }
+
+    /// Everything up to a started (or attached) server; blocking.
+    fn prepare(opts: LocalOptions, lifetime: Lifetime) -> Result<Inner, LocalError> {
+        let mut inner = Inner::new(opts)?;
+        if inner.attach() {
+            return Ok(inner);
+        }
+        if LocalCluster::status(&inner.data_dir) == LocalStatus::NotInitialized {
+            inner.initdb()?;
+            // Canonical from here on, so the socket path is the real one.
+            inner.data_dir = absolute_path(&inner.data_dir)?;
+            inner.socket_dir = default_socket_dir(&inner.data_dir);
+        }
         if let Lifetime::Supervised { remove_on_exit } = lifetime {
             inner.supervision = Some(inner.spawn_watchdog(remove_on_exit.as_deref())?);
         }
@@ -789,6 +806,10 @@ impl Inner {
             .arg("pgkit-watchdog")
             .arg(&self.data_dir)
             .arg(remove_on_exit.unwrap_or(Path::new("")))
+            .arg(match remove_on_exit {
+                Some(_) if self.socket_dir != self.data_dir => self.socket_dir.as_path(),
+                _ => Path::new(""),
+            })
             .current_dir("/")
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
@@ -860,6 +881,24 @@ impl Inner {
         }
     }
 
+    /// Signals the postmaster; a process that is already gone is fine.
+    fn signal(&self, pid: u32, sig: rustix::process::Signal) -> Result<(), LocalError> {
+        let Some(target) = rustix::process::Pid::from_raw(pid as i32) else {
+            return Ok(());
+        };
+        match rustix::process::kill_process(target, sig) {
+            Ok(()) => Ok(()),
+            Err(e) if e == rustix::io::Errno::SRCH => Ok(()),
+            Err(e) => Err(LocalError::Stop {
+                data_dir: self.data_dir.clone(),
+                reason: format!(
+                    "could not signal its server process {pid} ({e}); stop it as the user who \
+                     started it"
+                ),
+            }),
+        }
+    }
+
     /// Fast shutdown, bounded; then immediate shutdown; then an error.
     fn stop_blocking(&self) -> Result<(), LocalError> {
         let ours = self.current_server();
@@ -874,13 +913,13 @@ impl Inner {
                         .as_ref()
                         .is_some_and(|s| s.pid == pid && !s.has_exited())
             };
-            signal(pid, rustix::process::Signal::INT);
+            self.signal(pid, rustix::process::Signal::INT)?;
             if !wait_until(STOP_TIMEOUT, || !running()) {
                 tracing::warn!(
                     pid,
                     "local PostgreSQL ignored fast shutdown; using immediate shutdown"
                 );
-                signal(pid, rustix::process::Signal::QUIT);
+                self.signal(pid, rustix::process::Signal::QUIT)?;
                 if !wait_until(KILL_TIMEOUT, || !running()) {
                     return Err(LocalError::Stop {
                         data_dir: self.data_dir.clone(),
@@ -912,8 +951,8 @@ impl Drop for Supervision {
     }
 }
 
-/// The watchdog: `$1` data directory, `$2` directory to remove afterwards (or
-/// empty). `cat` returns when the pipe's writer, this process, is gone (closed
+/// The watchdog: `$1` data directory, `$2` and `$3` directories to remove
+/// afterwards (or empty: the cluster's root and a socket dir outside it). `cat` returns when the pipe's writer, this process, is gone (closed
 /// on exit, crash or SIGKILL alike). Signals from the terminal are ignored so
 /// that a Ctrl-C of the test run still gets its cleanup. The server is found
 /// through `postmaster.pid` at that moment, so a stopped cluster is left alone.
@@ -936,13 +975,8 @@ if [ -n "$pid" ] && alive "$pid"; then
   if alive "$pid"; then kill -KILL "$pid" 2>/dev/null; wait_gone "$pid" 50; fi
 fi
 if [ -n "$2" ]; then rm -rf -- "$2"; fi
+if [ -n "$3" ]; then rm -rf -- "$3"; fi
 "#;
-
-fn signal(pid: u32, sig: rustix::process::Signal) {
-    if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
-        let _ = rustix::process::kill_process(pid, sig);
-    }
-}
 
 /// Polls `done` until it holds or `timeout` passes; says whether it held.
 fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
@@ -1006,6 +1040,18 @@ fn read_pid_file(data_dir: &Path) -> Option<PidFile> {
         .filter(|s| !s.is_empty())
         .map(PathBuf::from);
     Some(PidFile { pid, socket_dir })
+}
+
+/// The canonical path when it exists (symlinks resolved, so the socket path
+/// is the real one), else the absolute one.
+fn absolute_path(path: &Path) -> Result<PathBuf, LocalError> {
+    match fs::canonicalize(path) {
+        Ok(path) => Ok(path),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            std::path::absolute(path).map_err(LocalError::io("resolve the path", path))
+        }
+        Err(e) => Err(LocalError::io("resolve the path", path)(e)),
+    }
 }
 
 fn default_socket_dir(data_dir: &Path) -> PathBuf {

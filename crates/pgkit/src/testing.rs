@@ -110,9 +110,19 @@ impl TestCluster {
         self.local.socket_dir()
     }
 
-    /// The underlying local cluster (data dir, pid, log file).
-    pub fn local(&self) -> &LocalCluster {
-        &self.local
+    /// The cluster's data directory, inside its temp dir.
+    pub fn data_dir(&self) -> &Path {
+        self.local.data_dir()
+    }
+
+    /// The server's pid while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.local.pid()
+    }
+
+    /// The server log, for a test that wants to see what the server said.
+    pub fn log_file(&self) -> PathBuf {
+        self.local.log_file()
     }
 
     /// A new empty database of its own.
@@ -166,25 +176,24 @@ impl TestCluster {
         let name = format!("template_{template}");
         let quoted = quote_ident(&name);
         // A failed earlier attempt may have left it half built.
-        self.admin(&format!(
-            "DROP DATABASE IF EXISTS {quoted} WITH (FORCE); CREATE DATABASE {quoted}"
-        ))
-        .await?;
+        self.admin(&format!("DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
+            .await?;
+        self.admin(&format!("CREATE DATABASE {quoted}")).await?;
         setup(self.url(&name)).await?;
         // Cloning needs the template to have no sessions; lock it and end any
         // that setup left behind.
-        let client = self.connect(ADMIN_DB).await?;
-        client
-            .batch_execute(&format!(
-                "ALTER DATABASE {quoted} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false"
-            ))
-            .await?;
+        self.admin(&format!(
+            "ALTER DATABASE {quoted} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false"
+        ))
+        .await?;
+        let client = self.connect(ADMIN_DB).await.map_err(describe)?;
         client
             .execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
                 &[&name],
             )
-            .await?;
+            .await
+            .map_err(describe)?;
         client.close().await;
         Ok(name)
     }
@@ -215,12 +224,13 @@ impl TestCluster {
         AdminClient::connect(&self.local.config(database)).await
     }
 
-    /// Runs admin SQL on a connection of its own, closed before returning.
-    async fn admin(&self, sql: &str) -> Result<(), tokio_postgres::Error> {
-        let client = self.connect(ADMIN_DB).await?;
-        client.batch_execute(sql).await?;
+    /// Runs one admin statement on a connection of its own, closed before
+    /// returning.
+    async fn admin(&self, sql: &str) -> Result<(), String> {
+        let client = self.connect(ADMIN_DB).await.map_err(describe)?;
+        let result = client.batch_execute(sql).await.map_err(describe);
         client.close().await;
-        Ok(())
+        result
     }
 }
 
@@ -291,14 +301,12 @@ impl Drop for TestDatabase {
                 .build()
                 .map_err(|e| e.to_string())?;
             runtime.block_on(async {
-                let client = AdminClient::connect(&admin)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let client = AdminClient::connect(&admin).await.map_err(describe)?;
                 let sql = format!(
                     "DROP DATABASE IF EXISTS {} WITH (FORCE)",
                     quote_ident(&name)
                 );
-                let result = client.batch_execute(&sql).await.map_err(|e| e.to_string());
+                let result = client.batch_execute(&sql).await.map_err(describe);
                 client.close().await;
                 result
             })
@@ -356,6 +364,10 @@ impl Drop for DedicatedCluster {
     fn drop(&mut self) {
         if let Err(e) = self.cluster.local.stop_blocking() {
             eprintln!("pgkit test harness: {e}");
+        }
+        let socket_dir = self.cluster.socket_dir();
+        if !socket_dir.starts_with(&self.cluster.root) {
+            let _ = std::fs::remove_dir_all(socket_dir);
         }
         if let Err(e) = std::fs::remove_dir_all(&self.cluster.root) {
             eprintln!(
@@ -466,6 +478,14 @@ fn stop_leftover_server(data_dir: &Path) {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while is_live_postgres(pid) && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// The server's own words for a database error ("db error" alone says nothing).
+fn describe(e: tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => e.to_string(),
     }
 }
 
