@@ -262,8 +262,8 @@ impl ModeVerifier {
             }
         }
         Err(rejected(format!(
-            "the server's certificate is not valid for host \"{}\" (sslmode=verify-full); it names {}. \
-             Connect by one of those names, or use sslmode=verify-ca to check only the CA",
+            "the server's certificate is not valid for host \"{}\" (sslmode=verify-full); it names {}; \
+             connect by one of those names, or use sslmode=verify-ca to check only the CA",
             server_name.to_str(),
             names.describe()
         )))
@@ -325,10 +325,10 @@ impl fmt::Display for Rejected {
 
 impl std::error::Error for Rejected {}
 
+/// rustls shows `Error::Other` with our text (a `CertificateError::Other`
+/// would be shown in Debug form).
 fn rejected(message: String) -> rustls::Error {
-    rustls::Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(Arc::new(
-        Rejected(message),
-    ))))
+    rustls::Error::Other(rustls::OtherError(Arc::new(Rejected(message))))
 }
 
 /// The names a certificate is valid for, as libpq reads them.

@@ -1,0 +1,157 @@
+//! A local PostgreSQL of one test's own, with its own `pg_hba.conf`, for the
+//! TLS and IAM tests: the shared harness cluster trusts every socket
+//! connection, so a wrong password or a plain-text connection could not fail
+//! there.
+
+#![allow(dead_code)] // each test binary uses part of it
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use pgkit::connect::SessionParams;
+use pgkit::local::{LocalCluster, LocalOptions, LocalStatus};
+use tempfile::TempDir;
+
+/// A supervised cluster in a temp dir; stopped and removed on drop.
+pub struct OwnCluster {
+    cluster: Option<LocalCluster>,
+    data_dir: PathBuf,
+    dir: TempDir,
+}
+
+impl OwnCluster {
+    /// A temp dir for the cluster and the files its settings name: `prepare`
+    /// writes them into the directory it is given and returns the settings.
+    /// Then the server, reading `hba` as its `pg_hba.conf` (after a line that
+    /// trusts the superuser on the socket, which the harness needs).
+    pub async fn start(
+        hba: &str,
+        prepare: impl FnOnce(&Path) -> Vec<(&'static str, String)>,
+    ) -> OwnCluster {
+        let dir = tempfile::Builder::new()
+            .prefix("pgkit-own-cluster-")
+            .tempdir()
+            .expect("temp dir");
+        // The server may run as `postgres` (we are root): let it pass through.
+        set_mode(dir.path(), 0o711);
+        let files = dir.path().join("files");
+        std::fs::create_dir(&files).expect("files dir");
+        set_mode(&files, 0o755);
+        let hba_file = files.join("pg_hba.conf");
+        std::fs::write(&hba_file, format!("local all postgres trust\n{hba}")).expect("pg_hba");
+        set_mode(&hba_file, 0o644);
+        let settings = prepare(&files);
+
+        let data_dir = dir.path().join("data");
+        let mut opts = LocalOptions::new(&data_dir)
+            .setting("fsync", "off")
+            .setting("hba_file", hba_file.display().to_string());
+        for (name, value) in settings {
+            opts = opts.setting(name, value);
+        }
+        let cluster = match LocalCluster::start_supervised(opts).await {
+            Ok(c) => c,
+            Err(e) => panic!("test cluster did not start: {e}"),
+        };
+        OwnCluster {
+            data_dir: cluster.data_dir().to_path_buf(),
+            cluster: Some(cluster),
+            dir,
+        }
+    }
+
+    pub fn files(&self) -> PathBuf {
+        self.dir.path().join("files")
+    }
+
+    pub fn socket_dir(&self) -> PathBuf {
+        self.local().socket_dir().to_path_buf()
+    }
+
+    fn local(&self) -> &LocalCluster {
+        self.cluster.as_ref().expect("cluster runs until drop")
+    }
+
+    /// Runs SQL as the superuser over the socket (test set-up only).
+    pub async fn admin(&self, sql: &str) {
+        let (client, conn) = self
+            .local()
+            .config("postgres")
+            .connect(tokio_postgres::NoTls)
+            .await
+            .expect("superuser connection");
+        let driver = tokio::spawn(conn);
+        client.batch_execute(sql).await.expect("admin SQL");
+        drop(client);
+        let _ = driver.await;
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        // Dropping a supervised cluster makes its watchdog stop the server;
+        // wait (bounded) until it is gone so the temp dir can go with it.
+        drop(self.cluster.take());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while matches!(
+            LocalCluster::status(&self.data_dir),
+            LocalStatus::Running { .. }
+        ) && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+}
+
+pub fn set_mode(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// Makes `path` the server user's own with `mode`: PostgreSQL refuses a key
+/// file that others may read, and runs as `postgres` when we are root.
+pub fn give_to_server(path: &Path, mode: u32) {
+    set_mode(path, mode);
+    if rustix::process::geteuid().is_root() {
+        let uid = id_of("-u");
+        let gid = id_of("-g");
+        std::os::unix::fs::chown(path, Some(uid), Some(gid)).expect("chown to postgres");
+    }
+}
+
+fn id_of(flag: &str) -> u32 {
+    let out = Command::new("id")
+        .args([flag, "postgres"])
+        .output()
+        .expect("run id");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("id of the postgres user")
+}
+
+/// Session settings for test connections.
+pub fn session() -> SessionParams {
+    SessionParams {
+        application_name: "pgkit-test".to_string(),
+        statement_timeout: Duration::from_secs(30),
+        idle_in_transaction_timeout: Duration::from_secs(30),
+        environment: "test".to_string(),
+        connect_timeout: Duration::from_secs(10),
+    }
+}
+
+/// An error with all its causes, as a person reading a log would see it.
+pub fn full_message(err: &dyn std::error::Error) -> String {
+    let mut parts: Vec<String> = vec![err.to_string()];
+    let mut source = err.source();
+    while let Some(e) = source {
+        let text = e.to_string();
+        if parts.last() != Some(&text) {
+            parts.push(text);
+        }
+        source = e.source();
+    }
+    parts.join(": ")
+}
