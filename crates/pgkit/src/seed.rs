@@ -90,13 +90,13 @@ pub async fn run(
     let mut report = SeedReport::default();
     let result = async {
         for f in &seeds {
-            apply(&mut session, f, &mut on_event).await?;
-            report.seeds.push(f.name.clone());
+            apply(&mut session, "seeds", f, &mut on_event).await?;
+            report.seeds.push(format!("seeds/{}", f.name));
         }
         if run_data {
             for f in &data {
-                apply(&mut session, f, &mut on_event).await?;
-                report.data.push(f.name.clone());
+                apply(&mut session, "data", f, &mut on_event).await?;
+                report.data.push(format!("data/{}", f.name));
             }
         } else if !data.is_empty() {
             report.data_skipped = data.len();
@@ -121,26 +121,28 @@ fn ordered(mut files: Vec<SourceFile>) -> Vec<SourceFile> {
     files
 }
 
+/// Runs one seed file; `folder` ("seeds" or "data") prefixes its name in
+/// progress and errors.
 async fn apply(
     session: &mut Session,
+    folder: &str,
     file: &SourceFile,
     on_event: &mut (dyn FnMut(&Event) + Send),
 ) -> Result<(), MigrateError> {
+    let name = format!("{folder}/{}", file.name);
     let text = normalize(&file.text);
     let statements = sql::split(&text);
-    let mode = crate::migrate::source_tx_mode(&file.name, &text, &statements)?;
-    on_event(&Event::Applying {
-        name: file.name.clone(),
-    });
+    let mode = crate::migrate::source_tx_mode(&name, &text, &statements)?;
+    on_event(&Event::Applying { name: name.clone() });
     let script = Script {
-        name: &file.name,
+        name: &name,
         sql: &text,
         statements: &statements,
         mode: &mode,
     };
     let mut forward = |n: Notice| {
         on_event(&Event::Notice {
-            name: file.name.clone(),
+            name: name.clone(),
             severity: n.severity,
             message: n.message,
         })
@@ -148,7 +150,7 @@ async fn apply(
     match runner::run(session, &script, None, &mut forward).await {
         Ok(elapsed) => {
             on_event(&Event::Applied {
-                name: file.name.clone(),
+                name: name.clone(),
                 elapsed,
             });
             Ok(())

@@ -128,8 +128,10 @@ impl fmt::Display for Event {
                 waited.as_secs(),
                 timeout.as_secs()
             ),
-            Event::Applying { name } => write!(f, "running {name}"),
-            Event::Applied { name, elapsed } => write!(f, "done {name} ({} ms)", elapsed.as_millis()),
+            Event::Applying { name } => write!(f, "applying {name}"),
+            Event::Applied { name, elapsed } => {
+                write!(f, "applied {name} in {} ms", elapsed.as_millis())
+            }
             Event::Notice {
                 name,
                 severity,

@@ -1,0 +1,243 @@
+//! The command line's shape: clap types only, no behaviour.
+//!
+//! One variant of [`Command`] per subcommand, each with its own args struct,
+//! so adding `lint`, `audit`, `doctor` or `provision` is one variant, one
+//! struct and one module under `commands/`. Every flag can also come from
+//! the environment variable named in its help; the database URL's value is
+//! never shown in `--help`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// pgkit: the operator's tool for the standard's PostgreSQL patterns.
+#[derive(Debug, Parser)]
+#[command(name = "pgkit", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply, inspect and record numbered SQL migrations (NNN_description.sql).
+    Migrate(MigrateArgs),
+    /// Apply seeds/*.sql (every run; must be idempotent) and, with APP_ENVIRONMENT=test, data/*.sql.
+    Seed(SeedArgs),
+    /// Write one SQL file that applies and records the migrations, for psql -f or gcloud sql import sql.
+    Bundle(BundleArgs),
+    /// Start, stop or inspect the embedded local PostgreSQL for development.
+    Local(LocalArgs),
+}
+
+/// Which database, and the session's environment.
+#[derive(Debug, Args)]
+pub struct DbArgs {
+    /// PostgreSQL URL, e.g. postgresql://user:pass@/db?host=/cloudsql/PROJECT:REGION:INSTANCE
+    /// (DATABASE_URL_FILE and .env are read too when the flag and variable are absent).
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        hide_env_values = true,
+        value_name = "URL",
+        global = true
+    )]
+    pub database_url: Option<String>,
+
+    /// The session's app.environment (seeds run data/ only for test).
+    #[arg(long, env = "APP_ENVIRONMENT", value_enum, global = true)]
+    pub environment: Option<Environment>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Environment {
+    Development,
+    Test,
+    Staging,
+    Production,
+}
+
+/// How long to wait for other runners, and for each statement.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Seconds to wait for another runner holding the lock before giving up.
+    #[arg(
+        long,
+        env = "PGKIT_LOCK_TIMEOUT",
+        default_value_t = 300.0,
+        value_name = "SECS",
+        global = true
+    )]
+    pub lock_timeout: f64,
+
+    /// statement_timeout in seconds for the runner's session; 0 means none
+    /// (DB_QUERY_TIMEOUT does not apply to migrations).
+    #[arg(
+        long,
+        env = "PGKIT_STATEMENT_TIMEOUT",
+        default_value_t = 0.0,
+        value_name = "SECS",
+        global = true
+    )]
+    pub statement_timeout: f64,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Directory holding the NNN_description.sql files.
+    #[arg(
+        long,
+        env = "PGKIT_MIGRATIONS_DIR",
+        default_value = "migrations",
+        value_name = "DIR",
+        global = true
+    )]
+    pub dir: PathBuf,
+
+    /// Schema of the tracking table pgkit_migrations.
+    #[arg(
+        long,
+        env = "PGKIT_MIGRATIONS_SCHEMA",
+        default_value = "public",
+        value_name = "SCHEMA",
+        global = true
+    )]
+    pub schema: String,
+
+    #[command(flatten)]
+    pub db: DbArgs,
+
+    #[command(flatten)]
+    pub run: RunArgs,
+
+    #[command(subcommand)]
+    pub action: MigrateAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MigrateAction {
+    /// List applied, pending, changed and missing migrations.
+    Status {
+        /// Print JSON on stdout instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply every pending migration, in order, under an advisory lock.
+    Up,
+    /// Write the next numbered file from the standard's template.
+    New(NewArgs),
+    /// Accept the current checksum of applied files that were edited.
+    Repair,
+    /// Record migrations up to --to as applied without running them (adopt an existing database).
+    Baseline {
+        /// The number of the last migration the database already has.
+        #[arg(long, value_name = "N")]
+        to: i64,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// What the migration does, in a few words: "add user email".
+    pub name: String,
+    /// Issue or ticket for the header.
+    #[arg(long, env = "PGKIT_ISSUE")]
+    pub issue: Option<String>,
+    /// Author for the header.
+    #[arg(long, env = "PGKIT_AUTHOR")]
+    pub author: Option<String>,
+    /// One-line description for the header (defaults to NAME).
+    #[arg(long)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SeedArgs {
+    /// Migrations directory holding seeds/ and data/.
+    #[arg(
+        long,
+        env = "PGKIT_MIGRATIONS_DIR",
+        default_value = "migrations",
+        value_name = "DIR"
+    )]
+    pub dir: PathBuf,
+
+    #[command(flatten)]
+    pub db: DbArgs,
+
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct BundleArgs {
+    /// Directory holding the NNN_description.sql files.
+    #[arg(
+        long,
+        env = "PGKIT_MIGRATIONS_DIR",
+        default_value = "migrations",
+        value_name = "DIR"
+    )]
+    pub dir: PathBuf,
+
+    /// File to write; - for standard output.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+
+    /// Schema of the tracking table pgkit_migrations.
+    #[arg(
+        long,
+        env = "PGKIT_MIGRATIONS_SCHEMA",
+        default_value = "public",
+        value_name = "SCHEMA"
+    )]
+    pub schema: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LocalArgs {
+    /// The cluster's data directory (created on first start).
+    #[arg(
+        long,
+        env = "PGKIT_DATA_DIR",
+        default_value = ".pgkit/pgdata",
+        value_name = "DIR",
+        global = true
+    )]
+    pub data_dir: PathBuf,
+
+    #[command(subcommand)]
+    pub action: LocalAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LocalAction {
+    /// Start the cluster (initialising it first); does nothing when it already runs.
+    Start,
+    /// Stop the cluster; does nothing when it is not running.
+    Stop,
+    /// Say whether the cluster runs, and its URL.
+    Status,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn flags_may_follow_the_action() {
+        let cli = Cli::try_parse_from(["pgkit", "migrate", "up", "--dir", "db/m", "--schema", "ops"]).unwrap();
+        let Command::Migrate(m) = cli.command else {
+            panic!("not migrate")
+        };
+        assert_eq!(m.dir, PathBuf::from("db/m"));
+        assert_eq!(m.schema, "ops");
+        assert!(matches!(m.action, MigrateAction::Up));
+    }
+}

@@ -1,0 +1,54 @@
+//! `pgkit local start|stop|status`: the embedded development PostgreSQL.
+//!
+//! The same cluster code as the test harness and `dave serve`: a data
+//! directory, a Unix socket inside it, no TCP. `start` leaves the server
+//! running after pgkit exits and prints its URL on stdout.
+
+use pgkit::local::{LocalCluster, LocalOptions, LocalStatus};
+
+use crate::cli::{LocalAction, LocalArgs};
+
+pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
+    let opts = LocalOptions::new(absolute(&args.data_dir)?);
+    match args.action {
+        LocalAction::Start => {
+            let was_running = matches!(LocalCluster::status(&opts.data_dir), LocalStatus::Running { .. });
+            let cluster = LocalCluster::start(opts).await?;
+            eprintln!(
+                "local PostgreSQL {} in {} (pid {})",
+                if was_running { "already running" } else { "started" },
+                cluster.data_dir().display(),
+                cluster.pid().map(|p| p.to_string()).unwrap_or_else(|| "?".into())
+            );
+            println!("{}", cluster.url("postgres"));
+        }
+        LocalAction::Stop => match LocalCluster::attach(opts.clone()).await? {
+            Some(cluster) => {
+                cluster.stop().await?;
+                eprintln!("local PostgreSQL in {} stopped", opts.data_dir.display());
+            }
+            None => eprintln!("local PostgreSQL in {} is not running", opts.data_dir.display()),
+        },
+        LocalAction::Status => match LocalCluster::status(&opts.data_dir) {
+            LocalStatus::NotInitialized => {
+                println!("not initialized: {} holds no cluster (`pgkit local start` creates it)", opts.data_dir.display())
+            }
+            LocalStatus::Stopped => println!("stopped: {}", opts.data_dir.display()),
+            LocalStatus::Running { pid } => {
+                let url = LocalCluster::attach(opts.clone())
+                    .await?
+                    .map(|c| c.url("postgres"))
+                    .unwrap_or_default();
+                println!("running: pid {pid}, {url}");
+            }
+        },
+    }
+    Ok(())
+}
+
+fn absolute(dir: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+    if dir.is_absolute() {
+        return Ok(dir.to_path_buf());
+    }
+    Ok(std::env::current_dir()?.join(dir))
+}

@@ -1,0 +1,105 @@
+//! `pgkit migrate status|up|new|repair|baseline` over a migrations directory.
+
+use anyhow::Context;
+use pgkit::migrate::{MigrateOptions, MigrationSource, Migrator, NewFile, State, Status};
+
+use super::{connection, progress, timeouts};
+use crate::cli::{MigrateAction, MigrateArgs};
+
+pub async fn run(args: MigrateArgs) -> anyhow::Result<()> {
+    let (lock_timeout, statement_timeout) = timeouts(&args.run)?;
+    let options = MigrateOptions {
+        schema: args.schema.clone(),
+        lock_timeout,
+        statement_timeout,
+    };
+    let migrator = Migrator::new(MigrationSource::Dir(args.dir.clone()), options);
+    match &args.action {
+        MigrateAction::New(new) => {
+            let file = NewFile {
+                name: new.name.clone(),
+                issue: new.issue.clone(),
+                author: new.author.clone(),
+                description: new.description.clone(),
+            };
+            let today = chrono::Local::now().date_naive();
+            let path = pgkit::migrate::new_file(&args.dir, &file, today)?;
+            eprintln!("created {}", path.display());
+            println!("{}", path.display());
+            Ok(())
+        }
+        MigrateAction::Status { json } => {
+            let (dsn, params) = connection(&args.db)?;
+            let status = migrator.status(&dsn, &params).await?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&status).context("cannot write JSON")?);
+            } else {
+                print!("{}", table(&status));
+            }
+            Ok(())
+        }
+        MigrateAction::Up => {
+            let (dsn, params) = connection(&args.db)?;
+            let report = migrator.up(&dsn, &params, progress).await?;
+            if !report.applied.is_empty() {
+                let ms: u128 = report.applied.iter().map(|(_, d)| d.as_millis()).sum();
+                eprintln!(
+                    "applied {} migration(s) in {ms} ms; {} were already applied",
+                    report.applied.len(),
+                    report.already_applied
+                );
+            }
+            Ok(())
+        }
+        MigrateAction::Repair => {
+            let (dsn, params) = connection(&args.db)?;
+            let repaired = migrator.repair(&dsn, &params, progress).await?;
+            if repaired.is_empty() {
+                eprintln!("nothing to repair: no applied file changed");
+            }
+            Ok(())
+        }
+        MigrateAction::Baseline { to } => {
+            let (dsn, params) = connection(&args.db)?;
+            let recorded = migrator.baseline(&dsn, &params, *to, progress).await?;
+            eprintln!("recorded {} migration(s) as applied, up to {to}", recorded.len());
+            Ok(())
+        }
+    }
+}
+
+/// The status as an aligned table with a summary line.
+fn table(status: &Status) -> String {
+    let mut out = format!(
+        "{:<16} {:<8} {:<25} {:>8}  {}\n",
+        "VERSION", "STATE", "APPLIED AT", "MS", "NAME"
+    );
+    for e in &status.migrations {
+        let state = match e.state {
+            State::Applied => "applied",
+            State::Pending => "pending",
+            State::Changed => "changed",
+            State::Missing => "missing",
+        };
+        out.push_str(&format!(
+            "{:<16} {:<8} {:<25} {:>8}  {}\n",
+            e.version,
+            state,
+            e.applied_at
+                .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+                .unwrap_or_default(),
+            e.execution_ms.map(|ms| ms.to_string()).unwrap_or_default(),
+            e.name
+        ));
+    }
+    out.push_str(&format!(
+        "{} applied, {} pending, {} changed, {} missing (tracking table {}.pgkit_migrations{})\n",
+        status.count(State::Applied),
+        status.count(State::Pending),
+        status.count(State::Changed),
+        status.count(State::Missing),
+        status.schema,
+        if status.tracking_table { "" } else { ", not created yet" }
+    ));
+    out
+}

@@ -1,0 +1,149 @@
+//! Running a parsed command line, and what the subcommands share: the
+//! database settings, progress on stderr, and turning an error into the
+//! one line that tells the user how to fix it.
+
+mod bundle;
+mod local;
+mod migrate;
+mod seed;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use pgkit::connect::SessionParams;
+use pgkit::dsn::{Dsn, DsnError};
+use pgkit::migrate::{Event, MigrateError};
+use pgkit::settings::{DbSettings, Env, SettingsError};
+
+use crate::cli::{Cli, Command, DbArgs, Environment, RunArgs};
+
+/// Runs the command; an error means exit code 1.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Migrate(args) => migrate::run(args).await,
+            Command::Seed(args) => seed::run(args).await,
+            Command::Bundle(args) => bundle::run(args),
+            Command::Local(args) => local::run(args).await,
+        }
+    })
+}
+
+/// A failure the user can fix, with the one line that says how.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct UserError {
+    pub message: String,
+    pub how: String,
+}
+
+impl UserError {
+    pub fn new(message: impl Into<String>, how: impl Into<String>) -> UserError {
+        UserError {
+            message: message.into(),
+            how: how.into(),
+        }
+    }
+}
+
+/// The error and its causes on one line, each cause once.
+pub fn message(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+/// What the user should do about it.
+pub fn hint(e: &anyhow::Error) -> String {
+    for cause in e.chain() {
+        if let Some(u) = cause.downcast_ref::<UserError>() {
+            return u.how.clone();
+        }
+        if let Some(m) = cause.downcast_ref::<MigrateError>() {
+            if let Some(h) = m.hint() {
+                return h;
+            }
+        }
+        if let Some(s) = cause.downcast_ref::<SettingsError>() {
+            return format!("set {} to {}", s.variable, s.accepted);
+        }
+        if cause.downcast_ref::<pgkit::local::LocalError>().is_some() {
+            return "the message above names the fix; `pgkit local status` shows the cluster's state".into();
+        }
+    }
+    "run the command again with RUST_LOG=debug for details, or see its --help".into()
+}
+
+/// The DSN and session settings: --database-url / DATABASE_URL, then the
+/// DB_* and APP_ENVIRONMENT variables (and .env), as every service reads them.
+pub fn connection(db: &DbArgs) -> anyhow::Result<(Dsn, SessionParams)> {
+    let env = Env::from_process()?;
+    let mut settings = DbSettings::from_env(&env, "DATABASE_URL", "pgkit")?;
+    if let Some(url) = &db.database_url {
+        let dsn = Dsn::parse(url).map_err(|e: DsnError| {
+            UserError::new(
+                format!("invalid --database-url: {e}"),
+                format!("give a URL of the form {}", DsnError::accepted_form()),
+            )
+        })?;
+        settings.dsn = Some(dsn);
+    }
+    let dsn = settings.dsn.clone().ok_or_else(|| {
+        UserError::new(
+            "no database URL",
+            "pass --database-url URL, or set DATABASE_URL (or DATABASE_URL_FILE)",
+        )
+    })?;
+    let mut params = SessionParams::from_settings(&settings);
+    if let Some(e) = db.environment {
+        params.environment = environment_name(e).into();
+    }
+    Ok((dsn, params))
+}
+
+fn environment_name(e: Environment) -> &'static str {
+    match e {
+        Environment::Development => "development",
+        Environment::Test => "test",
+        Environment::Staging => "staging",
+        Environment::Production => "production",
+    }
+}
+
+/// Seconds from a flag, checked.
+pub fn seconds(flag: &str, value: f64) -> anyhow::Result<Duration> {
+    if !value.is_finite() || !(0.0..=1e9).contains(&value) {
+        return Err(UserError::new(
+            format!("invalid --{flag}: {value} is out of range"),
+            format!("give --{flag} a number of seconds, 0 or more"),
+        )
+        .into());
+    }
+    Ok(Duration::from_secs_f64(value))
+}
+
+/// Lock and statement timeouts from the flags (statement timeout 0 = none).
+pub fn timeouts(run: &RunArgs) -> anyhow::Result<(Duration, Option<Duration>)> {
+    let lock = seconds("lock-timeout", run.lock_timeout)?;
+    let statement = seconds("statement-timeout", run.statement_timeout)?;
+    Ok((lock, (!statement.is_zero()).then_some(statement)))
+}
+
+/// Prints progress on stderr, one line per event.
+pub fn progress(event: &Event) {
+    eprintln!("{event}");
+}

@@ -1,0 +1,408 @@
+//! The real `pgkit` binary against a real PostgreSQL: what an operator runs
+//! and what they see (exit codes, stderr lines, JSON).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use pgkit::testing::{cluster, TestDatabase};
+
+const PGKIT: &str = env!("CARGO_BIN_EXE_pgkit");
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../pgkit/tests/fixtures/migrate/standard")
+}
+
+/// A writable copy of the standard fixture, seeds/ and data/ included.
+fn copy_fixture() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&fixture(), dir.path());
+    dir
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
+}
+
+/// `pgkit ARGS` with a clean environment: only the URL and environment given.
+fn pgkit(url: Option<&str>, environment: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(PGKIT);
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("APP_ENVIRONMENT", environment)
+        .current_dir(std::env::temp_dir());
+    if let Some(url) = url {
+        cmd.env("DATABASE_URL", url);
+    }
+    cmd
+}
+
+fn run(url: Option<&str>, environment: &str, args: &[&str]) -> Output {
+    pgkit(url, environment, args).output().expect("pgkit runs")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn ok(out: Output) -> Output {
+    assert!(out.status.success(), "pgkit failed ({:?}): {}", out.status, stderr(&out));
+    out
+}
+
+async fn client(db: &TestDatabase) -> tokio_postgres::Client {
+    let (client, conn) = pgkit::dsn::Dsn::parse(db.url())
+        .unwrap()
+        .pg_config()
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+}
+
+async fn count(db: &TestDatabase, sql: &str) -> i64 {
+    client(db).await.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+/// Row counts of the fixture's tables and the tracking rows, for "nothing changed".
+async fn snapshot(db: &TestDatabase) -> Vec<String> {
+    let c = client(db).await;
+    let mut out = Vec::new();
+    for table in ["documents", "categories", "admin_prompts", "admin_prompt_versions"] {
+        let n: i64 = c
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .await
+            .unwrap()
+            .get(0);
+        out.push(format!("{table}={n}"));
+    }
+    for r in c
+        .query("SELECT version, name, checksum, applied_at::text FROM pgkit_migrations ORDER BY version", &[])
+        .await
+        .unwrap()
+    {
+        let (v, n, s, t): (i64, String, String, String) = (r.get(0), r.get(1), r.get(2), r.get(3));
+        out.push(format!("{v} {n} {s} {t}"));
+    }
+    out
+}
+
+#[tokio::test]
+async fn migrate_up_then_seed_twice_changes_nothing_the_second_time() {
+    let db = cluster().await.database().await;
+    let dir = fixture();
+    let dir = dir.to_str().unwrap();
+    let url = Some(db.url());
+
+    let up = ok(run(url, "test", &["migrate", "--dir", dir, "up"]));
+    let err = stderr(&up);
+    assert!(err.contains("applied 002_create_documents.sql in "), "{err}");
+    assert!(err.contains("documents table ready"), "NOTICEs are shown: {err}");
+    let seeded = ok(run(url, "test", &["seed", "--dir", dir]));
+    assert!(stderr(&seeded).contains("applied seeds/002_ai_prompts.sql"), "{}", stderr(&seeded));
+    let first = snapshot(&db).await;
+    assert_eq!(first[..4], ["documents=2", "categories=3", "admin_prompts=1", "admin_prompt_versions=1"]);
+
+    let again = ok(run(url, "test", &["migrate", "up", "--dir", dir]));
+    assert!(stderr(&again).contains("database is up to date"), "{}", stderr(&again));
+    ok(run(url, "test", &["seed", "--dir", dir]));
+    assert_eq!(snapshot(&db).await, first);
+    let current: i32 = client(&db)
+        .await
+        .query_one("SELECT current_version FROM admin_prompts", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(current, 1);
+}
+
+#[tokio::test]
+async fn test_data_appears_only_with_app_environment_test() {
+    let db = cluster().await.database().await;
+    let dir = fixture();
+    let dir = dir.to_str().unwrap();
+    let url = Some(db.url());
+    ok(run(url, "development", &["migrate", "--dir", dir, "up"]));
+
+    let dev = ok(run(url, "development", &["seed", "--dir", dir]));
+    assert!(stderr(&dev).contains("skipped 1 test-data file(s)"), "{}", stderr(&dev));
+    assert_eq!(count(&db, "SELECT count(*) FROM documents").await, 0);
+    assert_eq!(count(&db, "SELECT count(*) FROM categories").await, 3);
+
+    ok(run(url, "production", &["seed", "--dir", dir]));
+    assert_eq!(count(&db, "SELECT count(*) FROM documents").await, 0);
+
+    ok(run(url, "test", &["seed", "--dir", dir]));
+    assert_eq!(count(&db, "SELECT count(*) FROM documents").await, 2);
+}
+
+#[tokio::test]
+async fn eight_runners_started_together_apply_each_file_once() {
+    let db = cluster().await.database().await;
+    let dir = fixture();
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            pgkit(Some(db.url()), "development", &["migrate", "--dir", dir.to_str().unwrap(), "up"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("pgkit starts")
+        })
+        .collect();
+    let mut all_stderr = String::new();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "a runner failed: {}", stderr(&out));
+        all_stderr.push_str(&stderr(&out));
+    }
+    for name in [
+        "001_create_updated_at_function.sql",
+        "002_create_documents.sql",
+        "003_create_categories_and_prompts.sql",
+        "004_index_documents_category.sql",
+        "20261201_search_function.sql",
+    ] {
+        let runs = all_stderr.matches(&format!("applied {name} in ")).count();
+        assert_eq!(runs, 1, "{name} applied {runs} times:\n{all_stderr}");
+    }
+    let rows = count(&db, "SELECT count(*) FROM pgkit_migrations").await;
+    assert_eq!(rows, 5);
+}
+
+#[tokio::test]
+async fn an_edited_applied_file_fails_up_with_exit_1_until_repaired() {
+    let db = cluster().await.database().await;
+    let dir = copy_fixture();
+    let d = dir.path().to_str().unwrap();
+    let url = Some(db.url());
+    ok(run(url, "development", &["migrate", "--dir", d, "up"]));
+    let file = dir.path().join("003_create_categories_and_prompts.sql");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replace("Reference categories, seeded", "Reference categories")).unwrap();
+
+    let up = run(url, "development", &["migrate", "--dir", d, "up"]);
+    assert_eq!(up.status.code(), Some(1));
+    let err = stderr(&up);
+    assert!(err.contains("003_create_categories_and_prompts.sql (applied with sha256 "), "{err}");
+    assert!(err.lines().any(|l| l.starts_with("hint: ") && l.contains("pgkit migrate repair")), "{err}");
+
+    let repaired = ok(run(url, "development", &["migrate", "--dir", d, "repair"]));
+    assert!(stderr(&repaired).contains("repaired 003_create_categories_and_prompts.sql"));
+    ok(run(url, "development", &["migrate", "--dir", d, "up"]));
+}
+
+#[tokio::test]
+async fn a_syntax_error_is_reported_at_its_line_and_the_earlier_files_stay() {
+    let db = cluster().await.database().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("001_ok.sql"), "BEGIN;\nCREATE TABLE ok (id int);\nCOMMIT;\n").unwrap();
+    std::fs::write(
+        dir.path().join("002_bad.sql"),
+        "-- Migration: 002_bad\n-- Description: broken on line 7\n\nBEGIN;\n\nCREATE TABLE bad (id int);\nCREATE TABEL worse (id int);\n\nCOMMIT;\n",
+    )
+    .unwrap();
+    let d = dir.path().to_str().unwrap();
+    let up = run(Some(db.url()), "development", &["migrate", "--dir", d, "up"]);
+    assert_eq!(up.status.code(), Some(1));
+    let err = stderr(&up);
+    assert!(err.contains("error: migration failed at 002_bad.sql:7:8: syntax error at or near \"TABEL\""), "{err}");
+    assert!(err.contains("hint: "), "{err}");
+
+    let json = ok(run(Some(db.url()), "development", &["migrate", "--dir", d, "status", "--json"]));
+    let status: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let states: Vec<(&str, &str)> = status["migrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["name"].as_str().unwrap(), m["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(states, [("001_ok.sql", "applied"), ("002_bad.sql", "pending")]);
+    assert_eq!(count(&db, "SELECT count(*) FROM pg_tables WHERE tablename = 'bad'").await, 0);
+}
+
+#[tokio::test]
+async fn status_json_agrees_with_the_table_and_the_tracking_rows() {
+    let db = cluster().await.database().await;
+    let dir = copy_fixture();
+    let d = dir.path().to_str().unwrap();
+    let url = Some(db.url());
+    // Apply up to 003, then add nothing: 004 and 20261201 stay pending.
+    let before = ok(run(url, "development", &["migrate", "--dir", d, "status"]));
+    assert!(String::from_utf8_lossy(&before.stdout).contains("not created yet"));
+    ok(run(url, "development", &["migrate", "--dir", d, "baseline", "--to", "3"]));
+
+    let json = ok(run(url, "development", &["migrate", "--dir", d, "status", "--json"]));
+    let status: serde_json::Value = serde_json::from_slice(&json.stdout).expect("status --json is JSON");
+    let table = ok(run(url, "development", &["migrate", "--dir", d, "status"]));
+    let table = String::from_utf8(table.stdout).unwrap();
+
+    let c = client(&db).await;
+    let rows: Vec<(i64, String)> = c
+        .query("SELECT version, checksum FROM pgkit_migrations ORDER BY version", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let entries = status["migrations"].as_array().unwrap();
+    assert_eq!(entries.len(), 5);
+    for e in entries {
+        let version = e["version"].as_i64().unwrap();
+        let state = e["state"].as_str().unwrap();
+        let row = rows.iter().find(|(v, _)| *v == version);
+        assert_eq!(state == "applied", row.is_some(), "{e}");
+        if let Some((_, sum)) = row {
+            assert_eq!(e["applied_checksum"].as_str(), Some(sum.as_str()));
+        }
+        let line = table
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(&version.to_string()))
+            .unwrap_or_else(|| panic!("no table line for {version}:\n{table}"));
+        assert_eq!(line.split_whitespace().nth(1), Some(state), "{line}");
+        assert!(line.ends_with(e["name"].as_str().unwrap()));
+    }
+    assert!(table.contains("3 applied, 2 pending, 0 changed, 0 missing"), "{table}");
+}
+
+#[tokio::test]
+async fn the_bundle_written_by_the_cli_runs_twice_under_psql() {
+    let db = cluster().await.database().await;
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = out_dir.path().join("bundle.sql");
+    let written = ok(run(
+        None,
+        "development",
+        &["bundle", "--dir", fixture().to_str().unwrap(), "--out", out.to_str().unwrap()],
+    ));
+    assert!(stderr(&written).contains("warning: 004_index_documents_category.sql"));
+    for _ in 0..2 {
+        let psql = Command::new("/usr/bin/psql")
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db.url(), "-f", out.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(psql.status.success(), "{}", stderr(&psql));
+    }
+    let json = ok(run(
+        Some(db.url()),
+        "development",
+        &["migrate", "--dir", fixture().to_str().unwrap(), "status", "--json"],
+    ));
+    let status: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert!(status["migrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|m| m["state"] == "applied"));
+}
+
+#[test]
+fn migrate_new_writes_the_next_file_from_the_template() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("006_last.sql"), "SELECT 1;").unwrap();
+    let out = ok(run(
+        None,
+        "development",
+        &["migrate", "--dir", dir.path().to_str().unwrap(), "new", "add user email", "--issue", "#7", "--author", "Ada"],
+    ));
+    let path = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+    assert_eq!(path.file_name().unwrap(), "007_add_user_email.sql");
+    let text = std::fs::read_to_string(&path).unwrap();
+    for line in ["-- Migration: 007_add_user_email", "-- Issue: #7", "-- Author: Ada", "-- Date: ", "-- Description: add user email", "BEGIN;", "COMMIT;"] {
+        assert!(text.contains(line), "{line} missing from:\n{text}");
+    }
+}
+
+#[test]
+fn usage_errors_exit_2_and_fixable_errors_exit_1_with_a_hint() {
+    assert_eq!(run(None, "development", &["migrate"]).status.code(), Some(2));
+    assert_eq!(run(None, "development", &["migrate", "up", "--bogus"]).status.code(), Some(2));
+    assert_eq!(run(None, "development", &["migrate", "baseline"]).status.code(), Some(2));
+
+    let dir = tempfile::tempdir().unwrap();
+    let no_url = run(None, "development", &["migrate", "--dir", dir.path().to_str().unwrap(), "up"]);
+    assert_eq!(no_url.status.code(), Some(1));
+    let err = stderr(&no_url);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines, ["error: no database URL", "hint: pass --database-url URL, or set DATABASE_URL (or DATABASE_URL_FILE)"]);
+
+    let unreachable = run(
+        Some("postgresql://app:Sekr3t-pw@/db?host=/nonexistent/socket/dir"),
+        "development",
+        &["migrate", "--dir", dir.path().to_str().unwrap(), "up"],
+    );
+    assert_eq!(unreachable.status.code(), Some(1));
+    let err = stderr(&unreachable);
+    assert!(err.starts_with("error: cannot connect to postgresql://app:***@/db"), "{err}");
+    assert!(!err.contains("Sekr3t-pw"), "{err}");
+    assert!(err.contains("\nhint: "), "{err}");
+}
+
+#[test]
+fn every_subcommand_has_help_and_help_never_shows_the_url() {
+    for args in [
+        &["--help"][..],
+        &["migrate", "--help"],
+        &["migrate", "status", "--help"],
+        &["migrate", "up", "--help"],
+        &["migrate", "new", "--help"],
+        &["migrate", "repair", "--help"],
+        &["migrate", "baseline", "--help"],
+        &["seed", "--help"],
+        &["bundle", "--help"],
+        &["local", "--help"],
+        &["local", "start", "--help"],
+        &["local", "stop", "--help"],
+        &["local", "status", "--help"],
+    ] {
+        let out = run(Some("postgresql://app:Sekr3t-pw@/db"), "development", args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("Usage: pgkit"), "{args:?}: {text}");
+        assert!(!text.contains("Sekr3t-pw"), "{args:?}: {text}");
+    }
+}
+
+#[test]
+fn local_start_twice_then_stop_leaves_nothing_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("pgdata");
+    let data_arg = data.to_str().unwrap();
+
+    let first = ok(run(None, "development", &["local", "start", "--data-dir", data_arg]));
+    let url = String::from_utf8(first.stdout).unwrap().trim().to_string();
+    assert!(url.starts_with("postgresql://postgres@/postgres?host="), "{url}");
+    let pid: u32 = std::fs::read_to_string(data.join("postmaster.pid"))
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    let second = ok(run(None, "development", &["local", "start", "--data-dir", data_arg]));
+    assert!(stderr(&second).contains("already running"), "{}", stderr(&second));
+    assert_eq!(String::from_utf8(second.stdout).unwrap().trim(), url);
+
+    let status = ok(run(None, "development", &["local", "status", "--data-dir", data_arg]));
+    assert!(String::from_utf8_lossy(&status.stdout).starts_with(&format!("running: pid {pid}")));
+    // The cluster answers on the printed URL.
+    let migrated = run(Some(&url), "development", &["migrate", "--dir", fixture().to_str().unwrap(), "status"]);
+    assert!(migrated.status.success(), "{}", stderr(&migrated));
+
+    ok(run(None, "development", &["local", "stop", "--data-dir", data_arg]));
+    assert!(!data.join("postmaster.pid").exists(), "a stale postmaster.pid was left behind");
+    assert!(!Path::new(&format!("/proc/{pid}")).exists(), "postgres (pid {pid}) still runs");
+    let status = ok(run(None, "development", &["local", "status", "--data-dir", data_arg]));
+    assert!(String::from_utf8_lossy(&status.stdout).starts_with("stopped"));
+    ok(run(None, "development", &["local", "stop", "--data-dir", data_arg]));
+}
