@@ -356,9 +356,15 @@ impl LocalCluster {
         opts: LocalOptions,
         lifetime: Lifetime,
     ) -> Result<LocalCluster, LocalError> {
-        let inner = Arc::new(blocking(move || Inner::prepare(opts, lifetime)).await?);
-        inner.ensure_running().await?;
-        Ok(LocalCluster { inner })
+        let inner = blocking(move || {
+            let inner = Inner::prepare(opts, lifetime)?;
+            inner.wait_ready()?;
+            Ok(inner)
+        })
+        .await?;
+        Ok(LocalCluster {
+            inner: Arc::new(inner),
+        })
     }
 
     /// What `data_dir` holds: nothing, a stopped cluster or a running one.
@@ -426,9 +432,11 @@ impl LocalCluster {
     /// with the same lifetime it had; a running server is left as it is.
     pub async fn start_again(&self) -> Result<(), LocalError> {
         let inner = Arc::clone(&self.inner);
-        let for_start = Arc::clone(&inner);
-        blocking(move || for_start.start_server_if_stopped()).await?;
-        inner.ensure_running().await
+        blocking(move || {
+            inner.start_server_if_stopped()?;
+            inner.wait_ready()
+        })
+        .await
     }
 
     /// The blocking form of [`stop`](Self::stop), for `Drop` impls.
@@ -443,16 +451,53 @@ where
     F: FnOnce() -> Result<T, LocalError> + Send + 'static,
     T: Send + 'static,
 {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(result) => result,
-        Err(e) => match e.try_into_panic() {
-            Ok(panic) => std::panic::resume_unwind(panic),
-            Err(e) => Err(LocalError::Io {
-                action: "finish the local PostgreSQL task for",
-                path: PathBuf::new(),
-                source: io::Error::other(e.to_string()),
-            }),
-        },
+    off_runtime(f).await.unwrap_or_else(|e| {
+        Err(LocalError::Io {
+            action: "run a thread for",
+            path: PathBuf::from("the local PostgreSQL cluster"),
+            source: e,
+        })
+    })
+}
+
+/// Runs `f` on a thread of its own and awaits its result, so the work
+/// belongs to no caller's runtime: it neither blocks the caller's threads nor
+/// depends on its clock (a test with paused time still gets a real 30 s
+/// start-up bound). A panic in `f` resumes in the caller.
+pub(crate) async fn off_runtime<T, F>(f: F) -> io::Result<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let (send, receive) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("pgkit-local".to_owned())
+        .spawn(move || {
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+            let _ = send.send(outcome);
+        })?;
+    match receive.await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(panic)) => std::panic::resume_unwind(panic),
+        Err(_) => Err(io::Error::other("the worker thread ended without a result")),
+    }
+}
+
+/// Runs `future` to completion on a current-thread runtime of its own.
+pub(crate) fn block_on_own_runtime<T>(
+    future: impl std::future::Future<Output = T>,
+) -> io::Result<T> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    Ok(runtime.block_on(future))
+}
+
+/// The server's own words for a database error ("db error" alone says nothing).
+pub(crate) fn describe_pg_error(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => e.to_string(),
     }
 }
 
@@ -833,23 +878,23 @@ impl Inner {
         })
     }
 
-    /// Waits (bounded) until the server accepts connections.
-    async fn ensure_running(&self) -> Result<(), LocalError> {
+    /// Waits (bounded) until the server accepts connections; blocking.
+    fn wait_ready(&self) -> Result<(), LocalError> {
         let deadline = Instant::now() + START_TIMEOUT;
         let config = self.config("postgres");
         loop {
-            let attempt = tokio::time::timeout(
-                Duration::from_secs(5),
-                config.connect(tokio_postgres::NoTls),
-            );
-            let last_error = match attempt.await {
-                Ok(Ok((client, connection))) => {
-                    drop(client);
-                    let _ = connection.await;
-                    return Ok(());
-                }
-                Ok(Err(e)) => e.to_string(),
-                Err(_) => "connecting timed out".to_owned(),
+            let attempt = block_on_own_runtime(async {
+                let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+                drop(client);
+                connection.await
+            })
+            .map_err(LocalError::io(
+                "run a runtime to connect to",
+                &self.socket_dir,
+            ))?;
+            let last_error = match attempt {
+                Ok(()) => return Ok(()),
+                Err(e) => describe_pg_error(&e),
             };
             if let Some(exit) = self.current_server().and_then(|s| s.exit_description()) {
                 return Err(self.start_error(format!("postgres exited ({exit})")));
@@ -861,7 +906,7 @@ impl Inner {
                     START_TIMEOUT.as_secs()
                 )));
             }
-            tokio::time::sleep(POLL * 2).await;
+            std::thread::sleep(POLL * 2);
         }
     }
 

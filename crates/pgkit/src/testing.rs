@@ -27,7 +27,10 @@ use std::time::Duration;
 use rand::Rng;
 use tokio::sync::OnceCell;
 
-use crate::local::{is_live_postgres, Lifetime, LocalCluster, LocalError, LocalOptions};
+use crate::local::{
+    block_on_own_runtime, describe_pg_error, is_live_postgres, off_runtime, Lifetime, LocalCluster,
+    LocalError, LocalOptions,
+};
 
 /// Temp dirs are named `pgkit-test-<pid>-<start time>-<random>`, so a later
 /// run can tell whether their owner still lives.
@@ -74,9 +77,8 @@ pub struct TestCluster {
 
 impl TestCluster {
     async fn start() -> Result<TestCluster, LocalError> {
-        tokio::task::spawn_blocking(sweep_leftovers)
-            .await
-            .unwrap_or_default();
+        // Best effort: a failure to sweep must not stop the tests.
+        let _ = off_runtime(sweep_leftovers).await;
         let root = create_root()?;
         let mut opts = LocalOptions::new(root.join("data"));
         for (name, value) in FAST_SETTINGS {
@@ -176,25 +178,20 @@ impl TestCluster {
         let name = format!("template_{template}");
         let quoted = quote_ident(&name);
         // A failed earlier attempt may have left it half built.
-        self.admin(&format!("DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
+        self.admin(Admin::Sql(format!(
+            "DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"
+        )))
+        .await?;
+        self.admin(Admin::Sql(format!("CREATE DATABASE {quoted}")))
             .await?;
-        self.admin(&format!("CREATE DATABASE {quoted}")).await?;
         setup(self.url(&name)).await?;
         // Cloning needs the template to have no sessions; lock it and end any
         // that setup left behind.
-        self.admin(&format!(
+        self.admin(Admin::Sql(format!(
             "ALTER DATABASE {quoted} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false"
-        ))
+        )))
         .await?;
-        let client = self.connect(ADMIN_DB).await.map_err(describe)?;
-        client
-            .execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
-                &[&name],
-            )
-            .await
-            .map_err(describe)?;
-        client.close().await;
+        self.admin(Admin::EndSessionsOf(name.clone())).await?;
         Ok(name)
     }
 
@@ -209,7 +206,7 @@ impl TestCluster {
             ),
             None => format!("CREATE DATABASE {}", quote_ident(&name)),
         };
-        if let Err(e) = self.admin(&sql).await {
+        if let Err(e) = self.admin(Admin::Sql(sql.clone())).await {
             panic!("pgkit test harness: {sql} failed: {e}");
         }
         TestDatabase {
@@ -220,47 +217,48 @@ impl TestCluster {
         }
     }
 
-    async fn connect(&self, database: &str) -> Result<AdminClient, tokio_postgres::Error> {
-        AdminClient::connect(&self.local.config(database)).await
-    }
-
-    /// Runs one admin statement on a connection of its own, closed before
-    /// returning.
-    async fn admin(&self, sql: &str) -> Result<(), String> {
-        let client = self.connect(ADMIN_DB).await.map_err(describe)?;
-        let result = client.batch_execute(sql).await.map_err(describe);
-        client.close().await;
-        result
+    /// Runs one admin statement, on a thread and runtime of its own so that
+    /// no test's runtime (or paused clock) is involved.
+    async fn admin(&self, statement: Admin) -> Result<(), String> {
+        let config = self.local.config(ADMIN_DB);
+        off_runtime(move || run_admin(&config, &statement))
+            .await
+            .map_err(|e| e.to_string())?
     }
 }
 
-/// A short-lived connection whose driver runs on the caller's runtime and
-/// is finished when the client goes, so no task outlives the caller.
-struct AdminClient {
-    client: tokio_postgres::Client,
-    driver: tokio::task::JoinHandle<()>,
+/// An admin statement of the harness.
+enum Admin {
+    /// SQL built only from names the harness made or validated.
+    Sql(String),
+    /// Ends every session on the named database.
+    EndSessionsOf(String),
 }
 
-impl AdminClient {
-    async fn connect(config: &tokio_postgres::Config) -> Result<Self, tokio_postgres::Error> {
-        let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
-        let driver = tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        Ok(Self { client, driver })
-    }
-
-    async fn close(self) {
-        drop(self.client);
-        let _ = self.driver.await;
-    }
-}
-
-impl Deref for AdminClient {
-    type Target = tokio_postgres::Client;
-    fn deref(&self) -> &Self::Target {
-        &self.client
-    }
+/// Runs `statement` on a connection of its own, closed before returning;
+/// blocking.
+fn run_admin(config: &tokio_postgres::Config, statement: &Admin) -> Result<(), String> {
+    let outcome = block_on_own_runtime(async {
+        let (client, connection) = config
+            .connect(tokio_postgres::NoTls)
+            .await
+            .map_err(|e| describe_pg_error(&e))?;
+        let driver = tokio::spawn(connection);
+        let result = match statement {
+            Admin::Sql(sql) => client.batch_execute(sql).await,
+            Admin::EndSessionsOf(database) => client
+                .execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+                    &[database],
+                )
+                .await
+                .map(drop),
+        };
+        drop(client);
+        let _ = driver.await;
+        result.map_err(|e| describe_pg_error(&e))
+    });
+    outcome.map_err(|e| format!("could not start a runtime: {e}"))?
 }
 
 /// A database of one test's own; dropped (`WITH (FORCE)`) with this value.
@@ -294,23 +292,11 @@ impl Drop for TestDatabase {
         // Drop cannot await, and may run inside a runtime or during a panic's
         // unwind: drop the database from a thread with a runtime of its own.
         let admin = self.admin.clone();
-        let name = self.name.clone();
-        let worker = std::thread::spawn(move || -> Result<(), String> {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())?;
-            runtime.block_on(async {
-                let client = AdminClient::connect(&admin).await.map_err(describe)?;
-                let sql = format!(
-                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                    quote_ident(&name)
-                );
-                let result = client.batch_execute(&sql).await.map_err(describe);
-                client.close().await;
-                result
-            })
-        });
+        let drop_sql = Admin::Sql(format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            quote_ident(&self.name)
+        ));
+        let worker = std::thread::spawn(move || run_admin(&admin, &drop_sql));
         match worker.join() {
             Ok(Ok(())) => {}
             Ok(Err(e)) => eprintln!(
@@ -478,14 +464,6 @@ fn stop_leftover_server(data_dir: &Path) {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while is_live_postgres(pid) && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(25));
-    }
-}
-
-/// The server's own words for a database error ("db error" alone says nothing).
-fn describe(e: tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => e.to_string(),
     }
 }
 

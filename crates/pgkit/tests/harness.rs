@@ -106,6 +106,15 @@ async fn parallel_test_three_has_its_own_database() {
     own_database_roundtrip("three").await;
 }
 
+/// The harness keeps off the test's runtime, so a paused clock (which would
+/// fire every timeout at once) does not matter.
+#[tokio::test(start_paused = true)]
+async fn the_harness_works_in_a_test_with_paused_time() {
+    own_database_roundtrip("paused").await;
+    let db = clone_of_counted().await;
+    assert_template_content(&db).await;
+}
+
 #[tokio::test]
 async fn a_table_created_in_one_database_is_invisible_in_another() {
     let cluster = testing::cluster().await;
