@@ -1,0 +1,98 @@
+//! `ai_conversations`: one user's conversations, every statement scoped by
+//! `user_id`.
+//!
+//! Pagination is keyset on `(updated_at, id)`, newest first, served by the
+//! index `idx_ai_conversations_user_updated (user_id, updated_at DESC, id
+//! DESC)`; the first page and the following ones are separate statements so
+//! each has a plan that walks that index from the right place.
+
+use pgkit::error::DbError;
+use pgkit::pool::Database;
+use pgkit::repo::{col, FromRow, Json, Row};
+use uuid::Uuid;
+
+use super::{fetch_size, json_object};
+use crate::cursor::Cursor;
+use crate::models::{Conversation, ConversationChanges, NewConversation};
+
+const INSERT: &str = "INSERT INTO ai_conversations (user_id, title, context, metadata) \
+     VALUES ($1, $2, $3, $4) \
+     RETURNING id, user_id, title, context, metadata, created_at, updated_at";
+
+const GET: &str = "SELECT id, user_id, title, context, metadata, created_at, updated_at \
+     FROM ai_conversations WHERE id = $1 AND user_id = $2";
+
+const LIST_FIRST: &str = "SELECT id, user_id, title, context, metadata, created_at, updated_at \
+     FROM ai_conversations WHERE user_id = $1 \
+     ORDER BY updated_at DESC, id DESC LIMIT $2";
+
+const LIST_AFTER: &str = "SELECT id, user_id, title, context, metadata, created_at, updated_at \
+     FROM ai_conversations WHERE user_id = $1 AND (updated_at, id) < ($2, $3) \
+     ORDER BY updated_at DESC, id DESC LIMIT $4";
+
+/// Absent fields stay as they are; the trigger moves `updated_at`.
+const UPDATE: &str = "UPDATE ai_conversations \
+     SET title = COALESCE($3, title), context = COALESCE($4, context), metadata = COALESCE($5, metadata) \
+     WHERE id = $1 AND user_id = $2 \
+     RETURNING id, user_id, title, context, metadata, created_at, updated_at";
+
+/// Its messages go with it (`ON DELETE CASCADE`).
+const DELETE: &str = "DELETE FROM ai_conversations WHERE id = $1 AND user_id = $2";
+
+impl FromRow for Conversation {
+    fn from_row(row: &Row) -> Result<Self, DbError> {
+        Ok(Conversation {
+            id: col(row, "id")?,
+            user_id: col(row, "user_id")?,
+            title: col(row, "title")?,
+            context: json_object(row, "context")?,
+            metadata: json_object(row, "metadata")?,
+            created_at: col(row, "created_at")?,
+            updated_at: col(row, "updated_at")?,
+        })
+    }
+}
+
+pub async fn create(db: &Database, user_id: Uuid, new: &NewConversation) -> Result<Conversation, DbError> {
+    db.fetch_one(
+        INSERT,
+        &[&user_id, &new.title, &Json(&new.context), &Json(&new.metadata)],
+    )
+    .await
+}
+
+pub async fn get(db: &Database, id: Uuid, user_id: Uuid) -> Result<Option<Conversation>, DbError> {
+    db.fetch_optional(GET, &[&id, &user_id]).await
+}
+
+/// Up to `limit + 1` conversations after `after` (the look-ahead row says
+/// whether there is a next page; see [`super::split_page`]).
+pub async fn list(
+    db: &Database,
+    user_id: Uuid,
+    limit: i64,
+    after: Option<Cursor>,
+) -> Result<Vec<Conversation>, DbError> {
+    let rows = fetch_size(limit);
+    match after {
+        None => db.fetch_all(LIST_FIRST, &[&user_id, &rows]).await,
+        Some(Cursor { at, id }) => db.fetch_all(LIST_AFTER, &[&user_id, &at, &id, &rows]).await,
+    }
+}
+
+pub async fn update(
+    db: &Database,
+    id: Uuid,
+    user_id: Uuid,
+    changes: &ConversationChanges,
+) -> Result<Option<Conversation>, DbError> {
+    let context = changes.context.as_ref().map(Json);
+    let metadata = changes.metadata.as_ref().map(Json);
+    db.fetch_optional(UPDATE, &[&id, &user_id, &changes.title, &context, &metadata])
+        .await
+}
+
+/// `false` when the caller has no such conversation.
+pub async fn delete(db: &Database, id: Uuid, user_id: Uuid) -> Result<bool, DbError> {
+    Ok(db.execute(DELETE, &[&id, &user_id]).await? == 1)
+}

@@ -1,0 +1,132 @@
+//! `ai_messages`: the messages of a conversation, reached only through a
+//! conversation the caller owns.
+//!
+//! Both statements fold the ownership check into the work, so each request
+//! is one round trip: posting runs `UPDATE ai_conversations ... WHERE id AND
+//! user_id RETURNING id` as a data-modifying CTE and inserts only if it
+//! returned the row (the update is also what moves the conversation's
+//! `updated_at`, atomically with the insert, since one statement is one
+//! transaction); listing joins the page of messages to the owned
+//! conversation, so "not yours or missing" (no row at all) is told apart from
+//! "yours but empty" (one row with NULL message columns).
+//!
+//! Order is oldest first, keyset on `(created_at, id)`, served by
+//! `idx_ai_messages_conversation_created`.
+
+use pgkit::error::DbError;
+use pgkit::pool::Database;
+use pgkit::repo::{col, FromRow, Json, Row};
+use uuid::Uuid;
+
+use super::{fetch_size, json_object};
+use crate::cursor::Cursor;
+use crate::models::{CreateMessage, Message, Role};
+
+const INSERT: &str = "WITH owned AS ( \
+         UPDATE ai_conversations SET updated_at = NOW() \
+         WHERE id = $1 AND user_id = $2 RETURNING id \
+     ) \
+     INSERT INTO ai_messages (conversation_id, role, content, resources, follow_up_suggestions, metadata) \
+     SELECT id, $3, $4, $5, $6, $7 FROM owned \
+     RETURNING id, conversation_id, role, content, resources, follow_up_suggestions, metadata, created_at";
+
+const LIST_FIRST: &str = "SELECT m.id, m.conversation_id, m.role, m.content, m.resources, \
+         m.follow_up_suggestions, m.metadata, m.created_at \
+     FROM ai_conversations c \
+     LEFT JOIN LATERAL ( \
+         SELECT id, conversation_id, role, content, resources, follow_up_suggestions, metadata, created_at \
+         FROM ai_messages WHERE conversation_id = c.id \
+         ORDER BY created_at, id LIMIT $3 \
+     ) m ON TRUE \
+     WHERE c.id = $1 AND c.user_id = $2 \
+     ORDER BY m.created_at, m.id";
+
+const LIST_AFTER: &str = "SELECT m.id, m.conversation_id, m.role, m.content, m.resources, \
+         m.follow_up_suggestions, m.metadata, m.created_at \
+     FROM ai_conversations c \
+     LEFT JOIN LATERAL ( \
+         SELECT id, conversation_id, role, content, resources, follow_up_suggestions, metadata, created_at \
+         FROM ai_messages WHERE conversation_id = c.id AND (created_at, id) > ($4, $5) \
+         ORDER BY created_at, id LIMIT $3 \
+     ) m ON TRUE \
+     WHERE c.id = $1 AND c.user_id = $2 \
+     ORDER BY m.created_at, m.id";
+
+impl FromRow for Message {
+    fn from_row(row: &Row) -> Result<Self, DbError> {
+        let role: &str = col(row, "role")?;
+        Ok(Message {
+            id: col(row, "id")?,
+            conversation_id: col(row, "conversation_id")?,
+            role: role
+                .parse::<Role>()
+                .map_err(|e| DbError::Decode(format!("column role: {e}")))?,
+            content: col(row, "content")?,
+            resources: col(row, "resources")?,
+            follow_up_suggestions: col(row, "follow_up_suggestions")?,
+            metadata: json_object(row, "metadata")?,
+            created_at: col(row, "created_at")?,
+        })
+    }
+}
+
+/// A row of the list statements: a message, or the NULLs of an owned
+/// conversation without (more) messages.
+struct Slot(Option<Message>);
+
+impl FromRow for Slot {
+    fn from_row(row: &Row) -> Result<Self, DbError> {
+        match col::<Option<Uuid>>(row, "id")? {
+            None => Ok(Slot(None)),
+            Some(_) => Message::from_row(row).map(|m| Slot(Some(m))),
+        }
+    }
+}
+
+/// The new message, or `None` when the caller has no such conversation.
+pub async fn create(
+    db: &Database,
+    conversation_id: Uuid,
+    user_id: Uuid,
+    message: &CreateMessage,
+) -> Result<Option<Message>, DbError> {
+    db.fetch_optional(
+        INSERT,
+        &[
+            &conversation_id,
+            &user_id,
+            &message.role.as_str(),
+            &message.content,
+            &message.resources,
+            &message.follow_up_suggestions,
+            &Json(&message.metadata),
+        ],
+    )
+    .await
+}
+
+/// Up to `limit + 1` messages after `after`, oldest first; `None` when the
+/// caller has no such conversation.
+pub async fn list(
+    db: &Database,
+    conversation_id: Uuid,
+    user_id: Uuid,
+    limit: i64,
+    after: Option<Cursor>,
+) -> Result<Option<Vec<Message>>, DbError> {
+    let rows = fetch_size(limit);
+    let slots: Vec<Slot> = match after {
+        None => {
+            db.fetch_all(LIST_FIRST, &[&conversation_id, &user_id, &rows])
+                .await?
+        }
+        Some(Cursor { at, id }) => {
+            db.fetch_all(LIST_AFTER, &[&conversation_id, &user_id, &rows, &at, &id])
+                .await?
+        }
+    };
+    if slots.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(slots.into_iter().filter_map(|Slot(m)| m).collect()))
+}

@@ -1,0 +1,178 @@
+//! `/api/v1/conversations`: create, list, read, change and delete the
+//! caller's own conversations. Another user's conversation answers 404, the
+//! same as one that does not exist.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+
+use super::{decode_cursor, finish_page};
+use crate::auth::Caller;
+use crate::cursor::{Cursor, Listing};
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{ApiJson, ApiQuery, PathId};
+use crate::models::{Conversation, ConversationPage, CreateConversation, PageQuery, UpdateConversation};
+use crate::repo;
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/conversations", get(list).post(create))
+        .route(
+            "/api/v1/conversations/{id}",
+            get(read).patch(update).delete(delete),
+        )
+}
+
+fn not_found() -> ApiError {
+    ApiError::not_found("conversation")
+}
+
+/// Start a conversation.
+#[utoipa::path(
+    post,
+    path = "/api/v1/conversations",
+    tag = "conversations",
+    request_body(content = CreateConversation, content_type = "application/json",
+        description = "Every field is optional; an empty body is `{}`."),
+    responses(
+        (status = 201, description = "Created", body = Conversation,
+            headers(("x-session-token" = String, description = "Only for a caller without credentials: its new anonymous session"))),
+        (status = 400, description = "Body is not JSON", body = ErrorBody),
+        (status = 401, description = "Credentials present but wrong", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+        (status = 415, description = "Body is not application/json", body = ErrorBody),
+        (status = 422, description = "A field breaks a rule, or is unknown", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody,
+            headers(("retry-after" = u32, description = "Seconds to wait"))),
+    ),
+    security((), ("api_key" = []), ("bearer" = []), ("session" = []))
+)]
+pub async fn create(
+    caller: Caller,
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<CreateConversation>,
+) -> Result<(StatusCode, Json<Conversation>), ApiError> {
+    let new = body.validate()?;
+    let conversation = repo::conversations::create(&state.db, caller.user_id, &new).await?;
+    Ok((StatusCode::CREATED, Json(conversation)))
+}
+
+/// The caller's conversations, newest `updated_at` first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/conversations",
+    tag = "conversations",
+    params(PageQuery),
+    responses(
+        (status = 200, description = "One page", body = ConversationPage),
+        (status = 401, description = "Credentials present but wrong", body = ErrorBody),
+        (status = 422, description = "Bad `limit` or `cursor`", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("api_key" = []), ("bearer" = []), ("session" = []))
+)]
+pub async fn list(
+    caller: Caller,
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<PageQuery>,
+) -> Result<Json<ConversationPage>, ApiError> {
+    let limit = query.limit()?;
+    let listing = Listing::Conversations {
+        user_id: caller.user_id,
+    };
+    let after = decode_cursor(&state, listing, query.cursor.as_deref())?;
+    let mut items = repo::conversations::list(&state.db, caller.user_id, limit, after).await?;
+    let next_cursor = finish_page(&state, listing, &mut items, limit, |c| Cursor {
+        at: c.updated_at,
+        id: c.id,
+    });
+    Ok(Json(ConversationPage { items, next_cursor }))
+}
+
+/// One of the caller's conversations.
+#[utoipa::path(
+    get,
+    path = "/api/v1/conversations/{id}",
+    tag = "conversations",
+    params(("id" = uuid::Uuid, Path, description = "Conversation id")),
+    responses(
+        (status = 200, description = "Found", body = Conversation),
+        (status = 401, description = "Credentials present but wrong", body = ErrorBody),
+        (status = 404, description = "No such conversation for this caller", body = ErrorBody),
+        (status = 422, description = "The id is not a UUID", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("api_key" = []), ("bearer" = []), ("session" = []))
+)]
+pub async fn read(
+    caller: Caller,
+    State(state): State<AppState>,
+    PathId(id): PathId,
+) -> Result<Json<Conversation>, ApiError> {
+    repo::conversations::get(&state.db, id, caller.user_id)
+        .await?
+        .map(Json)
+        .ok_or_else(not_found)
+}
+
+/// Change a conversation's title, context or metadata; `updated_at` moves.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/conversations/{id}",
+    tag = "conversations",
+    params(("id" = uuid::Uuid, Path, description = "Conversation id")),
+    request_body(content = UpdateConversation, content_type = "application/json",
+        description = "Absent or null fields stay as they are; an object replaces the stored one."),
+    responses(
+        (status = 200, description = "Changed", body = Conversation),
+        (status = 400, description = "Body is not JSON", body = ErrorBody),
+        (status = 401, description = "Credentials present but wrong", body = ErrorBody),
+        (status = 404, description = "No such conversation for this caller", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+        (status = 415, description = "Body is not application/json", body = ErrorBody),
+        (status = 422, description = "A field breaks a rule, or the id is not a UUID", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("api_key" = []), ("bearer" = []), ("session" = []))
+)]
+pub async fn update(
+    caller: Caller,
+    State(state): State<AppState>,
+    PathId(id): PathId,
+    ApiJson(body): ApiJson<UpdateConversation>,
+) -> Result<Json<Conversation>, ApiError> {
+    let changes = body.validate()?;
+    repo::conversations::update(&state.db, id, caller.user_id, &changes)
+        .await?
+        .map(Json)
+        .ok_or_else(not_found)
+}
+
+/// Delete a conversation and its messages.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/conversations/{id}",
+    tag = "conversations",
+    params(("id" = uuid::Uuid, Path, description = "Conversation id")),
+    responses(
+        (status = 204, description = "Deleted, with its messages"),
+        (status = 401, description = "Credentials present but wrong", body = ErrorBody),
+        (status = 404, description = "No such conversation for this caller", body = ErrorBody),
+        (status = 422, description = "The id is not a UUID", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("api_key" = []), ("bearer" = []), ("session" = []))
+)]
+pub async fn delete(
+    caller: Caller,
+    State(state): State<AppState>,
+    PathId(id): PathId,
+) -> Result<StatusCode, ApiError> {
+    if repo::conversations::delete(&state.db, id, caller.user_id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(not_found())
+    }
+}

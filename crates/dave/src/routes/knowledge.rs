@@ -1,0 +1,71 @@
+//! `/api/v1/knowledge`: full-text search for any caller; adding articles is
+//! for admins (403 otherwise, before the body is read).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+
+use crate::auth::extract::Admin;
+use crate::auth::Caller;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{ApiJson, ApiQuery};
+use crate::models::{CreateKnowledge, KnowledgeArticle, KnowledgeQuery, KnowledgeResults};
+use crate::repo;
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/v1/knowledge", get(search).post(create))
+}
+
+/// Articles matching `q`, best first (Postgres full-text search, english).
+#[utoipa::path(
+    get,
+    path = "/api/v1/knowledge",
+    tag = "knowledge",
+    params(KnowledgeQuery),
+    responses(
+        (status = 200, description = "Matches, best first", body = KnowledgeResults),
+        (status = 401, description = "Credentials present but wrong", body = ErrorBody),
+        (status = 422, description = "Missing or bad `q`, bad `limit`", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("api_key" = []), ("bearer" = []), ("session" = []))
+)]
+pub async fn search(
+    _caller: Caller,
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<KnowledgeQuery>,
+) -> Result<Json<KnowledgeResults>, ApiError> {
+    let search = query.validate()?;
+    let items = repo::knowledge::search(&state.db, &search.q, search.limit).await?;
+    Ok(Json(KnowledgeResults { items }))
+}
+
+/// Add an article (admin only).
+#[utoipa::path(
+    post,
+    path = "/api/v1/knowledge",
+    tag = "knowledge",
+    request_body(content = CreateKnowledge, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created", body = KnowledgeArticle),
+        (status = 400, description = "Body is not JSON", body = ErrorBody),
+        (status = 401, description = "Credentials present but wrong", body = ErrorBody),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+        (status = 415, description = "Body is not application/json", body = ErrorBody),
+        (status = 422, description = "A field breaks a rule, or is unknown", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security(("api_key" = []), ("bearer" = []))
+)]
+pub async fn create(
+    _admin: Admin,
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<CreateKnowledge>,
+) -> Result<(StatusCode, Json<KnowledgeArticle>), ApiError> {
+    let article = body.validate()?;
+    let created = repo::knowledge::create(&state.db, &article).await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}

@@ -1,0 +1,94 @@
+//! `/api/v1/conversations/{id}/messages`: post to and read the messages of
+//! one of the caller's conversations. A conversation that is not the
+//! caller's answers 404, for posting and reading alike.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+
+use super::{decode_cursor, finish_page};
+use crate::auth::Caller;
+use crate::cursor::{Cursor, Listing};
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{ApiJson, ApiQuery, PathId};
+use crate::models::{CreateMessage, Message, MessagePage, PageQuery};
+use crate::repo;
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route(
+        "/api/v1/conversations/{id}/messages",
+        get(list).post(create),
+    )
+}
+
+fn not_found() -> ApiError {
+    ApiError::not_found("conversation")
+}
+
+/// Add a message; the conversation's `updated_at` moves with it.
+#[utoipa::path(
+    post,
+    path = "/api/v1/conversations/{id}/messages",
+    tag = "messages",
+    params(("id" = uuid::Uuid, Path, description = "Conversation id")),
+    request_body(content = CreateMessage, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created", body = Message),
+        (status = 400, description = "Body is not JSON", body = ErrorBody),
+        (status = 401, description = "Credentials present but wrong", body = ErrorBody),
+        (status = 404, description = "No such conversation for this caller", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+        (status = 415, description = "Body is not application/json", body = ErrorBody),
+        (status = 422, description = "A field breaks a rule, or the id is not a UUID", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("api_key" = []), ("bearer" = []), ("session" = []))
+)]
+pub async fn create(
+    caller: Caller,
+    State(state): State<AppState>,
+    PathId(conversation_id): PathId,
+    ApiJson(body): ApiJson<CreateMessage>,
+) -> Result<(StatusCode, Json<Message>), ApiError> {
+    let message = body.validate()?;
+    let created = repo::messages::create(&state.db, conversation_id, caller.user_id, &message)
+        .await?
+        .ok_or_else(not_found)?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// A conversation's messages, oldest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/conversations/{id}/messages",
+    tag = "messages",
+    params(("id" = uuid::Uuid, Path, description = "Conversation id"), PageQuery),
+    responses(
+        (status = 200, description = "One page", body = MessagePage),
+        (status = 401, description = "Credentials present but wrong", body = ErrorBody),
+        (status = 404, description = "No such conversation for this caller", body = ErrorBody),
+        (status = 422, description = "Bad id, `limit` or `cursor`", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("api_key" = []), ("bearer" = []), ("session" = []))
+)]
+pub async fn list(
+    caller: Caller,
+    State(state): State<AppState>,
+    PathId(conversation_id): PathId,
+    ApiQuery(query): ApiQuery<PageQuery>,
+) -> Result<Json<MessagePage>, ApiError> {
+    let limit = query.limit()?;
+    let listing = Listing::Messages { conversation_id };
+    let after = decode_cursor(&state, listing, query.cursor.as_deref())?;
+    let mut items = repo::messages::list(&state.db, conversation_id, caller.user_id, limit, after)
+        .await?
+        .ok_or_else(not_found)?;
+    let next_cursor = finish_page(&state, listing, &mut items, limit, |m| Cursor {
+        at: m.created_at,
+        id: m.id,
+    });
+    Ok(Json(MessagePage { items, next_cursor }))
+}

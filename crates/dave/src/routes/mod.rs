@@ -1,0 +1,129 @@
+//! The `/api/v1` routes of DESIGN §3: one module and one `router()` per
+//! resource, merged by [`api_router`], with the session middleware that
+//! hands new anonymous callers their `X-Session-Token`.
+//!
+//! Handlers are thin: extract (caller first, so bad credentials are a 401
+//! before anything else is looked at; then path, query, body), validate with
+//! the model's rules, call one repository function, shape the answer. Every
+//! handler carries its `#[utoipa::path]`; [`ApiDoc`] gathers them, with
+//! the security schemes, for the service's OpenAPI document.
+
+pub mod conversations;
+pub mod knowledge;
+pub mod messages;
+pub mod prompts;
+
+use axum::middleware;
+use axum::Router;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::auth::extract::hand_out_session;
+use crate::cursor::{Cursor, CursorCodec, Listing};
+use crate::error::{ApiError, ErrorBody};
+use crate::state::AppState;
+
+/// Every `/api/v1` route, ready to merge into the service's router.
+pub fn api_router() -> Router<AppState> {
+    Router::new()
+        .merge(conversations::router())
+        .merge(messages::router())
+        .merge(knowledge::router())
+        .merge(prompts::router())
+        .layer(middleware::from_fn(hand_out_session))
+}
+
+/// The OpenAPI description of [`api_router`]'s routes, their schemas and
+/// the three ways to call them; merge it into the service's document.
+#[derive(OpenApi)]
+#[openapi(
+    paths(
+        conversations::create,
+        conversations::list,
+        conversations::read,
+        conversations::update,
+        conversations::delete,
+        messages::create,
+        messages::list,
+        knowledge::search,
+        knowledge::create,
+        prompts::list,
+        prompts::read,
+        prompts::add_version,
+        prompts::rollback,
+    ),
+    components(schemas(ErrorBody)),
+    modifiers(&SecuritySchemes),
+    tags(
+        (name = "conversations", description = "A caller's conversations (user-scoped)"),
+        (name = "messages", description = "Messages of a conversation (user-scoped)"),
+        (name = "knowledge", description = "Knowledge base: full-text search; admins add articles"),
+        (name = "prompts", description = "Versioned prompts (admin only)"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The security schemes the paths name: `api_key`, `bearer`, `session`.
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-API-Key",
+                "A key made by `dave apikey create`; carries the user, admin flag and tier.",
+            ))),
+        );
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "HS256 JWT signed with JWT_SECRET: `sub` is the user id (UUID), `exp` required, `\"role\":\"admin\"` for admins.",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-Session-Token",
+                "An anonymous session, as handed out in the X-Session-Token response header of a call without credentials.",
+            ))),
+        );
+    }
+}
+
+/// Pagination cursors for `state`'s configured secret.
+fn cursor_codec(state: &AppState) -> CursorCodec {
+    CursorCodec::new(state.config.cursor_secret.expose().as_bytes())
+}
+
+/// The position a client's `cursor` names, checked against its listing; an
+/// absent or empty cursor is the first page.
+fn decode_cursor(state: &AppState, listing: Listing, text: Option<&str>) -> Result<Option<Cursor>, ApiError> {
+    match text {
+        None | Some("") => Ok(None),
+        Some(text) => Ok(Some(cursor_codec(state).decode(listing, text)?)),
+    }
+}
+
+/// Cuts the look-ahead row off `items` and, when there was one, returns the
+/// cursor of the page's last row.
+fn finish_page<T>(
+    state: &AppState,
+    listing: Listing,
+    items: &mut Vec<T>,
+    limit: i64,
+    position: impl Fn(&T) -> Cursor,
+) -> Option<String> {
+    if !crate::repo::split_page(items, limit) {
+        return None;
+    }
+    let last = items.last()?;
+    Some(cursor_codec(state).encode(listing, position(last)))
+}
