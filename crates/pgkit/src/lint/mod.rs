@@ -2,8 +2,8 @@
 //! anything touches a database. Files are parsed with squawk's PostgreSQL
 //! grammar (a typed syntax tree, comments kept as tokens), never matched with
 //! regular expressions; each finding names `file:line:col`, a rule id, its
-//! severity, what is wrong and how to fix it. The rules, one file each, are in
-//! [`rules`](self) and documented in `docs/lint-rules.md`.
+//! severity, what is wrong and how to fix it. The rules live one per file
+//! under `lint/rules/`, each documented in `docs/lint-rules.md`.
 //!
 //! A folder is `NNN_description.sql` migrations, plus optional `seeds/` (must
 //! be idempotent) and `data/` (test data behind the `app.environment` guard).
@@ -102,7 +102,7 @@ pub fn lint_files(files: &[(PathBuf, String)], opts: &LintOptions) -> Report {
     rules::run_all(&parsed, &mut sink);
 
     let mut findings = Vec::new();
-    for (index, file) in parsed.iter().enumerate() {
+    for file in &parsed {
         let mut invalid = Vec::new();
         let allows = Allows::collect(file, &mut invalid);
         let mut here: Vec<Finding> = sink
@@ -113,9 +113,9 @@ pub fn lint_files(files: &[(PathBuf, String)], opts: &LintOptions) -> Report {
             .chain(invalid)
             .collect();
         here.sort_by_key(|f| (f.line, f.col));
-        findings.extend(here.into_iter().map(|f| (index, f)));
+        findings.extend(here);
     }
-    Report::new(findings.into_iter().map(|(_, f)| f).collect(), parsed.len())
+    Report::new(findings, parsed.len())
 }
 
 fn kind_of(path: &Path, opts: &LintOptions) -> FileKind {

@@ -234,7 +234,7 @@ mod tests {
 
     #[test]
     fn order_is_kind_then_number_then_name() {
-        let mut names = vec![
+        let mut names = [
             (FileKind::Seed, "001_a.sql"),
             (FileKind::Migration, "010_b.sql"),
             (FileKind::Migration, "002_c.sql"),

@@ -63,4 +63,14 @@ mod tests {
         )
         .is_empty());
     }
+
+    #[test]
+    fn an_allow_above_the_column_inside_create_table_suppresses_it() {
+        let sql = "CREATE TABLE IF NOT EXISTS t (\n  id int,\n  -- pgkit:allow jsonb-column-comment shape owned by the billing service, see its docs\n  metadata jsonb\n);\nCOMMENT ON TABLE t IS 'x';";
+        assert!(lint(
+            &[("001_x.sql", &migration("001_x", sql))],
+            Rule::JsonbColumnComment
+        )
+        .is_empty());
+    }
 }
