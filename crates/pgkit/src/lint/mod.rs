@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 pub use report::{Finding, Report};
 pub use rule::{Rule, Severity, UnknownRule};
 
-use rules::Sink;
+use rules::{Draft, Sink};
 use source::{FileKind, SqlFile};
 use suppress::Allows;
 
@@ -104,11 +104,16 @@ pub fn lint_files(files: &[(PathBuf, String)], opts: &LintOptions) -> Report {
     let mut findings = Vec::new();
     for file in &parsed {
         let mut invalid = Vec::new();
-        let allows = Allows::collect(file, &mut invalid);
-        let mut here: Vec<Finding> = sink
+        let mut allows = Allows::collect(file, &mut invalid);
+        let mut drafts: Vec<&Draft> = sink
             .drafts
             .iter()
-            .filter(|d| d.finding.file == file.path && !allows.covers(&d.finding, d.file_level))
+            .filter(|d| d.finding.file == file.path)
+            .collect();
+        drafts.sort_by_key(|d| (d.finding.line, d.finding.col));
+        let mut here: Vec<Finding> = drafts
+            .into_iter()
+            .filter(|d| !allows.take(&d.finding, d.file_level))
             .map(|d| d.finding.clone())
             .chain(invalid)
             .collect();

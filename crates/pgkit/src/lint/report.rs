@@ -100,7 +100,8 @@ impl Report {
             out.push_str(&finding.headline());
             out.push('\n');
             out.push_str("  fix: ");
-            out.push_str(&finding.fix);
+            // continuation lines of a multi-line fix line up under its first
+            out.push_str(&finding.fix.replace('\n', "\n       "));
             out.push('\n');
         }
         out.push_str(&self.summary());
@@ -167,6 +168,16 @@ mod tests {
              1 error, 1 warning in 2 files\n"
         );
         assert!(report.has_errors());
+    }
+
+    #[test]
+    fn multi_line_fix_is_indented_under_the_first_line() {
+        let mut f = finding(Rule::MigrationHeader);
+        f.fix = "start with:\n-- Migration: 001_x\n-- Issue: X".into();
+        let text = Report::new(vec![f], 1).to_text();
+        assert!(
+            text.contains("  fix: start with:\n       -- Migration: 001_x\n       -- Issue: X\n")
+        );
     }
 
     #[test]

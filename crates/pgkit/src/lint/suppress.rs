@@ -1,15 +1,13 @@
 //! `-- pgkit:allow RULE reason`: a comment on the line directly above a
-//! finding suppresses that rule's findings on that line. Several allow
-//! comments may be stacked on consecutive lines. Findings about the file as a
-//! whole (a missing header field) are suppressed by an allow comment anywhere
-//! in the leading comment block. An allow comment without a reason, with an
+//! finding suppresses one finding of that rule on that line. Several allow
+//! comments may be stacked on consecutive lines (one per finding). Findings
+//! about the file as a whole (a missing header field) are suppressed by an
+//! allow comment for their rule anywhere in the leading comment block. An allow comment without a reason, with an
 //! unknown rule, or sharing its line with code is itself a finding and
 //! suppresses nothing: the reason is what a reviewer reads later.
 //!
 //! Comments are read as comment tokens of the syntax tree (and of `DO`
 //! bodies), never by scanning the SQL text.
-
-use std::collections::BTreeMap;
 
 use squawk_syntax::ast::AstNode;
 use squawk_syntax::{SyntaxKind, SyntaxToken};
@@ -23,10 +21,17 @@ const DIRECTIVE: &str = "pgkit:allow";
 /// The valid allow comments of one file.
 #[derive(Debug, Default)]
 pub(crate) struct Allows {
-    /// Rules allowed by the comment(s) ending on each line.
-    by_line: BTreeMap<u32, Vec<Rule>>,
+    /// One entry per rule named by an allow comment, by the comment's last line.
+    entries: Vec<Entry>,
     /// Rules allowed in the leading comment block (file-level findings).
     in_header: Vec<Rule>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    line: u32,
+    rule: Rule,
+    used: bool,
 }
 
 impl Allows {
@@ -60,7 +65,11 @@ impl Allows {
                         allows.in_header.extend(rules.iter().copied());
                     }
                     let line = file.line_of(comment.end.saturating_sub(1));
-                    allows.by_line.entry(line).or_default().extend(rules);
+                    allows.entries.extend(rules.into_iter().map(|rule| Entry {
+                        line,
+                        rule,
+                        used: false,
+                    }));
                 }
                 Err((message, fix)) => {
                     invalid.push(file.finding(
@@ -77,8 +86,9 @@ impl Allows {
 
     /// Whether an allow comment covers `finding`: on the line above it, or on
     /// a run of allow-comment lines ending there; for file-level findings also
-    /// anywhere in the header.
-    pub fn covers(&self, finding: &Finding, file_level: bool) -> bool {
+    /// anywhere in the header. A line's allow comment is spent on the first
+    /// finding it covers.
+    pub fn take(&mut self, finding: &Finding, file_level: bool) -> bool {
         if finding.rule == Rule::InvalidSuppression {
             return false;
         }
@@ -88,10 +98,17 @@ impl Allows {
         let mut line = finding.line;
         while line > 1 {
             line -= 1;
-            match self.by_line.get(&line) {
-                Some(rules) if rules.contains(&finding.rule) => return true,
-                Some(_) => {}
-                None => return false,
+            let mut on_line = self
+                .entries
+                .iter_mut()
+                .filter(|e| e.line == line)
+                .peekable();
+            if on_line.peek().is_none() {
+                return false;
+            }
+            if let Some(entry) = on_line.find(|e| e.rule == finding.rule && !e.used) {
+                entry.used = true;
+                return true;
             }
         }
         false
@@ -238,30 +255,38 @@ mod tests {
     #[test]
     fn allow_covers_the_next_line_only() {
         let sql = "SELECT 1;\n-- pgkit:allow drop-table replaced by t2 in 004\nDROP TABLE t;\n\nDROP TABLE u;\n";
-        let (allows, invalid) = allows(sql);
+        let (mut allows, invalid) = allows(sql);
         assert!(invalid.is_empty());
-        assert!(allows.covers(&at(3, Rule::DropTable), false));
-        assert!(!allows.covers(&at(3, Rule::DropColumn), false));
-        assert!(!allows.covers(&at(5, Rule::DropTable), false));
+        assert!(allows.take(&at(3, Rule::DropTable), false));
+        assert!(!allows.take(&at(3, Rule::DropColumn), false));
+        assert!(!allows.take(&at(5, Rule::DropTable), false));
+    }
+
+    #[test]
+    fn one_allow_is_spent_on_one_finding() {
+        let sql = "-- pgkit:allow drop-table both were replaced\nDROP TABLE a; DROP TABLE b;\n";
+        let (mut allows, _) = allows(sql);
+        assert!(allows.take(&at(2, Rule::DropTable), false));
+        assert!(!allows.take(&at(2, Rule::DropTable), false));
     }
 
     #[test]
     fn stacked_allows_and_lists_both_count() {
         let sql = "-- pgkit:allow drop-table gone\n-- pgkit:allow table-comment,jsonb-column-comment legacy\nDROP TABLE t;\n";
-        let (allows, _) = allows(sql);
-        assert!(allows.covers(&at(3, Rule::DropTable), false));
-        assert!(allows.covers(&at(3, Rule::JsonbColumnComment), false));
+        let (mut allows, _) = allows(sql);
+        assert!(allows.take(&at(3, Rule::DropTable), false));
+        assert!(allows.take(&at(3, Rule::JsonbColumnComment), false));
     }
 
     #[test]
     fn allow_without_reason_is_reported_and_suppresses_nothing() {
         let sql = "SELECT 1;\n-- pgkit:allow drop-table\nDROP TABLE t;\n";
-        let (allows, invalid) = allows(sql);
+        let (mut allows, invalid) = allows(sql);
         assert_eq!(invalid.len(), 1);
         assert_eq!(invalid[0].rule, Rule::InvalidSuppression);
         assert_eq!((invalid[0].line, invalid[0].col), (2, 1));
         assert!(invalid[0].message.contains("gives no reason"));
-        assert!(!allows.covers(&at(3, Rule::DropTable), false));
+        assert!(!allows.take(&at(3, Rule::DropTable), false));
     }
 
     #[test]
@@ -277,24 +302,25 @@ mod tests {
 
     #[test]
     fn allow_after_code_is_reported() {
-        let (allows, invalid) = allows("SELECT 1; -- pgkit:allow drop-table why\nDROP TABLE t;\n");
+        let (mut allows, invalid) =
+            allows("SELECT 1; -- pgkit:allow drop-table why\nDROP TABLE t;\n");
         assert_eq!(invalid.len(), 1);
-        assert!(!allows.covers(&at(2, Rule::DropTable), false));
+        assert!(!allows.take(&at(2, Rule::DropTable), false));
     }
 
     #[test]
     fn header_allow_covers_file_level_findings() {
         let sql = "-- Migration: 001_x\n-- pgkit:allow migration-header imported from a vendor\n\nSELECT 1;\n";
-        let (allows, _) = allows(sql);
-        assert!(allows.covers(&at(1, Rule::MigrationHeader), true));
-        assert!(!allows.covers(&at(1, Rule::MigrationHeader), false));
+        let (mut allows, _) = allows(sql);
+        assert!(allows.take(&at(1, Rule::MigrationHeader), true));
+        assert!(!allows.take(&at(1, Rule::MigrationHeader), false));
     }
 
     #[test]
     fn allows_inside_do_bodies_count() {
         let sql = "DO $$\nBEGIN\n  -- pgkit:allow seed-on-conflict guarded by IF NOT EXISTS\n  INSERT INTO t VALUES (1);\nEND\n$$;\n";
-        let (allows, invalid) = allows(sql);
+        let (mut allows, invalid) = allows(sql);
         assert!(invalid.is_empty());
-        assert!(allows.covers(&at(4, Rule::SeedOnConflict), false));
+        assert!(allows.take(&at(4, Rule::SeedOnConflict), false));
     }
 }

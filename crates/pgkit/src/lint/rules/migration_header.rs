@@ -38,7 +38,10 @@ fn check_file(file: &SqlFile, sink: &mut Sink) {
             Rule::MigrationHeader,
             0,
             "the file has no header comment (Migration, Issue, Date, Author, Description)",
-            format!("start the file with:\n{}", template(&file.stem())),
+            format!(
+                "start the file with the standard's header:\n{}",
+                template(file)
+            ),
         ));
         return;
     }
@@ -143,17 +146,19 @@ fn is_iso_date(value: &str) -> bool {
 fn example(key: &str, file: &SqlFile) -> String {
     match key {
         "Migration" => file.stem(),
-        "Issue" => "DAVE-123".into(),
-        "Date" => "2025-01-15".into(),
-        "Author" => "Jane Doe".into(),
-        _ => "what this migration does".into(),
+        "Issue" => "<issue id, e.g. DAVE-123>".into(),
+        "Date" => "<YYYY-MM-DD>".into(),
+        "Author" => "<who wrote it>".into(),
+        _ => "<what this migration does>".into(),
     }
 }
 
-fn template(stem: &str) -> String {
-    format!(
-        "-- Migration: {stem}\n-- Issue: DAVE-123\n-- Date: 2025-01-15\n-- Author: Jane Doe\n-- Description: what this migration does"
-    )
+fn template(file: &SqlFile) -> String {
+    FIELDS
+        .iter()
+        .map(|key| format!("-- {key}: {}", example(key, file)))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[cfg(test)]
