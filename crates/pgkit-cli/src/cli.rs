@@ -232,7 +232,9 @@ mod tests {
 
     #[test]
     fn flags_may_follow_the_action() {
-        let cli = Cli::try_parse_from(["pgkit", "migrate", "up", "--dir", "db/m", "--schema", "ops"]).unwrap();
+        let cli =
+            Cli::try_parse_from(["pgkit", "migrate", "up", "--dir", "db/m", "--schema", "ops"])
+                .unwrap();
         let Command::Migrate(m) = cli.command else {
             panic!("not migrate")
         };

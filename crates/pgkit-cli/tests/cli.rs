@@ -55,7 +55,12 @@ fn stderr(out: &Output) -> String {
 }
 
 fn ok(out: Output) -> Output {
-    assert!(out.status.success(), "pgkit failed ({:?}): {}", out.status, stderr(&out));
+    assert!(
+        out.status.success(),
+        "pgkit failed ({:?}): {}",
+        out.status,
+        stderr(&out)
+    );
     out
 }
 
@@ -78,7 +83,12 @@ async fn count(db: &TestDatabase, sql: &str) -> i64 {
 async fn snapshot(db: &TestDatabase) -> Vec<String> {
     let c = client(db).await;
     let mut out = Vec::new();
-    for table in ["documents", "categories", "admin_prompts", "admin_prompt_versions"] {
+    for table in [
+        "documents",
+        "categories",
+        "admin_prompts",
+        "admin_prompt_versions",
+    ] {
         let n: i64 = c
             .query_one(&format!("SELECT count(*) FROM {table}"), &[])
             .await
@@ -106,15 +116,37 @@ async fn migrate_up_then_seed_twice_changes_nothing_the_second_time() {
 
     let up = ok(run(url, "test", &["migrate", "--dir", dir, "up"]));
     let err = stderr(&up);
-    assert!(err.contains("applied 002_create_documents.sql in "), "{err}");
-    assert!(err.contains("documents table ready"), "NOTICEs are shown: {err}");
+    assert!(
+        err.contains("applied 002_create_documents.sql in "),
+        "{err}"
+    );
+    assert!(
+        err.contains("documents table ready"),
+        "NOTICEs are shown: {err}"
+    );
     let seeded = ok(run(url, "test", &["seed", "--dir", dir]));
-    assert!(stderr(&seeded).contains("applied seeds/002_ai_prompts.sql"), "{}", stderr(&seeded));
+    assert!(
+        stderr(&seeded).contains("applied seeds/002_ai_prompts.sql"),
+        "{}",
+        stderr(&seeded)
+    );
     let first = snapshot(&db).await;
-    assert_eq!(first[..4], ["documents=2", "categories=3", "admin_prompts=1", "admin_prompt_versions=1"]);
+    assert_eq!(
+        first[..4],
+        [
+            "documents=2",
+            "categories=3",
+            "admin_prompts=1",
+            "admin_prompt_versions=1"
+        ]
+    );
 
     let again = ok(run(url, "test", &["migrate", "up", "--dir", dir]));
-    assert!(stderr(&again).contains("database is up to date"), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("database is up to date"),
+        "{}",
+        stderr(&again)
+    );
     ok(run(url, "test", &["seed", "--dir", dir]));
     assert_eq!(snapshot(&db).await, first);
     let current: i32 = client(&db)
@@ -135,7 +167,11 @@ async fn test_data_appears_only_with_app_environment_test() {
     ok(run(url, "development", &["migrate", "--dir", dir, "up"]));
 
     let dev = ok(run(url, "development", &["seed", "--dir", dir]));
-    assert!(stderr(&dev).contains("skipped 1 test-data file(s)"), "{}", stderr(&dev));
+    assert!(
+        stderr(&dev).contains("skipped 1 test-data file(s)"),
+        "{}",
+        stderr(&dev)
+    );
     assert_eq!(count(&db, "SELECT count(*) FROM documents").await, 0);
     assert_eq!(count(&db, "SELECT count(*) FROM categories").await, 3);
 
@@ -152,11 +188,15 @@ async fn eight_runners_started_together_apply_each_file_once() {
     let dir = fixture();
     let children: Vec<_> = (0..8)
         .map(|_| {
-            pgkit(Some(db.url()), "development", &["migrate", "--dir", dir.to_str().unwrap(), "up"])
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .expect("pgkit starts")
+            pgkit(
+                Some(db.url()),
+                "development",
+                &["migrate", "--dir", dir.to_str().unwrap(), "up"],
+            )
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("pgkit starts")
         })
         .collect();
     let mut all_stderr = String::new();
@@ -188,13 +228,24 @@ async fn an_edited_applied_file_fails_up_with_exit_1_until_repaired() {
     ok(run(url, "development", &["migrate", "--dir", d, "up"]));
     let file = dir.path().join("003_create_categories_and_prompts.sql");
     let text = std::fs::read_to_string(&file).unwrap();
-    std::fs::write(&file, text.replace("Reference categories, seeded", "Reference categories")).unwrap();
+    std::fs::write(
+        &file,
+        text.replace("Reference categories, seeded", "Reference categories"),
+    )
+    .unwrap();
 
     let up = run(url, "development", &["migrate", "--dir", d, "up"]);
     assert_eq!(up.status.code(), Some(1));
     let err = stderr(&up);
-    assert!(err.contains("003_create_categories_and_prompts.sql (applied with sha256 "), "{err}");
-    assert!(err.lines().any(|l| l.starts_with("hint: ") && l.contains("pgkit migrate repair")), "{err}");
+    assert!(
+        err.contains("003_create_categories_and_prompts.sql (applied with sha256 "),
+        "{err}"
+    );
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("hint: ") && l.contains("pgkit migrate repair")),
+        "{err}"
+    );
 
     let repaired = ok(run(url, "development", &["migrate", "--dir", d, "repair"]));
     assert!(stderr(&repaired).contains("repaired 003_create_categories_and_prompts.sql"));
@@ -205,20 +256,37 @@ async fn an_edited_applied_file_fails_up_with_exit_1_until_repaired() {
 async fn a_syntax_error_is_reported_at_its_line_and_the_earlier_files_stay() {
     let db = cluster().await.database().await;
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("001_ok.sql"), "BEGIN;\nCREATE TABLE ok (id int);\nCOMMIT;\n").unwrap();
+    std::fs::write(
+        dir.path().join("001_ok.sql"),
+        "BEGIN;\nCREATE TABLE ok (id int);\nCOMMIT;\n",
+    )
+    .unwrap();
     std::fs::write(
         dir.path().join("002_bad.sql"),
         "-- Migration: 002_bad\n-- Description: broken on line 7\n\nBEGIN;\n\nCREATE TABLE bad (id int);\nCREATE TABEL worse (id int);\n\nCOMMIT;\n",
     )
     .unwrap();
     let d = dir.path().to_str().unwrap();
-    let up = run(Some(db.url()), "development", &["migrate", "--dir", d, "up"]);
+    let up = run(
+        Some(db.url()),
+        "development",
+        &["migrate", "--dir", d, "up"],
+    );
     assert_eq!(up.status.code(), Some(1));
     let err = stderr(&up);
-    assert!(err.contains("error: migration failed at 002_bad.sql:7:8: syntax error at or near \"TABEL\""), "{err}");
+    assert!(
+        err.contains(
+            "error: migration failed at 002_bad.sql:7:8: syntax error at or near \"TABEL\""
+        ),
+        "{err}"
+    );
     assert!(err.contains("hint: "), "{err}");
 
-    let json = ok(run(Some(db.url()), "development", &["migrate", "--dir", d, "status", "--json"]));
+    let json = ok(run(
+        Some(db.url()),
+        "development",
+        &["migrate", "--dir", d, "status", "--json"],
+    ));
     let status: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     let states: Vec<(&str, &str)> = status["migrations"]
         .as_array()
@@ -226,8 +294,18 @@ async fn a_syntax_error_is_reported_at_its_line_and_the_earlier_files_stay() {
         .iter()
         .map(|m| (m["name"].as_str().unwrap(), m["state"].as_str().unwrap()))
         .collect();
-    assert_eq!(states, [("001_ok.sql", "applied"), ("002_bad.sql", "pending")]);
-    assert_eq!(count(&db, "SELECT count(*) FROM pg_tables WHERE tablename = 'bad'").await, 0);
+    assert_eq!(
+        states,
+        [("001_ok.sql", "applied"), ("002_bad.sql", "pending")]
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM pg_tables WHERE tablename = 'bad'"
+        )
+        .await,
+        0
+    );
 }
 
 #[tokio::test]
@@ -239,16 +317,28 @@ async fn status_json_agrees_with_the_table_and_the_tracking_rows() {
     // Apply up to 003, then add nothing: 004 and 20261201 stay pending.
     let before = ok(run(url, "development", &["migrate", "--dir", d, "status"]));
     assert!(String::from_utf8_lossy(&before.stdout).contains("not created yet"));
-    ok(run(url, "development", &["migrate", "--dir", d, "baseline", "--to", "3"]));
+    ok(run(
+        url,
+        "development",
+        &["migrate", "--dir", d, "baseline", "--to", "3"],
+    ));
 
-    let json = ok(run(url, "development", &["migrate", "--dir", d, "status", "--json"]));
-    let status: serde_json::Value = serde_json::from_slice(&json.stdout).expect("status --json is JSON");
+    let json = ok(run(
+        url,
+        "development",
+        &["migrate", "--dir", d, "status", "--json"],
+    ));
+    let status: serde_json::Value =
+        serde_json::from_slice(&json.stdout).expect("status --json is JSON");
     let table = ok(run(url, "development", &["migrate", "--dir", d, "status"]));
     let table = String::from_utf8(table.stdout).unwrap();
 
     let c = client(&db).await;
     let rows: Vec<(i64, String)> = c
-        .query("SELECT version, checksum FROM pgkit_migrations ORDER BY version", &[])
+        .query(
+            "SELECT version, checksum FROM pgkit_migrations ORDER BY version",
+            &[],
+        )
         .await
         .unwrap()
         .iter()
@@ -271,7 +361,10 @@ async fn status_json_agrees_with_the_table_and_the_tracking_rows() {
         assert_eq!(line.split_whitespace().nth(1), Some(state), "{line}");
         assert!(line.ends_with(e["name"].as_str().unwrap()));
     }
-    assert!(table.contains("3 applied, 2 pending, 0 changed, 0 missing"), "{table}");
+    assert!(
+        table.contains("3 applied, 2 pending, 0 changed, 0 missing"),
+        "{table}"
+    );
 }
 
 #[tokio::test]
@@ -282,12 +375,27 @@ async fn the_bundle_written_by_the_cli_runs_twice_under_psql() {
     let written = ok(run(
         None,
         "development",
-        &["bundle", "--dir", fixture().to_str().unwrap(), "--out", out.to_str().unwrap()],
+        &[
+            "bundle",
+            "--dir",
+            fixture().to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
     ));
     assert!(stderr(&written).contains("warning: 004_index_documents_category.sql"));
     for _ in 0..2 {
         let psql = Command::new("/usr/bin/psql")
-            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db.url(), "-f", out.to_str().unwrap()])
+            .args([
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                db.url(),
+                "-f",
+                out.to_str().unwrap(),
+            ])
             .output()
             .unwrap();
         assert!(psql.status.success(), "{}", stderr(&psql));
@@ -295,7 +403,13 @@ async fn the_bundle_written_by_the_cli_runs_twice_under_psql() {
     let json = ok(run(
         Some(db.url()),
         "development",
-        &["migrate", "--dir", fixture().to_str().unwrap(), "status", "--json"],
+        &[
+            "migrate",
+            "--dir",
+            fixture().to_str().unwrap(),
+            "status",
+            "--json",
+        ],
     ));
     let status: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert!(status["migrations"]
@@ -312,28 +426,69 @@ fn migrate_new_writes_the_next_file_from_the_template() {
     let out = ok(run(
         None,
         "development",
-        &["migrate", "--dir", dir.path().to_str().unwrap(), "new", "add user email", "--issue", "#7", "--author", "Ada"],
+        &[
+            "migrate",
+            "--dir",
+            dir.path().to_str().unwrap(),
+            "new",
+            "add user email",
+            "--issue",
+            "#7",
+            "--author",
+            "Ada",
+        ],
     ));
     let path = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
     assert_eq!(path.file_name().unwrap(), "007_add_user_email.sql");
     let text = std::fs::read_to_string(&path).unwrap();
-    for line in ["-- Migration: 007_add_user_email", "-- Issue: #7", "-- Author: Ada", "-- Date: ", "-- Description: add user email", "BEGIN;", "COMMIT;"] {
+    for line in [
+        "-- Migration: 007_add_user_email",
+        "-- Issue: #7",
+        "-- Author: Ada",
+        "-- Date: ",
+        "-- Description: add user email",
+        "BEGIN;",
+        "COMMIT;",
+    ] {
         assert!(text.contains(line), "{line} missing from:\n{text}");
     }
 }
 
 #[test]
 fn usage_errors_exit_2_and_fixable_errors_exit_1_with_a_hint() {
-    assert_eq!(run(None, "development", &["migrate"]).status.code(), Some(2));
-    assert_eq!(run(None, "development", &["migrate", "up", "--bogus"]).status.code(), Some(2));
-    assert_eq!(run(None, "development", &["migrate", "baseline"]).status.code(), Some(2));
+    assert_eq!(
+        run(None, "development", &["migrate"]).status.code(),
+        Some(2)
+    );
+    assert_eq!(
+        run(None, "development", &["migrate", "up", "--bogus"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        run(None, "development", &["migrate", "baseline"])
+            .status
+            .code(),
+        Some(2)
+    );
 
     let dir = tempfile::tempdir().unwrap();
-    let no_url = run(None, "development", &["migrate", "--dir", dir.path().to_str().unwrap(), "up"]);
+    let no_url = run(
+        None,
+        "development",
+        &["migrate", "--dir", dir.path().to_str().unwrap(), "up"],
+    );
     assert_eq!(no_url.status.code(), Some(1));
     let err = stderr(&no_url);
     let lines: Vec<&str> = err.lines().collect();
-    assert_eq!(lines, ["error: no database URL", "hint: pass --database-url URL, or set DATABASE_URL (or DATABASE_URL_FILE)"]);
+    assert_eq!(
+        lines,
+        [
+            "error: no database URL",
+            "hint: pass --database-url URL, or set DATABASE_URL (or DATABASE_URL_FILE)"
+        ]
+    );
 
     let unreachable = run(
         Some("postgresql://app:Sekr3t-pw@/db?host=/nonexistent/socket/dir"),
@@ -342,7 +497,10 @@ fn usage_errors_exit_2_and_fixable_errors_exit_1_with_a_hint() {
     );
     assert_eq!(unreachable.status.code(), Some(1));
     let err = stderr(&unreachable);
-    assert!(err.starts_with("error: cannot connect to postgresql://app:***@/db"), "{err}");
+    assert!(
+        err.starts_with("error: cannot connect to postgresql://app:***@/db"),
+        "{err}"
+    );
     assert!(!err.contains("Sekr3t-pw"), "{err}");
     assert!(err.contains("\nhint: "), "{err}");
 }
@@ -372,15 +530,40 @@ fn every_subcommand_has_help_and_help_never_shows_the_url() {
     }
 }
 
+/// Whether process `pid` is gone (or only a zombie awaiting its reaper)
+/// within `limit`.
+fn gone_within(pid: u32, limit: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| s.rsplit(") ").next().and_then(|r| r.chars().next()));
+        if matches!(state, None | Some('Z') | Some('X')) {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn local_start_twice_then_stop_leaves_nothing_running() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("pgdata");
     let data_arg = data.to_str().unwrap();
 
-    let first = ok(run(None, "development", &["local", "start", "--data-dir", data_arg]));
+    let first = ok(run(
+        None,
+        "development",
+        &["local", "start", "--data-dir", data_arg],
+    ));
     let url = String::from_utf8(first.stdout).unwrap().trim().to_string();
-    assert!(url.starts_with("postgresql://postgres@/postgres?host="), "{url}");
+    assert!(
+        url.starts_with("postgresql://postgres@/postgres?host="),
+        "{url}"
+    );
     let pid: u32 = std::fs::read_to_string(data.join("postmaster.pid"))
         .unwrap()
         .lines()
@@ -389,20 +572,54 @@ fn local_start_twice_then_stop_leaves_nothing_running() {
         .parse()
         .unwrap();
 
-    let second = ok(run(None, "development", &["local", "start", "--data-dir", data_arg]));
-    assert!(stderr(&second).contains("already running"), "{}", stderr(&second));
+    let second = ok(run(
+        None,
+        "development",
+        &["local", "start", "--data-dir", data_arg],
+    ));
+    assert!(
+        stderr(&second).contains("already running"),
+        "{}",
+        stderr(&second)
+    );
     assert_eq!(String::from_utf8(second.stdout).unwrap().trim(), url);
 
-    let status = ok(run(None, "development", &["local", "status", "--data-dir", data_arg]));
+    let status = ok(run(
+        None,
+        "development",
+        &["local", "status", "--data-dir", data_arg],
+    ));
     assert!(String::from_utf8_lossy(&status.stdout).starts_with(&format!("running: pid {pid}")));
     // The cluster answers on the printed URL.
-    let migrated = run(Some(&url), "development", &["migrate", "--dir", fixture().to_str().unwrap(), "status"]);
+    let migrated = run(
+        Some(&url),
+        "development",
+        &["migrate", "--dir", fixture().to_str().unwrap(), "status"],
+    );
     assert!(migrated.status.success(), "{}", stderr(&migrated));
 
-    ok(run(None, "development", &["local", "stop", "--data-dir", data_arg]));
-    assert!(!data.join("postmaster.pid").exists(), "a stale postmaster.pid was left behind");
-    assert!(!Path::new(&format!("/proc/{pid}")).exists(), "postgres (pid {pid}) still runs");
-    let status = ok(run(None, "development", &["local", "status", "--data-dir", data_arg]));
+    ok(run(
+        None,
+        "development",
+        &["local", "stop", "--data-dir", data_arg],
+    ));
+    assert!(
+        !data.join("postmaster.pid").exists(),
+        "a stale postmaster.pid was left behind"
+    );
+    assert!(
+        gone_within(pid, std::time::Duration::from_secs(5)),
+        "postgres (pid {pid}) still runs"
+    );
+    let status = ok(run(
+        None,
+        "development",
+        &["local", "status", "--data-dir", data_arg],
+    ));
     assert!(String::from_utf8_lossy(&status.stdout).starts_with("stopped"));
-    ok(run(None, "development", &["local", "stop", "--data-dir", data_arg]));
+    ok(run(
+        None,
+        "development",
+        &["local", "stop", "--data-dir", data_arg],
+    ));
 }

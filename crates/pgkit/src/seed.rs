@@ -170,10 +170,15 @@ mod tests {
             name: n.into(),
             text: String::new(),
         };
-        let names: Vec<String> = ordered(vec![f("prompts.sql"), f("10_b.sql"), f("2_a.sql"), f("002_0.sql")])
-            .into_iter()
-            .map(|f| f.name)
-            .collect();
+        let names: Vec<String> = ordered(vec![
+            f("prompts.sql"),
+            f("10_b.sql"),
+            f("2_a.sql"),
+            f("002_0.sql"),
+        ])
+        .into_iter()
+        .map(|f| f.name)
+        .collect();
         assert_eq!(names, ["002_0.sql", "2_a.sql", "10_b.sql", "prompts.sql"]);
     }
 }

@@ -13,7 +13,9 @@ use pgkit::settings::DbSettings;
 use pgkit::testing::{cluster, TestDatabase};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/migrate").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/migrate")
+        .join(name)
 }
 
 /// A writable copy of a fixture directory (top-level files only).
@@ -36,7 +38,10 @@ fn params(db: &TestDatabase, environment: &str) -> (Dsn, SessionParams) {
 }
 
 fn migrator(dir: &Path) -> Migrator {
-    Migrator::new(MigrationSource::Dir(dir.to_path_buf()), MigrateOptions::default())
+    Migrator::new(
+        MigrationSource::Dir(dir.to_path_buf()),
+        MigrateOptions::default(),
+    )
 }
 
 async fn client(db: &TestDatabase) -> tokio_postgres::Client {
@@ -52,7 +57,8 @@ async fn client(db: &TestDatabase) -> tokio_postgres::Client {
 
 /// (version, name, checksum) of every tracking row.
 async fn tracking_rows(db: &TestDatabase, schema: &str) -> Vec<(i64, String, String)> {
-    let sql = format!("SELECT version, name, checksum FROM {schema}.pgkit_migrations ORDER BY version");
+    let sql =
+        format!("SELECT version, name, checksum FROM {schema}.pgkit_migrations ORDER BY version");
     client(db)
         .await
         .query(&sql, &[])
@@ -79,7 +85,9 @@ async fn exists(db: &TestDatabase, relation: &str) -> bool {
 fn collect() -> (Arc<Mutex<Vec<Event>>>, impl FnMut(&Event) + Send) {
     let events = Arc::new(Mutex::new(Vec::new()));
     let sink = events.clone();
-    (events, move |e: &Event| sink.lock().unwrap().push(e.clone()))
+    (events, move |e: &Event| {
+        sink.lock().unwrap().push(e.clone())
+    })
 }
 
 #[tokio::test]
@@ -109,7 +117,9 @@ async fn the_standards_examples_apply_once_and_a_second_run_changes_nothing() {
         .cloned()
         .collect();
     assert!(
-        notices.iter().any(|e| matches!(e, Event::Notice { name, message, .. }
+        notices
+            .iter()
+            .any(|e| matches!(e, Event::Notice { name, message, .. }
             if name == "002_create_documents.sql" && message == "documents table ready")),
         "{notices:?}"
     );
@@ -127,7 +137,10 @@ async fn the_standards_examples_apply_once_and_a_second_run_changes_nothing() {
     .await
     .unwrap();
     let fresh: bool = c
-        .query_one("SELECT updated_at > now() - interval '1 minute' FROM documents", &[])
+        .query_one(
+            "SELECT updated_at > now() - interval '1 minute' FROM documents",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
@@ -141,7 +154,10 @@ async fn the_standards_examples_apply_once_and_a_second_run_changes_nothing() {
         .unwrap()
         .get(0);
     assert_eq!(valid, 2);
-    assert_eq!(count(&db, "SELECT count(*) FROM documents_in_category('guide')").await, 1);
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM documents_in_category('guide')").await,
+        1
+    );
 
     let (_, sink) = collect();
     let again = m.up(&dsn, &params, sink).await.unwrap();
@@ -167,23 +183,51 @@ async fn a_failing_file_is_reported_at_its_line_and_not_recorded() {
         "-- Migration: 003_broken\n\nBEGIN;\n\nCREATE TABLE c (id int);\n\nSELEC 1;\n\nCOMMIT;\n",
     )
     .unwrap();
-    std::fs::write(dir.path().join("004_later.sql"), "CREATE TABLE d (id int);\n").unwrap();
+    std::fs::write(
+        dir.path().join("004_later.sql"),
+        "CREATE TABLE d (id int);\n",
+    )
+    .unwrap();
 
     let (_, sink) = collect();
-    let err = migrator(dir.path()).up(&dsn, &params, sink).await.unwrap_err();
+    let err = migrator(dir.path())
+        .up(&dsn, &params, sink)
+        .await
+        .unwrap_err();
     let MigrateError::Failed(f) = &err else {
         panic!("expected a file failure, got {err}");
     };
-    assert_eq!((f.name.as_str(), f.line, f.column), ("003_broken.sql", 7, Some(1)));
-    assert!(f.message.contains("syntax error at or near \"SELEC\""), "{}", f.message);
-    assert!(err.to_string().starts_with("migration failed at 003_broken.sql:7:1: syntax error"), "{err}");
+    assert_eq!(
+        (f.name.as_str(), f.line, f.column),
+        ("003_broken.sql", 7, Some(1))
+    );
+    assert!(
+        f.message.contains("syntax error at or near \"SELEC\""),
+        "{}",
+        f.message
+    );
+    assert!(
+        err.to_string()
+            .starts_with("migration failed at 003_broken.sql:7:1: syntax error"),
+        "{err}"
+    );
     assert!(err.hint().unwrap().contains("003_broken.sql"));
 
-    let versions: Vec<i64> = tracking_rows(&db, "public").await.iter().map(|r| r.0).collect();
+    let versions: Vec<i64> = tracking_rows(&db, "public")
+        .await
+        .iter()
+        .map(|r| r.0)
+        .collect();
     assert_eq!(versions, [1, 2]);
     assert!(exists(&db, "a").await && exists(&db, "b").await);
-    assert!(!exists(&db, "c").await, "the failing file's earlier statements were rolled back");
-    assert!(!exists(&db, "d").await, "files after the failing one did not run");
+    assert!(
+        !exists(&db, "c").await,
+        "the failing file's earlier statements were rolled back"
+    );
+    assert!(
+        !exists(&db, "d").await,
+        "files after the failing one did not run"
+    );
 }
 
 #[tokio::test]
@@ -197,12 +241,18 @@ async fn errors_inside_do_blocks_and_wrapped_files_point_at_the_right_line() {
     )
     .unwrap();
     let (_, sink) = collect();
-    let err = migrator(dir.path()).up(&dsn, &params, sink).await.unwrap_err();
+    let err = migrator(dir.path())
+        .up(&dsn, &params, sink)
+        .await
+        .unwrap_err();
     let MigrateError::Failed(f) = &err else {
         panic!("{err}")
     };
     assert_eq!((f.line, f.message.as_str()), (5, "stop here"), "{err}");
-    assert!(!exists(&db, "x").await, "a wrapped file rolls back as a whole");
+    assert!(
+        !exists(&db, "x").await,
+        "a wrapped file rolls back as a whole"
+    );
     assert!(tracking_rows(&db, "public").await.is_empty());
 }
 
@@ -223,7 +273,10 @@ async fn a_file_and_its_record_land_together_even_when_its_own_commit_fails() {
     )
     .unwrap();
     let (_, sink) = collect();
-    let err = migrator(dir.path()).up(&dsn, &params, sink).await.unwrap_err();
+    let err = migrator(dir.path())
+        .up(&dsn, &params, sink)
+        .await
+        .unwrap_err();
     let MigrateError::Failed(f) = &err else {
         panic!("{err}")
     };
@@ -245,7 +298,11 @@ async fn an_edited_applied_file_stops_up_until_repaired() {
 
     let file = dir.path().join("002_create_documents.sql");
     let text = std::fs::read_to_string(&file).unwrap();
-    std::fs::write(&file, text.replace("Free-form JSON object", "Free-form JSON object (edited)")).unwrap();
+    std::fs::write(
+        &file,
+        text.replace("Free-form JSON object", "Free-form JSON object (edited)"),
+    )
+    .unwrap();
 
     let status = m.status(&dsn, &params).await.unwrap();
     assert_eq!(status.count(State::Changed), 1);
@@ -258,15 +315,25 @@ async fn an_edited_applied_file_stops_up_until_repaired() {
     assert_eq!(files[0].name, "002_create_documents.sql");
     assert_eq!(files[0].applied_checksum, before[1].2);
     let msg = err.to_string();
-    assert!(msg.contains(&files[0].applied_checksum) && msg.contains(&files[0].file_checksum), "{msg}");
+    assert!(
+        msg.contains(&files[0].applied_checksum) && msg.contains(&files[0].file_checksum),
+        "{msg}"
+    );
 
     let (events, sink) = collect();
     let repaired = m.repair(&dsn, &params, sink).await.unwrap();
     assert_eq!(repaired.len(), 1);
-    assert!(events.lock().unwrap().iter().any(|e| matches!(e, Event::Repaired(_))));
+    assert!(events
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|e| matches!(e, Event::Repaired(_))));
     let (_, sink) = collect();
     assert!(m.up(&dsn, &params, sink).await.unwrap().applied.is_empty());
-    assert_eq!(m.status(&dsn, &params).await.unwrap().count(State::Applied), 5);
+    assert_eq!(
+        m.status(&dsn, &params).await.unwrap().count(State::Applied),
+        5
+    );
 }
 
 #[tokio::test]
@@ -307,9 +374,21 @@ async fn baseline_adopts_a_database_built_without_pgkit() {
     let (_, sink) = collect();
     let report = m.up(&dsn, &params, sink).await.unwrap();
     let names: Vec<&str> = report.applied.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["004_index_documents_category.sql", "20261201_search_function.sql"]);
-    assert_eq!(count(&db, "SELECT count(*) FROM categories WHERE code = 'kept'").await, 1);
-    assert_eq!(m.status(&dsn, &params).await.unwrap().count(State::Applied), 5);
+    assert_eq!(
+        names,
+        [
+            "004_index_documents_category.sql",
+            "20261201_search_function.sql"
+        ]
+    );
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM categories WHERE code = 'kept'").await,
+        1
+    );
+    assert_eq!(
+        m.status(&dsn, &params).await.unwrap().count(State::Applied),
+        5
+    );
 }
 
 #[tokio::test]
@@ -320,7 +399,9 @@ async fn many_runners_at_once_apply_each_file_once() {
     for _ in 0..6 {
         let (dsn, params) = (dsn.clone(), params.clone());
         tasks.push(tokio::spawn(async move {
-            migrator(&fixture("standard")).up(&dsn, &params, |_| {}).await
+            migrator(&fixture("standard"))
+                .up(&dsn, &params, |_| {})
+                .await
         }));
     }
     let mut applied = 0;
@@ -337,7 +418,10 @@ async fn a_runner_waits_for_the_lock_then_gives_up_naming_the_holder() {
     let (dsn, params) = params(&db, "development");
     let holder = client(&db).await;
     let key = pgkit::migrate::lock_key("pgkit_migrations:public");
-    holder.query_one("SELECT pg_advisory_lock($1)", &[&key]).await.unwrap();
+    holder
+        .query_one("SELECT pg_advisory_lock($1)", &[&key])
+        .await
+        .unwrap();
 
     let options = MigrateOptions {
         lock_timeout: Duration::from_millis(700),
@@ -355,7 +439,10 @@ async fn a_runner_waits_for_the_lock_then_gives_up_naming_the_holder() {
         .unwrap()
         .iter()
         .any(|e| matches!(e, Event::WaitingForLock { .. })));
-    assert!(!exists(&db, "pgkit_migrations").await, "nothing ran without the lock");
+    assert!(
+        !exists(&db, "pgkit_migrations").await,
+        "nothing ran without the lock"
+    );
 
     // The holder's session ends: the lock goes with it.
     drop(holder);
@@ -383,7 +470,10 @@ async fn the_tracking_table_can_live_in_its_own_schema() {
             ..MigrateOptions::default()
         },
     );
-    assert!(matches!(bad.status(&dsn, &params).await, Err(MigrateError::InvalidSchema { .. })));
+    assert!(matches!(
+        bad.status(&dsn, &params).await,
+        Err(MigrateError::InvalidSchema { .. })
+    ));
 }
 
 #[tokio::test]
@@ -398,17 +488,22 @@ async fn a_recorded_file_that_is_gone_is_reported_missing_and_up_carries_on() {
     assert_eq!(status.count(State::Missing), 1);
     let (events, sink) = collect();
     migrator(dir.path()).up(&dsn, &params, sink).await.unwrap();
-    assert!(events
-        .lock()
-        .unwrap()
-        .iter()
-        .any(|e| matches!(e, Event::Missing { version: 20261201, .. })));
+    assert!(events.lock().unwrap().iter().any(|e| matches!(
+        e,
+        Event::Missing {
+            version: 20261201,
+            ..
+        }
+    )));
 }
 
 #[tokio::test]
 async fn embedded_sources_run_like_directories() {
     static FILES: &[(&str, &str)] = &[
-        ("migrations/001_one.sql", "BEGIN;\nCREATE TABLE one (id int);\nCOMMIT;\n"),
+        (
+            "migrations/001_one.sql",
+            "BEGIN;\nCREATE TABLE one (id int);\nCOMMIT;\n",
+        ),
         ("migrations/002_two.sql", "CREATE TABLE two (id int);\n"),
     ];
     let db = cluster().await.database().await;
@@ -416,7 +511,11 @@ async fn embedded_sources_run_like_directories() {
     let m = Migrator::new(MigrationSource::Embedded(FILES), MigrateOptions::default());
     let (_, sink) = collect();
     assert_eq!(m.up(&dsn, &params, sink).await.unwrap().applied.len(), 2);
-    let names: Vec<String> = tracking_rows(&db, "public").await.into_iter().map(|r| r.1).collect();
+    let names: Vec<String> = tracking_rows(&db, "public")
+        .await
+        .into_iter()
+        .map(|r| r.1)
+        .collect();
     assert_eq!(names, ["001_one.sql", "002_two.sql"]);
 }
 
@@ -427,7 +526,11 @@ fn schema_dump(db: &TestDatabase) -> String {
         .args(["--schema-only", "--no-owner", "--dbname", db.url()])
         .output()
         .expect("pg_dump runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout)
         .unwrap()
         .lines()
@@ -461,10 +564,16 @@ async fn the_bundle_run_twice_with_psql_leaves_the_same_state_as_up() {
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), &bundle.sql).unwrap();
     let first = psql_file(&by_bundle, file.path());
-    assert!(first.contains("documents table ready"), "the file's NOTICE shows: {first}");
+    assert!(
+        first.contains("documents table ready"),
+        "the file's NOTICE shows: {first}"
+    );
     psql_file(&by_bundle, file.path());
 
-    assert_eq!(tracking_rows(&by_bundle, "public").await, tracking_rows(&by_up, "public").await);
+    assert_eq!(
+        tracking_rows(&by_bundle, "public").await,
+        tracking_rows(&by_up, "public").await
+    );
     assert_eq!(schema_dump(&by_bundle), schema_dump(&by_up));
 
     // On a database `up` migrated, the bundle changes nothing either.
@@ -473,5 +582,10 @@ async fn the_bundle_run_twice_with_psql_leaves_the_same_state_as_up() {
     // And `up` after the bundle finds nothing to do.
     let (dsn2, params2) = self::params(&by_bundle, "development");
     let (_, sink) = collect();
-    assert!(m.up(&dsn2, &params2, sink).await.unwrap().applied.is_empty());
+    assert!(m
+        .up(&dsn2, &params2, sink)
+        .await
+        .unwrap()
+        .applied
+        .is_empty());
 }

@@ -12,13 +12,23 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
     let opts = LocalOptions::new(absolute(&args.data_dir)?);
     match args.action {
         LocalAction::Start => {
-            let was_running = matches!(LocalCluster::status(&opts.data_dir), LocalStatus::Running { .. });
+            let was_running = matches!(
+                LocalCluster::status(&opts.data_dir),
+                LocalStatus::Running { .. }
+            );
             let cluster = LocalCluster::start(opts).await?;
             eprintln!(
                 "local PostgreSQL {} in {} (pid {})",
-                if was_running { "already running" } else { "started" },
+                if was_running {
+                    "already running"
+                } else {
+                    "started"
+                },
                 cluster.data_dir().display(),
-                cluster.pid().map(|p| p.to_string()).unwrap_or_else(|| "?".into())
+                cluster
+                    .pid()
+                    .map(|p| p.to_string())
+                    .unwrap_or_else(|| "?".into())
             );
             println!("{}", cluster.url("postgres"));
         }
@@ -27,11 +37,17 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
                 cluster.stop().await?;
                 eprintln!("local PostgreSQL in {} stopped", opts.data_dir.display());
             }
-            None => eprintln!("local PostgreSQL in {} is not running", opts.data_dir.display()),
+            None => eprintln!(
+                "local PostgreSQL in {} is not running",
+                opts.data_dir.display()
+            ),
         },
         LocalAction::Status => match LocalCluster::status(&opts.data_dir) {
             LocalStatus::NotInitialized => {
-                println!("not initialized: {} holds no cluster (`pgkit local start` creates it)", opts.data_dir.display())
+                println!(
+                    "not initialized: {} holds no cluster (`pgkit local start` creates it)",
+                    opts.data_dir.display()
+                )
             }
             LocalStatus::Stopped => println!("stopped: {}", opts.data_dir.display()),
             LocalStatus::Running { pid } => {

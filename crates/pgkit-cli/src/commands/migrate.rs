@@ -32,7 +32,10 @@ pub async fn run(args: MigrateArgs) -> anyhow::Result<()> {
             let (dsn, params) = connection(&args.db)?;
             let status = migrator.status(&dsn, &params).await?;
             if *json {
-                println!("{}", serde_json::to_string_pretty(&status).context("cannot write JSON")?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&status).context("cannot write JSON")?
+                );
             } else {
                 print!("{}", table(&status));
             }
@@ -62,7 +65,10 @@ pub async fn run(args: MigrateArgs) -> anyhow::Result<()> {
         MigrateAction::Baseline { to } => {
             let (dsn, params) = connection(&args.db)?;
             let recorded = migrator.baseline(&dsn, &params, *to, progress).await?;
-            eprintln!("recorded {} migration(s) as applied, up to {to}", recorded.len());
+            eprintln!(
+                "recorded {} migration(s) as applied, up to {to}",
+                recorded.len()
+            );
             Ok(())
         }
     }
@@ -99,7 +105,11 @@ fn table(status: &Status) -> String {
         status.count(State::Changed),
         status.count(State::Missing),
         status.schema,
-        if status.tracking_table { "" } else { ", not created yet" }
+        if status.tracking_table {
+            ""
+        } else {
+            ", not created yet"
+        }
     ));
     out
 }

@@ -19,7 +19,14 @@ pub async fn run(args: SeedArgs) -> anyhow::Result<()> {
         lock_timeout,
         statement_timeout,
     };
-    let report = pgkit::seed::run(&dsn, &params, &SeedFiles::from_dir(&args.dir), &options, progress).await?;
+    let report = pgkit::seed::run(
+        &dsn,
+        &params,
+        &SeedFiles::from_dir(&args.dir),
+        &options,
+        progress,
+    )
+    .await?;
     eprintln!(
         "applied {} seed file(s) and {} test-data file(s) (APP_ENVIRONMENT={})",
         report.seeds.len(),

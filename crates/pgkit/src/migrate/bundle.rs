@@ -90,7 +90,11 @@ fn guarded(m: &Migration, tracking: &Tracking, previous: Option<&Migration>) -> 
     let _ = writeln!(out, "DO {outer}\nDECLARE\n    pgkit_applied text;\n    pgkit_started timestamptz := clock_timestamp();\nBEGIN");
     out.push_str(&already_applied_check(m, &table, "RETURN;"));
     out.push_str(&previous_check(m, &table, previous));
-    let _ = writeln!(out, "    RAISE NOTICE 'pgkit: applying %', {};", literal(&m.name));
+    let _ = writeln!(
+        out,
+        "    RAISE NOTICE 'pgkit: applying %', {};",
+        literal(&m.name)
+    );
     let _ = writeln!(out, "    EXECUTE {inner}\n{body}\n{inner};");
     let _ = writeln!(out, "    {}", insert(m, &table));
     let _ = writeln!(out, "END\n{outer};");
@@ -218,7 +222,10 @@ mod tests {
         assert!(b.warnings.is_empty());
         assert!(b.sql.contains("EXECUTE $pgkit_sql1$"), "{}", b.sql);
         let body = body_without_transaction_control(&m);
-        assert_eq!(body, "-- head\n\nCREATE TABLE a (t text DEFAULT '$pgkit_sql$');\n\n");
+        assert_eq!(
+            body,
+            "-- head\n\nCREATE TABLE a (t text DEFAULT '$pgkit_sql$');\n\n"
+        );
         assert!(b.sql.contains("pg_advisory_lock(42)"));
     }
 
@@ -231,6 +238,8 @@ mod tests {
         .unwrap();
         let b = bundle(&[m], &Tracking::new("public").unwrap(), 1);
         assert_eq!(b.warnings.len(), 1);
-        assert!(b.sql.contains("\nCREATE INDEX CONCURRENTLY IF NOT EXISTS i ON a (t);\n"));
+        assert!(b
+            .sql
+            .contains("\nCREATE INDEX CONCURRENTLY IF NOT EXISTS i ON a (t);\n"));
     }
 }

@@ -25,8 +25,14 @@ mod tests {
     #[test]
     fn crlf_and_bom_are_not_changes_but_edits_are() {
         let lf = checksum(&normalize("BEGIN;\nSELECT 1;\nCOMMIT;\n"));
-        assert_eq!(lf, checksum(&normalize("BEGIN;\r\nSELECT 1;\r\nCOMMIT;\r\n")));
-        assert_eq!(lf, checksum(&normalize("\u{feff}BEGIN;\nSELECT 1;\nCOMMIT;\n")));
+        assert_eq!(
+            lf,
+            checksum(&normalize("BEGIN;\r\nSELECT 1;\r\nCOMMIT;\r\n"))
+        );
+        assert_eq!(
+            lf,
+            checksum(&normalize("\u{feff}BEGIN;\nSELECT 1;\nCOMMIT;\n"))
+        );
         assert_ne!(lf, checksum(&normalize("BEGIN;\nSELECT 2;\nCOMMIT;\n")));
         assert_eq!(lf.len(), 64);
         assert_eq!(

@@ -84,7 +84,10 @@ async fn try_lock(client: &Client, key: i64) -> Result<bool, MigrateError> {
 /// Releases the lock. Errors are ignored: the lock goes with the session
 /// anyway when the connection closes.
 pub async fn release(client: &Client, key: i64) {
-    if let Err(e) = client.query_one("SELECT pg_advisory_unlock($1)", &[&key]).await {
+    if let Err(e) = client
+        .query_one("SELECT pg_advisory_unlock($1)", &[&key])
+        .await
+    {
         tracing::debug!(error = %e, "advisory unlock failed; the lock ends with the session");
     }
 }

@@ -46,10 +46,10 @@ pub use checksum::{checksum, normalize};
 pub use error::{ChangedFile, FileFailure, MigrateError};
 pub use lock::lock_key;
 pub use new::NewFile;
+pub(crate) use source::tx_mode as source_tx_mode;
 pub use source::{discover, Migration, MigrationSource, SourceFile, TxMode, NO_TRANSACTION_MARKER};
 pub use status::{State, Status, StatusEntry};
 pub use tracking::{validate_schema, AppliedRow, TABLE};
-pub(crate) use source::tx_mode as source_tx_mode;
 
 use crate::connect::SessionParams;
 use crate::dsn::Dsn;
@@ -203,13 +203,18 @@ impl Migrator {
         on_event: &mut (dyn FnMut(&Event) + Send),
     ) -> Result<Session, MigrateError> {
         let session = Session::open(dsn, params, self.options.statement_timeout).await?;
-        lock::acquire(&session.client, self.key(), self.options.lock_timeout, |w| {
-            on_event(&Event::WaitingForLock {
-                waited: w.waited,
-                timeout: w.timeout,
-                holder: w.holder,
-            })
-        })
+        lock::acquire(
+            &session.client,
+            self.key(),
+            self.options.lock_timeout,
+            |w| {
+                on_event(&Event::WaitingForLock {
+                    waited: w.waited,
+                    timeout: w.timeout,
+                    holder: w.holder,
+                })
+            },
+        )
         .await?;
         Ok(session)
     }
@@ -378,7 +383,11 @@ impl Migrator {
 
     /// One SQL file that applies and records every migration when missing.
     pub fn bundle(&self) -> Result<Bundle, MigrateError> {
-        Ok(bundle::bundle(&self.migrations()?, &self.tracking()?, self.key()))
+        Ok(bundle::bundle(
+            &self.migrations()?,
+            &self.tracking()?,
+            self.key(),
+        ))
     }
 }
 
@@ -389,7 +398,9 @@ async fn apply_one(
     m: &Migration,
     on_event: &mut (dyn FnMut(&Event) + Send),
 ) -> Result<Duration, MigrateError> {
-    on_event(&Event::Applying { name: m.name.clone() });
+    on_event(&Event::Applying {
+        name: m.name.clone(),
+    });
     let script = Script {
         name: &m.name,
         sql: &m.sql,

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use chrono::NaiveDate;
 
 use super::error::MigrateError;
-use super::source::{discover, MigrationSource, Migration};
+use super::source::{discover, Migration, MigrationSource};
 
 /// What goes in the header.
 #[derive(Debug, Clone, Default)]
@@ -59,11 +59,7 @@ pub fn next_number(existing: &[Migration], today: NaiveDate) -> String {
     let Some(last) = existing.last() else {
         return "001".into();
     };
-    let width = last
-        .name
-        .bytes()
-        .take_while(u8::is_ascii_digit)
-        .count();
+    let width = last.name.bytes().take_while(u8::is_ascii_digit).count();
     let date_style = match width {
         8 => Some(today.format("%Y%m%d").to_string()),
         12 => Some(format!("{}0000", today.format("%Y%m%d"))),
@@ -95,7 +91,9 @@ fn slug(name: &str) -> Result<String, MigrateError> {
         .chars()
         .any(|c| !(c.is_ascii_alphanumeric() || matches!(c, ' ' | '-' | '_')))
     {
-        return Err(bad("it has characters other than letters, digits, spaces, - and _"));
+        return Err(bad(
+            "it has characters other than letters, digits, spaces, - and _",
+        ));
     }
     let words: Vec<String> = name
         .split([' ', '-', '_'])
@@ -160,9 +158,15 @@ mod tests {
     #[test]
     fn numbers_follow_the_directory_style() {
         assert_eq!(next_number(&[], day()), "001");
-        assert_eq!(next_number(&files(&["001_a.sql", "006_b.sql"]), day()), "007");
+        assert_eq!(
+            next_number(&files(&["001_a.sql", "006_b.sql"]), day()),
+            "007"
+        );
         assert_eq!(next_number(&files(&["0099_a.sql"]), day()), "0100");
-        assert_eq!(next_number(&files(&["20251229_dave.sql"]), day()), "20260105");
+        assert_eq!(
+            next_number(&files(&["20251229_dave.sql"]), day()),
+            "20260105"
+        );
         assert_eq!(next_number(&files(&["20260105_x.sql"]), day()), "20260106");
         assert_eq!(
             next_number(&files(&["20251229143000_x.sql"]), day()),
@@ -187,7 +191,14 @@ mod tests {
         let m = Migration::from_file("002_add_user_email.sql", &text).unwrap();
         assert!(matches!(m.mode, super::super::source::TxMode::Own { .. }));
         assert!(matches!(
-            create(dir.path(), &NewFile { name: "x;y".into(), ..Default::default() }, day()),
+            create(
+                dir.path(),
+                &NewFile {
+                    name: "x;y".into(),
+                    ..Default::default()
+                },
+                day()
+            ),
             Err(MigrateError::BadName { .. })
         ));
     }

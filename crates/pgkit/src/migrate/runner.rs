@@ -138,14 +138,22 @@ pub(crate) async fn run(
             Step::Record => {
                 let r = record.expect("a Record step is planned only with a record");
                 let ms = started.elapsed().as_millis() as i64;
-                match r.tracking.insert(&session.client, r.version, script.name, r.checksum, ms).await {
+                match r
+                    .tracking
+                    .insert(&session.client, r.version, script.name, r.checksum, ms)
+                    .await
+                {
                     Ok(()) => Ok(()),
                     Err(e) => {
                         if in_transaction {
                             session.rollback().await;
                         }
                         return Err(RunError::Record(MigrateError::db(
-                            &format!("cannot record {} in {}", script.name, r.tracking.qualified()),
+                            &format!(
+                                "cannot record {} in {}",
+                                script.name,
+                                r.tracking.qualified()
+                            ),
                             &e,
                         )));
                     }
@@ -156,7 +164,12 @@ pub(crate) async fn run(
             if in_transaction {
                 session.rollback().await;
             }
-            return Err(RunError::File(locate(script, statement, &e, !in_transaction)));
+            return Err(RunError::File(locate(
+                script,
+                statement,
+                &e,
+                !in_transaction,
+            )));
         }
     }
     Ok(started.elapsed())
@@ -221,8 +234,16 @@ fn locate(
         code: db.map(|d| d.code().code().to_string()),
         detail: db.and_then(|d| d.detail()).map(str::to_string),
         server_hint: db.and_then(|d| d.hint()).map(str::to_string).or_else(|| {
-            db.filter(|d| d.message().contains("cannot run inside a transaction block"))
-                .map(|_| format!("make `{}` the first line of the file", super::source::NO_TRANSACTION_MARKER))
+            db.filter(|d| {
+                d.message()
+                    .contains("cannot run inside a transaction block")
+            })
+            .map(|_| {
+                format!(
+                    "make `{}` the first line of the file",
+                    super::source::NO_TRANSACTION_MARKER
+                )
+            })
         }),
         outside_transaction,
     }
@@ -232,7 +253,9 @@ fn locate(
 /// characters, either in the statement or in a query the server built from it).
 fn position_in(stmt: &str, position: &ErrorPosition) -> Option<usize> {
     match position {
-        ErrorPosition::Original(p) => Some(sql::char_to_byte(stmt, (*p as usize).saturating_sub(1))),
+        ErrorPosition::Original(p) => {
+            Some(sql::char_to_byte(stmt, (*p as usize).saturating_sub(1)))
+        }
         ErrorPosition::Internal { position, query } => {
             let base = stmt.find(query.as_str())?;
             let inner = sql::char_to_byte(query, (*position as usize).saturating_sub(1));
@@ -245,7 +268,11 @@ fn position_in(stmt: &str, position: &ErrorPosition) -> Option<usize> {
 /// inline_code_block line N"), the file line of body line N.
 fn do_block_line(sql: &str, stmt_start: usize, stmt: &str, where_: &str) -> Option<u32> {
     let rest = where_.split("inline_code_block line ").nth(1)?;
-    let n: u32 = rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()?;
+    let n: u32 = rest
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()?;
     let body = body_offset(stmt)?;
     Some(sql::line_col(sql, stmt_start + body).0 + n.saturating_sub(1))
 }
@@ -257,7 +284,10 @@ fn body_offset(stmt: &str) -> Option<usize> {
     let mut tokens = squawk_lexer::tokenize(stmt);
     let first = tokens.find(|t| {
         pos += t.len as usize;
-        !matches!(t.kind, TokenKind::Whitespace | TokenKind::LineComment | TokenKind::BlockComment { .. })
+        !matches!(
+            t.kind,
+            TokenKind::Whitespace | TokenKind::LineComment | TokenKind::BlockComment { .. }
+        )
     })?;
     if !stmt[pos - first.len as usize..pos].eq_ignore_ascii_case("DO") {
         return None;
@@ -282,7 +312,12 @@ mod tests {
         let start = sql.find("DO").unwrap();
         let stmt = &sql[start..];
         assert_eq!(
-            do_block_line(sql, start, stmt, "PL/pgSQL function inline_code_block line 3 at RAISE"),
+            do_block_line(
+                sql,
+                start,
+                stmt,
+                "PL/pgSQL function inline_code_block line 3 at RAISE"
+            ),
             Some(4)
         );
         assert_eq!(do_block_line(sql, start, stmt, "SQL statement"), None);
@@ -290,7 +325,10 @@ mod tests {
 
     #[test]
     fn positions_map_into_the_statement() {
-        assert_eq!(position_in("SELECT é, x", &ErrorPosition::Original(11)), Some(11));
+        assert_eq!(
+            position_in("SELECT é, x", &ErrorPosition::Original(11)),
+            Some(11)
+        );
         let internal = ErrorPosition::Internal {
             position: 3,
             query: "bad sql".into(),

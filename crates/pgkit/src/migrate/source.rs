@@ -77,7 +77,8 @@ fn read_dir(dir: &Path) -> Result<Vec<SourceFile>, MigrateError> {
             path: path.clone(),
             source,
         })?;
-        let text = String::from_utf8(bytes).map_err(|_| MigrateError::NotUtf8 { name: name.clone() })?;
+        let text =
+            String::from_utf8(bytes).map_err(|_| MigrateError::NotUtf8 { name: name.clone() })?;
         files.push(SourceFile { name, text });
     }
     files.sort_by(|a, b| a.name.cmp(&b.name));
@@ -246,7 +247,9 @@ fn misplaced(control: &[(usize, Control)], last: usize) -> (usize, &'static str)
 mod tests {
     use super::*;
 
-    fn embedded(pairs: &'static [(&'static str, &'static str)]) -> Result<Vec<Migration>, MigrateError> {
+    fn embedded(
+        pairs: &'static [(&'static str, &'static str)],
+    ) -> Result<Vec<Migration>, MigrateError> {
         discover(&MigrationSource::Embedded(pairs))
     }
 
@@ -262,7 +265,11 @@ mod tests {
         let names: Vec<(i64, &str)> = found.iter().map(|m| (m.version, m.name.as_str())).collect();
         assert_eq!(
             names,
-            vec![(2, "2_two.sql"), (10, "010_ten.sql"), (20251229, "20251229_dave_system_prompts.sql")]
+            vec![
+                (2, "2_two.sql"),
+                (10, "010_ten.sql"),
+                (20251229, "20251229_dave_system_prompts.sql")
+            ]
         );
     }
 
@@ -270,7 +277,10 @@ mod tests {
     fn one_number_twice_names_both_files() {
         let err = embedded(&[("001_a.sql", ""), ("1_b.sql", "")]).unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("001_a.sql") && text.contains("1_b.sql"), "{text}");
+        assert!(
+            text.contains("001_a.sql") && text.contains("1_b.sql"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -304,7 +314,9 @@ mod tests {
             ("BEGIN;\nCOMMIT;\nBEGIN;\nCOMMIT;", 2),
         ] {
             match mode(sql) {
-                Err(MigrateError::TransactionControl { line: l, .. }) => assert_eq!(l, line, "{sql}"),
+                Err(MigrateError::TransactionControl { line: l, .. }) => {
+                    assert_eq!(l, line, "{sql}")
+                }
                 other => panic!("{sql}: {other:?}"),
             }
         }

@@ -129,11 +129,7 @@ mod tests {
             .iter()
             .map(|n| Migration::from_file(n, &format!("SELECT '{n}';")).unwrap())
             .collect();
-        let applied = vec![
-            row(1, &files[0].checksum),
-            row(2, "0000"),
-            row(3, "abcd"),
-        ];
+        let applied = vec![row(1, &files[0].checksum), row(2, "0000"), row(3, "abcd")];
         let states: Vec<(i64, State)> = compare(&files, &applied)
             .iter()
             .map(|e| (e.version, e.state))

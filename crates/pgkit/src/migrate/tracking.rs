@@ -91,7 +91,10 @@ impl Tracking {
     }
 
     /// Every row, by version; none when the table does not exist yet.
-    pub async fn applied(&self, client: &impl GenericClient) -> Result<Vec<AppliedRow>, MigrateError> {
+    pub async fn applied(
+        &self,
+        client: &impl GenericClient,
+    ) -> Result<Vec<AppliedRow>, MigrateError> {
         if !self.exists(client).await? {
             return Ok(Vec::new());
         }
@@ -124,7 +127,10 @@ impl Tracking {
         execution_ms: i64,
     ) -> Result<(), tokio_postgres::Error> {
         client
-            .execute(&self.insert_sql(), &[&version, &name, &checksum, &execution_ms])
+            .execute(
+                &self.insert_sql(),
+                &[&version, &name, &checksum, &execution_ms],
+            )
             .await
             .map(|_| ())
     }
@@ -189,13 +195,23 @@ mod tests {
         for ok in ["public", "dave", "svc_2"] {
             assert!(Tracking::new(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "Public", "a-b", "x\"; DROP TABLE y; --", "1abc", &"a".repeat(64)] {
+        for bad in [
+            "",
+            "Public",
+            "a-b",
+            "x\"; DROP TABLE y; --",
+            "1abc",
+            &"a".repeat(64),
+        ] {
             assert!(
                 matches!(Tracking::new(bad), Err(MigrateError::InvalidSchema { .. })),
                 "{bad}"
             );
         }
-        assert_eq!(Tracking::new("dave").unwrap().qualified(), "\"dave\".pgkit_migrations");
+        assert_eq!(
+            Tracking::new("dave").unwrap().qualified(),
+            "\"dave\".pgkit_migrations"
+        );
         assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
     }
 }
