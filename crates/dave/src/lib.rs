@@ -1,0 +1,21 @@
+//! dave: the reference service (conversations, messages, knowledge base,
+//! versioned prompts, API keys) on pgkit, as a library so that tests and the
+//! binary share it.
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod cursor;
+pub mod embedded;
+pub mod error;
+pub mod extract;
+pub mod metrics;
+pub mod models;
+pub mod openapi;
+pub mod ops;
+pub mod repo;
+pub mod routes;
+pub mod server;
+pub mod state;
+pub mod telemetry;
