@@ -15,7 +15,7 @@ use pgkit::connect::connect;
 use pgkit::dsn::Dsn;
 use pgkit::iam::{
     discover, iam_user_name, CachedTokenSource, FetchToken, IamError, MetadataServer,
-    SharedTokenSource, SQL_LOGIN_SCOPE,
+    SharedTokenSource, TokenSource, SQL_LOGIN_SCOPE,
 };
 use pgkit::settings::Env;
 use support::{full_message, session, OwnCluster};
