@@ -203,8 +203,9 @@ fn parse(rest: &str) -> Result<Vec<Rule>, (String, String)> {
 
 /// Whether anything but whitespace precedes `offset` on its line.
 fn code_before(file: &SqlFile, offset: usize) -> bool {
-    let line_start = file.text[..offset].rfind('\n').map_or(0, |i| i + 1);
-    !file.text[line_start..offset].trim().is_empty()
+    let before = file.text.get(..offset).unwrap_or_default();
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    !before[line_start..].trim().is_empty()
 }
 
 fn join(rules: &[Rule]) -> String {
