@@ -1235,6 +1235,12 @@ mod tests {
     }
 
     #[test]
+    fn a_cluster_can_be_shared_across_tasks_and_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<LocalCluster>();
+    }
+
+    #[test]
     fn no_binaries_error_names_the_debian_package() {
         let text = LocalError::NoBinaries.to_string();
         assert!(text.contains("`postgresql`"), "{text}");

@@ -61,8 +61,21 @@ pub async fn cluster() -> &'static TestCluster {
     let started = CLUSTER.get_or_try_init(TestCluster::start).await;
     match started {
         Ok(cluster) => cluster,
-        Err(e) => panic!("pgkit test harness: {e}"),
+        Err(e) => panic!("pgkit test harness: {}", with_causes(&e)),
     }
+}
+
+/// An error and its causes on one line: `Io`'s message names what failed,
+/// its source says why.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 /// A throwaway cluster: the shared one ([`cluster`]) or, through `Deref`, a
@@ -323,7 +336,7 @@ pub struct DedicatedCluster {
 pub async fn dedicated_cluster() -> DedicatedCluster {
     match TestCluster::start().await {
         Ok(cluster) => DedicatedCluster { cluster },
-        Err(e) => panic!("pgkit test harness: {e}"),
+        Err(e) => panic!("pgkit test harness: {}", with_causes(&e)),
     }
 }
 
@@ -387,7 +400,12 @@ fn create_root() -> Result<PathBuf, LocalError> {
             source,
         }
     })?;
-    Ok(root)
+    // Canonical, so it compares equal to the paths PostgreSQL reports.
+    std::fs::canonicalize(&root).map_err(|source| LocalError::Io {
+        action: "resolve the path",
+        path: root.clone(),
+        source,
+    })
 }
 
 /// Removes the dirs of earlier test processes that are gone, stopping any
