@@ -1,0 +1,207 @@
+//! The whole HTTP application as one `Router`, apart from any socket, so
+//! tests can drive it in-process and `server` only binds and serves it.
+//!
+//! Around every route (and the 404/405 fallbacks) one middleware, [`observe`]:
+//! it takes `X-Request-Id` from the request (or makes one), opens the
+//! request's tracing span (request id, method, route template, trace context)
+//! in which the handler and every log line it writes run, refuses a declared
+//! body over 1 MiB with the contract's 413, records the request in the
+//! metrics, writes the access-log line and returns the request id. Inside it,
+//! a panic in a handler becomes the contract's 500 and is logged with the
+//! request id, instead of dropping the connection.
+
+use std::any::Any;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
+use tracing::field::Empty;
+use tracing::Instrument;
+
+use crate::error::{route_not_found, ApiError};
+use crate::extract::MAX_BODY_BYTES;
+use crate::metrics::UNMATCHED;
+use crate::ops;
+use crate::state::AppState;
+use crate::telemetry::{TraceContext, ACCESS_TARGET, SAMPLED_FIELD, SPAN_ID_FIELD, TRACE_ID_FIELD};
+
+/// The request id header, read and returned.
+pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// A client's request id longer than this is replaced by a generated one.
+const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// The request id of the current request, for handlers that want it.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// The service: operations endpoints, the API, fallbacks and middleware.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/health/live", get(ops::live))
+        .route("/health/ready", get(ops::ready))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi))
+        .merge(crate::routes::api_router())
+        .fallback(route_not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+/// A handler panicked: the contract's 500, and the panic in the log (inside
+/// the request span, so with its request id).
+fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("a panic without a message");
+    ApiError::internal(format!("handler panicked: {message}")).into_response()
+}
+
+/// The client's `X-Request-Id` when it is short printable ASCII, else a new UUID.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|id| {
+            !id.is_empty()
+                && id.len() <= MAX_REQUEST_ID_LEN
+                && id.bytes().all(|b| b.is_ascii_graphic())
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string())
+}
+
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Health probes and scrapes are not access-logged: they would drown the rest.
+fn is_probe(route: &str) -> bool {
+    route.starts_with("/health/") || route == "/metrics"
+}
+
+/// See the module docs.
+async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let id = request_id(request.headers());
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| UNMATCHED.to_owned());
+    let method = request.method().clone();
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %method,
+        route = %route,
+        { TRACE_ID_FIELD } = Empty,
+        { SPAN_ID_FIELD } = Empty,
+        { SAMPLED_FIELD } = Empty,
+    );
+    if let Some(trace) = TraceContext::from_headers(request.headers()) {
+        span.record(TRACE_ID_FIELD, trace.trace_id.as_str());
+        if let Some(span_id) = &trace.span_id {
+            span.record(SPAN_ID_FIELD, span_id.as_str());
+        }
+        span.record(SAMPLED_FIELD, trace.sampled);
+    }
+    let access_log = state.config.access_log && !is_probe(&route);
+    let log_detail = access_log.then(|| {
+        let user_agent = request
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        (request.uri().path().to_owned(), user_agent)
+    });
+
+    let in_flight = state.metrics.start_request();
+    let mut response =
+        if declared_length(request.headers()).is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+            span.in_scope(|| ApiError::PayloadTooLarge.into_response())
+        } else {
+            let mut request = request;
+            request.extensions_mut().insert(RequestId(id.clone()));
+            next.run(request).instrument(span.clone()).await
+        };
+    drop(in_flight);
+
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID.clone(), value);
+    }
+    let latency = started.elapsed();
+    let status = response.status().as_u16();
+    state
+        .metrics
+        .record(method.as_str(), &route, status, latency);
+    if let Some((path, user_agent)) = log_detail {
+        span.in_scope(|| {
+            tracing::info!(
+                target: ACCESS_TARGET,
+                path = %path,
+                status,
+                latency_ms = latency.as_secs_f64() * 1000.0,
+                user_agent = %user_agent,
+                "{method} {route} {status}"
+            );
+        });
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(id: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(&REQUEST_ID, HeaderValue::from_str(id).unwrap());
+        h
+    }
+
+    #[test]
+    fn client_request_ids_are_kept_when_sane() {
+        assert_eq!(request_id(&headers("abc-123")), "abc-123");
+        assert_eq!(request_id(&headers("  padded ")), "padded");
+    }
+
+    #[test]
+    fn odd_request_ids_are_replaced() {
+        for bad in ["", "has space", &"x".repeat(129)] {
+            let id = request_id(&headers(bad));
+            assert_ne!(id, bad);
+            assert_eq!(id.len(), 32, "{id}");
+        }
+        assert_eq!(request_id(&HeaderMap::new()).len(), 32);
+    }
+
+    #[test]
+    fn probes_are_not_access_logged() {
+        assert!(is_probe("/health/ready"));
+        assert!(is_probe("/metrics"));
+        assert!(!is_probe("/api/v1/conversations"));
+        assert!(!is_probe(UNMATCHED));
+    }
+}

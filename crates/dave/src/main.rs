@@ -1,0 +1,22 @@
+//! `dave`: parse the command line, run the command, print `error: …` and pick
+//! the exit code (0 success, 1 a failure the user can fix, 2 bad usage, the
+//! last from clap).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use dave::cli::{self, Cli};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            if let Some(hint) = cli::hint(&error) {
+                eprintln!("hint: {hint}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

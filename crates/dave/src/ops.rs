@@ -1,0 +1,141 @@
+//! The operations endpoints: liveness, readiness, metrics and the OpenAPI
+//! document. None of them takes credentials.
+//!
+//! Liveness never touches the database, so an outage does not make Cloud Run
+//! restart healthy instances; readiness is pgkit's (`SELECT 1` within 2 s)
+//! and answers 503 with the same body shape until the database answers,
+//! which is also the state while start-up is still retrying its first
+//! connection.
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::state::AppState;
+
+/// `{"status":"alive"}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Liveness {
+    #[schema(example = "alive")]
+    pub status: String,
+}
+
+/// The readiness body, in both the 200 and the 503 case.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    /// `ready` or `not_ready`.
+    #[schema(example = "ready")]
+    pub status: String,
+    pub checks: ReadinessChecks,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReadinessChecks {
+    /// `ok`, or `error: <reason>` (never a password or a DSN).
+    #[schema(example = "ok")]
+    pub database: String,
+    pub database_details: DatabaseDetails,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DatabaseDetails {
+    /// Open connections, idle and in use.
+    pub pool_size: usize,
+    pub idle_connections: usize,
+    /// `closed`, `open` or `half_open`.
+    #[schema(example = "closed")]
+    pub circuit_breaker: String,
+    pub in_use: usize,
+    /// Callers waiting for a connection.
+    pub waiting: usize,
+    pub max_size: usize,
+}
+
+impl From<pgkit::health::Readiness> for Readiness {
+    fn from(r: pgkit::health::Readiness) -> Self {
+        let d = r.checks.database_details;
+        Readiness {
+            status: r.status.to_owned(),
+            checks: ReadinessChecks {
+                database: r.checks.database,
+                database_details: DatabaseDetails {
+                    pool_size: d.pool_size,
+                    idle_connections: d.idle_connections,
+                    circuit_breaker: d.circuit_breaker.to_owned(),
+                    in_use: d.in_use,
+                    waiting: d.waiting,
+                    max_size: d.max_size,
+                },
+            },
+        }
+    }
+}
+
+/// The process runs. Never touches the database.
+#[utoipa::path(
+    get,
+    path = "/health/live",
+    tag = "operations",
+    responses((status = 200, description = "The process is alive", body = Liveness))
+)]
+pub async fn live() -> Json<Liveness> {
+    Json(Liveness {
+        status: pgkit::health::liveness().status.to_owned(),
+    })
+}
+
+/// Whether the database answers `SELECT 1` within 2 s.
+#[utoipa::path(
+    get,
+    path = "/health/ready",
+    tag = "operations",
+    responses(
+        (status = 200, description = "The database answers", body = Readiness),
+        (status = 503, description = "Not ready: starting, or the database does not answer", body = Readiness)
+    )
+)]
+pub async fn ready(State(state): State<AppState>) -> Response {
+    let readiness = pgkit::health::readiness(&state.db).await;
+    let status = if readiness.is_ready() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(Readiness::from(readiness))).into_response()
+}
+
+/// Prometheus text: requests, latency histogram, pool, breaker, query errors.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition format 0.0.4", body = String, content_type = "text/plain"))
+)]
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(&state.db),
+    )
+        .into_response()
+}
+
+/// This document: every route and schema of the service.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "operations",
+    responses((status = 200, description = "The OpenAPI 3.1 document", body = Object, content_type = "application/json"))
+)]
+pub async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        crate::openapi::document_json(),
+    )
+        .into_response()
+}

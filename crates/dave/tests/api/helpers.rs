@@ -1,0 +1,436 @@
+//! The harness of the API tests: the service in-process on a free port
+//! ([`spawn_app`]) against a database of the test's own, cloned from a
+//! template migrated once per test process; and the real `dave` binary as a
+//! child process ([`spawn_binary`]) for what only a process shows (signals,
+//! log lines on stdout, exit codes).
+//!
+//! The template holds dave's migrations, its seeds and its test data
+//! (`migrations/data/`, built with `APP_ENVIRONMENT=test`): the fixture API
+//! keys [`ADMIN_KEY`] and [`USER_KEY`] work in every test database.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use dave::config::{Config, TEST_JWT_SECRET};
+use dave::state::AppState;
+use pgkit::dsn::Dsn;
+use pgkit::pool::Database;
+use pgkit::settings::DbSettings;
+use pgkit::testing::{TestCluster, TestDatabase};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+/// Fixture keys from `migrations/data/001_test_fixtures.sql`.
+pub const ADMIN_KEY: &str = "dave_test_admin_key_0000000000000000000000";
+pub const USER_KEY: &str = "dave_test_user_key_00000000000000000000000";
+pub const REVOKED_KEY: &str = "dave_test_revoked_key_000000000000000000000";
+
+/// How long any wait in these tests may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// The service running in this test's runtime.
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`.
+    pub address: String,
+    pub client: reqwest::Client,
+    /// The test database's URL (superuser over the Unix socket).
+    pub db_url: String,
+    /// The service's own pool, for direct SQL in tests.
+    pub db: Database,
+    pub state: AppState,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<std::io::Result<dave::server::Drained>>>,
+    // Last: dropped after the pool above.
+    _database: TestDatabase,
+}
+
+impl TestApp {
+    /// `address` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("the request reaches the service")
+    }
+
+    /// A bearer token for `user_id`, signed with the test JWT secret.
+    pub fn bearer(&self, user_id: Uuid, admin: bool) -> String {
+        bearer_token(user_id, admin)
+    }
+
+    /// Asks the server to stop (as on SIGTERM) and waits for it to drain.
+    pub async fn shutdown(&mut self) -> dave::server::Drained {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let server = self.server.take().expect("shut down once");
+        tokio::time::timeout(WAIT, server)
+            .await
+            .expect("the server stops within the bound")
+            .expect("the server task did not panic")
+            .expect("serving did not fail")
+    }
+}
+
+/// A bearer token for `user_id`, valid for an hour, with the test JWT secret.
+pub fn bearer_token(user_id: Uuid, admin: bool) -> String {
+    dave::auth::jwt::issue(
+        TEST_JWT_SECRET.as_bytes(),
+        user_id,
+        admin,
+        Duration::from_secs(3600),
+    )
+    .expect("the test secret signs")
+}
+
+/// An HTTP client that never goes through a proxy from the environment.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(WAIT)
+        .build()
+        .expect("a plain HTTP client")
+}
+
+/// A database of its own with dave's migrations, seeds and test data.
+pub async fn migrated_database() -> TestDatabase {
+    let cluster = pgkit::testing::cluster().await;
+    migrated_database_on(cluster).await
+}
+
+/// Like [`migrated_database`], on another cluster (a dedicated one).
+pub async fn migrated_database_on(cluster: &TestCluster) -> TestDatabase {
+    cluster.database_from("dave", |url| migrate(url)).await
+}
+
+/// Runs dave's embedded migrations, seeds and test data on `url`.
+fn migrate(
+    url: String,
+) -> impl Future<Output = Result<(), Box<dyn std::error::Error + Send + Sync>>> {
+    async move {
+        let dsn = Dsn::parse(&url)?;
+        let mut settings = DbSettings::for_dsn(dsn.clone(), "dave-tests");
+        settings.environment = pgkit::settings::Environment::Test;
+        let params = pgkit::connect::SessionParams::from_settings(&settings);
+        let migrator = pgkit::migrate::Migrator::new(
+            pgkit::migrate::MigrationSource::Embedded(dave::embedded::MIGRATIONS),
+            pgkit::migrate::MigrateOptions::default(),
+        );
+        migrator.up(&dsn, &params, |_| {}).await?;
+        let files = pgkit::seed::SeedFiles {
+            seeds: pgkit::migrate::MigrationSource::Embedded(dave::embedded::SEEDS),
+            data: pgkit::migrate::MigrationSource::Embedded(dave::embedded::DATA),
+        };
+        pgkit::seed::run(
+            &dsn,
+            &params,
+            &files,
+            &pgkit::seed::SeedOptions::default(),
+            |_| {},
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// The service on a free port of 127.0.0.1, on a fresh migrated database,
+/// with [`Config::for_tests`].
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// [`spawn_app`] with the configuration changed by `adjust` first.
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let database = migrated_database().await;
+    let mut config = Config::for_tests(database.url());
+    adjust(&mut config);
+    start(config, database).await
+}
+
+/// Serves `config` on its own database (already prepared by the caller).
+pub async fn start(config: Config, database: TestDatabase) -> TestApp {
+    let listener = dave::server::bind(config.host, 0)
+        .await
+        .expect("a free port on loopback");
+    let address = format!("http://{}", listener.local_addr().expect("bound"));
+    let grace = config.shutdown_grace;
+    let db = Database::new(config.db.clone()).expect("valid pool settings");
+    db.warm_up().await.expect("the test database answers");
+    let state = AppState::new(db.clone(), config).expect("valid test secrets");
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let app = dave::app::app(state.clone());
+    let server = tokio::spawn(dave::server::serve(
+        listener,
+        app,
+        async move {
+            let _ = stop_rx.await;
+        },
+        grace,
+    ));
+    TestApp {
+        address,
+        client: client(),
+        db_url: database.url().to_owned(),
+        db,
+        state,
+        stop: Some(stop_tx),
+        server: Some(server),
+        _database: database,
+    }
+}
+
+/// Polls `check` until it returns `Some`, failing the test after `within`.
+pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {within:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// The real `dave` binary, as a child process, with its output collected.
+pub struct ChildApp {
+    pub child: Child,
+    pub pid: u32,
+    stdout: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<Vec<String>>>,
+    readers: Vec<JoinHandle<()>>,
+}
+
+/// The environment every child starts from: nothing of ours leaks in.
+fn base_env() -> HashMap<String, String> {
+    let mut env = HashMap::new();
+    // PATH finds initdb/postgres for the local cluster; the binary itself
+    // reads no other variable of the test process.
+    if let Some(path) = std::env::var_os("PATH") {
+        env.insert("PATH".into(), path.to_string_lossy().into_owned());
+    }
+    env
+}
+
+/// Runs `dave ARGS` in `dir` with only `vars` (and PATH) set.
+pub async fn spawn_binary(args: &[&str], vars: &[(&str, &str)], dir: &Path) -> ChildApp {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_dave"));
+    command
+        .args(args)
+        .env_clear()
+        .envs(base_env())
+        .envs(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = command.spawn().expect("the dave binary runs");
+    let pid = child.id().expect("a running child has a pid");
+    let stdout = Arc::new(Mutex::new(Vec::new()));
+    let stderr = Arc::new(Mutex::new(Vec::new()));
+    let readers = vec![
+        collect_lines(child.stdout.take().expect("piped"), Arc::clone(&stdout)),
+        collect_lines(child.stderr.take().expect("piped"), Arc::clone(&stderr)),
+    ];
+    ChildApp {
+        child,
+        pid,
+        stdout,
+        stderr,
+        readers,
+    }
+}
+
+fn collect_lines(
+    stream: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+    into: Arc<Mutex<Vec<String>>>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stream).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            into.lock().unwrap().push(line);
+        }
+    })
+}
+
+impl ChildApp {
+    pub fn stdout_lines(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    pub fn stderr_lines(&self) -> Vec<String> {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Everything it wrote so far, for failure messages.
+    pub fn output(&self) -> String {
+        format!(
+            "--- stdout\n{}\n--- stderr\n{}",
+            self.stdout_lines().join("\n"),
+            self.stderr_lines().join("\n")
+        )
+    }
+
+    /// The JSON log lines on stdout; panics on a line that is not JSON.
+    pub fn json_lines(&self) -> Vec<Value> {
+        self.stdout_lines()
+            .iter()
+            .map(|line| {
+                serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"))
+            })
+            .collect()
+    }
+
+    /// The URL from the "dave is serving on URL" log line (JSON or pretty).
+    pub async fn wait_for_url(&mut self) -> String {
+        self.wait_for_url_within(WAIT).await
+    }
+
+    /// [`ChildApp::wait_for_url`] with another bound (a first initdb is slow).
+    pub async fn wait_for_url_within(&mut self, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            for line in self.stdout_lines() {
+                if let Some(at) = line.find("dave is serving on http://") {
+                    let rest = &line[at + "dave is serving on ".len()..];
+                    let url: String = rest
+                        .chars()
+                        .take_while(|c| !c.is_whitespace() && *c != '"')
+                        .collect();
+                    return url;
+                }
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                self.drain().await;
+                panic!("dave exited ({status}) before serving:\n{}", self.output());
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "dave did not start serving within {within:?}:\n{}",
+                    self.output()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Sends a signal to the child (by its pid).
+    pub fn signal(&self, signal: rustix::process::Signal) {
+        let pid = rustix::process::Pid::from_raw(self.pid as i32).expect("a real pid");
+        rustix::process::kill_process(pid, signal).expect("the child can be signalled");
+    }
+
+    /// Waits (at most `within`) for the child to exit; then its output is complete.
+    pub async fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let status = match tokio::time::timeout(within, self.child.wait()).await {
+            Ok(status) => status.expect("waiting for the child works"),
+            Err(_) => panic!("dave did not exit within {within:?}:\n{}", self.output()),
+        };
+        self.drain().await;
+        status
+    }
+
+    /// Lets the readers reach end-of-file (the child has exited).
+    async fn drain(&mut self) {
+        for reader in self.readers.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(5), reader).await;
+        }
+    }
+}
+
+/// Runs `dave ARGS` to completion (bounded), returning (status, stdout, stderr).
+pub async fn run_binary(
+    args: &[&str],
+    vars: &[(&str, &str)],
+    dir: &Path,
+) -> (ExitStatus, String, String) {
+    let mut child = spawn_binary(args, vars, dir).await;
+    let status = child.wait_exit(Duration::from_secs(120)).await;
+    (
+        status,
+        child.stdout_lines().join("\n"),
+        child.stderr_lines().join("\n"),
+    )
+}
+
+/// Secrets the child services get (test values).
+pub const CHILD_JWT_SECRET: &str = "child-jwt-secret-for-tests-0123456789abcdef";
+pub const CHILD_SESSION_SECRET: &str = "child-session-secret-for-tests-0123456789";
+
+/// A `dave serve` child as the benchmark and Cloud Run run it: production,
+/// JSON logs, 127.0.0.1 on a free port, `db_url` as the DSN; `extra` adds or
+/// overrides variables. Returns the child and its base URL, once it listens.
+pub async fn serve_binary(db_url: &str, extra: &[(&str, &str)], dir: &Path) -> (ChildApp, String) {
+    let mut vars: Vec<(&str, &str)> = vec![
+        ("APP_ENVIRONMENT", "production"),
+        ("HOST", "127.0.0.1"),
+        ("PORT", "0"),
+        ("DAVE_DB_DSN", db_url),
+        ("JWT_SECRET", CHILD_JWT_SECRET),
+        ("SESSION_SECRET", CHILD_SESSION_SECRET),
+        ("LOG_FORMAT", "json"),
+        ("DB_POOL_MIN_SIZE", "2"),
+        ("DB_POOL_MAX_SIZE", "5"),
+    ];
+    for (k, v) in extra {
+        vars.retain(|(name, _)| name != k);
+        vars.push((k, v));
+    }
+    let mut child = spawn_binary(&["serve"], &vars, dir).await;
+    let url = child.wait_for_url().await;
+    (child, url)
+}
+
+/// A bearer token for the child services' JWT secret.
+pub fn child_bearer(user_id: Uuid) -> String {
+    dave::auth::jwt::issue(
+        CHILD_JWT_SECRET.as_bytes(),
+        user_id,
+        false,
+        Duration::from_secs(3600),
+    )
+    .expect("the test secret signs")
+}
+
+/// Waits until `url/health/ready` answers 200.
+pub async fn wait_ready(client: &reqwest::Client, url: &str) {
+    eventually("readiness 200", WAIT, || async {
+        let response = client
+            .get(format!("{url}/health/ready"))
+            .send()
+            .await
+            .ok()?;
+        (response.status() == 200).then_some(())
+    })
+    .await;
+}
+
+/// A small pool on `url` for SQL the test runs itself.
+pub fn side_pool(url: &str) -> Database {
+    let mut settings = DbSettings::for_dsn(Dsn::parse(url).expect("a valid URL"), "dave-tests");
+    settings.pool_min_size = 0;
+    settings.pool_max_size = 2;
+    Database::new(settings).expect("valid settings")
+}

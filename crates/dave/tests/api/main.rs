@@ -1,0 +1,21 @@
+//! dave's integration tests, one test binary (`cargo test -p dave --test api`):
+//! the service in-process on a free port against a database of each test's
+//! own, and the real binary where a process is what is tested.
+
+mod helpers;
+
+// The shell: operations endpoints, middleware, process behaviour, deployment files.
+mod cli;
+mod deploy;
+mod health;
+mod local;
+mod logs;
+mod metrics;
+mod openapi;
+mod request_id;
+mod shutdown;
+mod startup;
+
+// The API routes.
+mod calls;
+mod conversations;
