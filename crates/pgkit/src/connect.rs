@@ -75,7 +75,9 @@ fn escape_option(v: &str) -> String {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConnectError {
-    #[error("{0}")]
+    /// Shown with its whole cause chain: tokio-postgres' own message is
+    /// only "db error" or "error performing TLS handshake".
+    #[error("{}", error_chain(.0))]
     Postgres(#[from] tokio_postgres::Error),
     #[error("TLS: {0}")]
     Tls(#[from] TlsError),
@@ -93,6 +95,21 @@ impl ConnectError {
             retry_after: Duration::from_secs(1),
         }
     }
+}
+
+/// An error and its causes, `outer: inner: innermost`, without repeats.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// A notice the server sent (RAISE NOTICE, warnings).

@@ -87,7 +87,7 @@ pub(crate) enum Level {
 pub(crate) fn classify(e: &tokio_postgres::Error) -> (DbError, Level) {
     use tokio_postgres::error::SqlState;
     let Some(db) = e.as_db_error() else {
-        let text = e.to_string();
+        let text = crate::connect::error_chain(e);
         if text.starts_with("error serializing") || text.starts_with("error deserializing") {
             return (DbError::Decode(text), Level::Query);
         }

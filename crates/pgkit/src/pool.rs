@@ -181,6 +181,22 @@ impl Database {
         Database::build(settings, None)
     }
 
+    /// The pool the settings ask for: with `DB_IAM_AUTH=true`, passwords are
+    /// IAM access tokens from the source the environment names (metadata
+    /// server on Cloud Run, Application Default Credentials on a laptop).
+    pub fn from_settings(
+        settings: DbSettings,
+        env: &crate::settings::Env,
+    ) -> Result<Database, PoolBuildError> {
+        if settings.iam_auth {
+            let tokens = crate::iam::token_source_from_env(env)
+                .map_err(|e| PoolBuildError::Build(format!("DB_IAM_AUTH=true but {e}")))?;
+            Database::with_token_source(settings, tokens)
+        } else {
+            Database::new(settings)
+        }
+    }
+
     /// Like [`Database::new`], with IAM login: every new connection's
     /// password is a fresh token from `tokens`.
     pub fn with_token_source(
