@@ -98,7 +98,7 @@ pub enum MigrateError {
     Connect {
         target: String,
         #[source]
-        source: ConnectError,
+        source: Box<ConnectError>,
     },
 
     #[error("{context}: {message}")]

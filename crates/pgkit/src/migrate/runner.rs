@@ -44,7 +44,7 @@ impl Session {
             .await
             .map_err(|source| MigrateError::Connect {
                 target: dsn.redacted(),
-                source,
+                source: Box::new(source),
             })?;
         let ms = statement_timeout.map(|d| d.as_millis().max(1)).unwrap_or(0);
         client
