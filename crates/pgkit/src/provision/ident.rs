@@ -24,10 +24,6 @@ const RESERVED_ROLES: &[&str] = &[
     "session_user",
 ];
 
-/// The suffix Cloud SQL drops from a service account's email to form the
-/// database user name.
-const SERVICE_ACCOUNT_SUFFIX: &str = ".gserviceaccount.com";
-
 /// A name that failed its check; says which name, what is wrong, what fits.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid {what} {name:?}: {problem}; {accepted}")]
@@ -79,10 +75,7 @@ impl Ident {
     pub fn iam_user(email: &str) -> Result<Ident, NameError> {
         let email = email.trim().to_ascii_lowercase();
         check_iam_shape("IAM user email", &email)?;
-        let name = email
-            .strip_suffix(SERVICE_ACCOUNT_SUFFIX)
-            .unwrap_or(&email)
-            .to_string();
+        let name = crate::iam::iam_user_name(&email);
         if name.len() > MAX_LEN {
             return Err(error(
                 "IAM user email",

@@ -253,7 +253,7 @@ impl Plan {
             }
             PlannedLogin::Iam { user, email } => {
                 let hint = format!(
-                    "create it first: gcloud sql users create {email} --instance=INSTANCE --type={}",
+                    "create it first: gcloud sql users create {user} --instance=INSTANCE --type={}",
                     iam_user_type(email)
                 );
                 vec![
@@ -407,7 +407,10 @@ mod tests {
         let sql = plan.to_sql();
         assert!(sql.contains("CREATE ROLE \"dave_app\" NOLOGIN;"), "{sql}");
         assert!(sql.contains("GRANT \"dave_app\" TO \"dave-run@proj.iam\";"), "{sql}");
-        assert!(sql.contains("--type=cloud_iam_service_account"), "{sql}");
+        assert!(
+            sql.contains("gcloud sql users create dave-run@proj.iam --instance=INSTANCE --type=cloud_iam_service_account"),
+            "{sql}"
+        );
         assert!(sql.contains("ALTER ROLE \"dave-run@proj.iam\" SET search_path"), "{sql}");
     }
 
