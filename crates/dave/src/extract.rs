@@ -98,7 +98,10 @@ fn is_length_limit(error: &axum::Error) -> bool {
 
 /// `application/json` or `application/<anything>+json`, any parameters.
 fn is_json(headers: &HeaderMap) -> bool {
-    let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
         return false;
     };
     let essence = value.split(';').next().unwrap_or("").trim();
@@ -219,7 +222,9 @@ mod tests {
             builder = builder.header(header::CONTENT_TYPE, ct);
         }
         let request = builder.body(Body::from(body.to_owned())).unwrap();
-        ApiJson::<Sample>::from_request(request, &()).await.map(|j| j.0)
+        ApiJson::<Sample>::from_request(request, &())
+            .await
+            .map(|j| j.0)
     }
 
     fn code(result: Result<Sample, ApiError>) -> &'static str {
@@ -228,7 +233,11 @@ mod tests {
 
     #[tokio::test]
     async fn accepts_json_and_json_suffix_types() {
-        for ct in ["application/json", "Application/JSON; charset=utf-8", "application/merge-patch+json"] {
+        for ct in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            "application/merge-patch+json",
+        ] {
             let body = extract(Some(ct), r#"{"title":"a"}"#).await.unwrap();
             assert_eq!(body.title.as_deref(), Some("a"), "{ct}");
         }
@@ -242,39 +251,72 @@ mod tests {
 
     #[tokio::test]
     async fn wrong_or_missing_content_type_is_415() {
-        assert_eq!(code(extract(Some("text/plain"), r#"{"title":"a"}"#).await), "unsupported_media_type");
-        assert_eq!(code(extract(None, r#"{"title":"a"}"#).await), "unsupported_media_type");
-        assert_eq!(code(extract(Some("application/jsonx"), "{}").await), "unsupported_media_type");
+        assert_eq!(
+            code(extract(Some("text/plain"), r#"{"title":"a"}"#).await),
+            "unsupported_media_type"
+        );
+        assert_eq!(
+            code(extract(None, r#"{"title":"a"}"#).await),
+            "unsupported_media_type"
+        );
+        assert_eq!(
+            code(extract(Some("application/jsonx"), "{}").await),
+            "unsupported_media_type"
+        );
     }
 
     #[tokio::test]
     async fn syntax_errors_are_400_shape_errors_422_naming_the_field() {
-        assert_eq!(code(extract(Some("application/json"), "{not json").await), "invalid_json");
-        assert_eq!(code(extract(Some("application/json"), r#"{"title":"a"} x"#).await), "invalid_json");
-        let error = extract(Some("application/json"), r#"{"count":"x"}"#).await.unwrap_err();
+        assert_eq!(
+            code(extract(Some("application/json"), "{not json").await),
+            "invalid_json"
+        );
+        assert_eq!(
+            code(extract(Some("application/json"), r#"{"title":"a"} x"#).await),
+            "invalid_json"
+        );
+        let error = extract(Some("application/json"), r#"{"count":"x"}"#)
+            .await
+            .unwrap_err();
         assert_eq!(error.code(), "validation_error");
-        assert!(error.to_string().starts_with("count: invalid type"), "{error}");
-        let error = extract(Some("application/json"), r#"{"bogus":1}"#).await.unwrap_err();
+        assert!(
+            error.to_string().starts_with("count: invalid type"),
+            "{error}"
+        );
+        let error = extract(Some("application/json"), r#"{"bogus":1}"#)
+            .await
+            .unwrap_err();
         assert_eq!(error.code(), "validation_error");
-        assert!(error.to_string().contains("unknown field `bogus`"), "{error}");
-        let error = extract(Some("application/json"), r#"{"count":300}"#).await.unwrap_err();
+        assert!(
+            error.to_string().contains("unknown field `bogus`"),
+            "{error}"
+        );
+        let error = extract(Some("application/json"), r#"{"count":300}"#)
+            .await
+            .unwrap_err();
         assert!(error.to_string().starts_with("count: "), "{error}");
     }
 
     #[tokio::test]
     async fn bodies_over_one_mebibyte_are_413() {
         let big = format!(r#"{{"title":"{}"}}"#, "x".repeat(MAX_BODY_BYTES));
-        assert_eq!(code(extract(Some("application/json"), &big).await), "payload_too_large");
+        assert_eq!(
+            code(extract(Some("application/json"), &big).await),
+            "payload_too_large"
+        );
         let mut request = Request::builder()
             .method("POST")
             .uri("/")
             .header(header::CONTENT_TYPE, "application/json")
             .body(Body::from("{}"))
             .unwrap();
-        request
-            .headers_mut()
-            .insert(header::CONTENT_LENGTH, HeaderValue::from(MAX_BODY_BYTES + 1));
-        let error = ApiJson::<Sample>::from_request(request, &()).await.unwrap_err();
+        request.headers_mut().insert(
+            header::CONTENT_LENGTH,
+            HeaderValue::from(MAX_BODY_BYTES + 1),
+        );
+        let error = ApiJson::<Sample>::from_request(request, &())
+            .await
+            .unwrap_err();
         assert_eq!(error.code(), "payload_too_large");
     }
 }

@@ -74,7 +74,13 @@ pub async fn find_active(db: &Database, key_hash: &str) -> Result<Option<KeyOwne
 pub async fn insert(db: &Database, key: &NewKey<'_>) -> Result<StoredKey, DbError> {
     db.fetch_one(
         INSERT,
-        &[&key.key_hash, &key.user_id, &key.name, &key.is_admin, &key.tier],
+        &[
+            &key.key_hash,
+            &key.user_id,
+            &key.name,
+            &key.is_admin,
+            &key.tier,
+        ],
     )
     .await
 }

@@ -53,10 +53,19 @@ impl FromRow for Conversation {
     }
 }
 
-pub async fn create(db: &Database, user_id: Uuid, new: &NewConversation) -> Result<Conversation, DbError> {
+pub async fn create(
+    db: &Database,
+    user_id: Uuid,
+    new: &NewConversation,
+) -> Result<Conversation, DbError> {
     db.fetch_one(
         INSERT,
-        &[&user_id, &new.title, &Json(&new.context), &Json(&new.metadata)],
+        &[
+            &user_id,
+            &new.title,
+            &Json(&new.context),
+            &Json(&new.metadata),
+        ],
     )
     .await
 }
@@ -88,8 +97,11 @@ pub async fn update(
 ) -> Result<Option<Conversation>, DbError> {
     let context = changes.context.as_ref().map(Json);
     let metadata = changes.metadata.as_ref().map(Json);
-    db.fetch_optional(UPDATE, &[&id, &user_id, &changes.title, &context, &metadata])
-        .await
+    db.fetch_optional(
+        UPDATE,
+        &[&id, &user_id, &changes.title, &context, &metadata],
+    )
+    .await
 }
 
 /// `false` when the caller has no such conversation.

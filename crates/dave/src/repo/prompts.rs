@@ -102,7 +102,11 @@ pub async fn list(db: &Database) -> Result<Vec<PromptSummary>, DbError> {
     db.fetch_all(LIST, &[]).await
 }
 
-pub async fn get(db: &Database, category: &str, name: &str) -> Result<Option<PromptDetail>, DbError> {
+pub async fn get(
+    db: &Database,
+    category: &str,
+    name: &str,
+) -> Result<Option<PromptDetail>, DbError> {
     db.fetch_optional(DETAIL, &[&category, &name]).await
 }
 
@@ -154,7 +158,12 @@ async fn add_version_locked(
     let prompt_id: Uuid = conn.fetch_val(LOCK_PROMPT, &[&category, &name]).await?;
     conn.fetch_one(
         ADD_VERSION,
-        &[&prompt_id, &version.content, &version.commit_message, &version.created_by],
+        &[
+            &prompt_id,
+            &version.content,
+            &version.commit_message,
+            &version.created_by,
+        ],
     )
     .await
 }
@@ -170,4 +179,3 @@ pub async fn rollback(
     db.fetch_optional(ROLLBACK, &[&category, &name, &version_number])
         .await
 }
-

@@ -12,7 +12,9 @@ use crate::auth::Caller;
 use crate::cursor::{Cursor, Listing};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery, PathId};
-use crate::models::{Conversation, ConversationPage, CreateConversation, PageQuery, UpdateConversation};
+use crate::models::{
+    Conversation, ConversationPage, CreateConversation, PageQuery, UpdateConversation,
+};
 use crate::repo;
 use crate::state::AppState;
 

@@ -105,7 +105,11 @@ fn cursor_codec(state: &AppState) -> CursorCodec {
 
 /// The position a client's `cursor` names, checked against its listing; an
 /// absent or empty cursor is the first page.
-fn decode_cursor(state: &AppState, listing: Listing, text: Option<&str>) -> Result<Option<Cursor>, ApiError> {
+fn decode_cursor(
+    state: &AppState,
+    listing: Listing,
+    text: Option<&str>,
+) -> Result<Option<Cursor>, ApiError> {
     match text {
         None | Some("") => Ok(None),
         Some(text) => Ok(Some(cursor_codec(state).decode(listing, text)?)),

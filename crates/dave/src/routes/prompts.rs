@@ -43,7 +43,10 @@ pub fn router() -> Router<AppState> {
     ),
     security(("api_key" = []), ("bearer" = []))
 )]
-pub async fn list(_admin: Admin, State(state): State<AppState>) -> Result<Json<PromptList>, ApiError> {
+pub async fn list(
+    _admin: Admin,
+    State(state): State<AppState>,
+) -> Result<Json<PromptList>, ApiError> {
     let items = repo::prompts::list(&state.db).await?;
     Ok(Json(PromptList { items }))
 }
@@ -113,7 +116,8 @@ pub async fn add_version(
         commit_message: &body.commit_message,
         created_by: admin.user_id,
     };
-    let created = repo::prompts::add_version(&state.db, &path.category, &path.name, version).await?;
+    let created =
+        repo::prompts::add_version(&state.db, &path.category, &path.name, version).await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 

@@ -17,5 +17,10 @@ mod shutdown;
 mod startup;
 
 // The API routes.
+mod auth;
+mod authz_matrix;
 mod calls;
 mod conversations;
+mod knowledge;
+mod messages;
+mod prompts;
