@@ -42,12 +42,19 @@ pub struct RequestId(pub String);
 
 /// The service: operations endpoints, the API, fallbacks and middleware.
 pub fn app(state: AppState) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/health/live", get(ops::live))
         .route("/health/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
-        .merge(crate::routes::api_router())
+        .merge(crate::routes::api_router());
+    with_middleware(routes, state)
+}
+
+/// Fallbacks and middleware around `routes`. `Router::layer` wraps each
+/// route, so it must come after every route is added.
+fn with_middleware(routes: Router<AppState>, state: AppState) -> Router {
+    routes
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(CatchPanicLayer::custom(panic_response))
@@ -174,6 +181,100 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use axum::body::Body;
+    use serde_json::Value;
+    use tower::ServiceExt;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use crate::config::Config;
+    use crate::telemetry::CloudLoggingLayer;
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Buffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Buffer {
+        type Writer = Buffer;
+        fn make_writer(&'a self) -> Buffer {
+            self.clone()
+        }
+    }
+
+    /// State whose pool never connects (nothing here touches the database).
+    fn offline_state() -> AppState {
+        let config = Config::for_tests("postgresql://nobody@/none?host=/nonexistent");
+        let db = pgkit::pool::Database::new(config.db.clone()).unwrap();
+        AppState::new(db, config).unwrap()
+    }
+
+    async fn failing(path: &str) -> (Response, Vec<Value>) {
+        let routes = Router::new()
+            .route(
+                "/panics",
+                get(|| async { panic!("kaboom in a handler") as &str }),
+            )
+            .route(
+                "/fails",
+                get(|| async { Err::<(), _>(ApiError::internal("disk on fire")) }),
+            );
+        let app = with_middleware(routes, offline_state());
+        let buffer = Buffer::default();
+        let subscriber =
+            tracing_subscriber::registry().with(CloudLoggingLayer::new(buffer.clone(), None));
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let request = Request::get(path)
+            .header("x-request-id", "req-500")
+            .body(Body::empty())
+            .unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        let lines = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        (response, lines)
+    }
+
+    async fn assert_logged_500(path: &str, cause: &str) {
+        let (response, lines) = failing(path).await;
+        assert_eq!(response.status(), 500);
+        assert_eq!(response.headers()["x-request-id"], "req-500");
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let body: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(body["error"]["code"], "internal_error");
+        assert!(
+            !body.to_string().contains(cause),
+            "the cause stays in the log: {body}"
+        );
+        let errors: Vec<&Value> = lines.iter().filter(|l| l["severity"] == "ERROR").collect();
+        assert_eq!(errors.len(), 1, "{lines:?}");
+        assert_eq!(errors[0]["request_id"], "req-500");
+        assert!(errors[0].to_string().contains(cause), "{}", errors[0]);
+    }
+
+    #[tokio::test]
+    async fn an_internal_error_is_logged_with_its_request_id_and_cause() {
+        assert_logged_500("/fails", "disk on fire").await;
+    }
+
+    #[tokio::test]
+    async fn a_panic_is_a_500_logged_with_its_request_id() {
+        assert_logged_500("/panics", "kaboom in a handler").await;
+    }
 
     fn headers(id: &str) -> HeaderMap {
         let mut h = HeaderMap::new();

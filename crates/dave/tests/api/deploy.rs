@@ -301,3 +301,19 @@ fn dockerfile_builds_with_the_readme_release_command_and_runs_as_non_root() {
     assert!(final_stage.contains("EXPOSE 8080"));
     assert!(final_stage.contains("CMD [\"serve\"]"));
 }
+
+#[test]
+fn ci_runs_exactly_the_readme_test_command() {
+    let tests = readme_commands("cargo test");
+    assert_eq!(tests.len(), 1, "one test command in the README: {tests:?}");
+    let script = read(".ci/run");
+    let last = script
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .next_back()
+        .unwrap();
+    assert_eq!(last, tests[0]);
+    assert!(script.contains("apt-get update"));
+    assert!(script.contains("postgresql-15"));
+}

@@ -115,37 +115,33 @@ pub async fn migrated_database() -> TestDatabase {
 
 /// Like [`migrated_database`], on another cluster (a dedicated one).
 pub async fn migrated_database_on(cluster: &TestCluster) -> TestDatabase {
-    cluster.database_from("dave", |url| migrate(url)).await
+    cluster.database_from("dave", migrate).await
 }
 
 /// Runs dave's embedded migrations, seeds and test data on `url`.
-fn migrate(
-    url: String,
-) -> impl Future<Output = Result<(), Box<dyn std::error::Error + Send + Sync>>> {
-    async move {
-        let dsn = Dsn::parse(&url)?;
-        let mut settings = DbSettings::for_dsn(dsn.clone(), "dave-tests");
-        settings.environment = pgkit::settings::Environment::Test;
-        let params = pgkit::connect::SessionParams::from_settings(&settings);
-        let migrator = pgkit::migrate::Migrator::new(
-            pgkit::migrate::MigrationSource::Embedded(dave::embedded::MIGRATIONS),
-            pgkit::migrate::MigrateOptions::default(),
-        );
-        migrator.up(&dsn, &params, |_| {}).await?;
-        let files = pgkit::seed::SeedFiles {
-            seeds: pgkit::migrate::MigrationSource::Embedded(dave::embedded::SEEDS),
-            data: pgkit::migrate::MigrationSource::Embedded(dave::embedded::DATA),
-        };
-        pgkit::seed::run(
-            &dsn,
-            &params,
-            &files,
-            &pgkit::seed::SeedOptions::default(),
-            |_| {},
-        )
-        .await?;
-        Ok(())
-    }
+async fn migrate(url: String) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let dsn = Dsn::parse(&url)?;
+    let mut settings = DbSettings::for_dsn(dsn.clone(), "dave-tests");
+    settings.environment = pgkit::settings::Environment::Test;
+    let params = pgkit::connect::SessionParams::from_settings(&settings);
+    let migrator = pgkit::migrate::Migrator::new(
+        pgkit::migrate::MigrationSource::Embedded(dave::embedded::MIGRATIONS),
+        pgkit::migrate::MigrateOptions::default(),
+    );
+    migrator.up(&dsn, &params, |_| {}).await?;
+    let files = pgkit::seed::SeedFiles {
+        seeds: pgkit::migrate::MigrationSource::Embedded(dave::embedded::SEEDS),
+        data: pgkit::migrate::MigrationSource::Embedded(dave::embedded::DATA),
+    };
+    pgkit::seed::run(
+        &dsn,
+        &params,
+        &files,
+        &pgkit::seed::SeedOptions::default(),
+        |_| {},
+    )
+    .await?;
+    Ok(())
 }
 
 /// The service on a free port of 127.0.0.1, on a fresh migrated database,
