@@ -310,8 +310,7 @@ fn ci_runs_exactly_the_readme_test_command() {
     let last = script
         .lines()
         .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .next_back()
+        .rfind(|l| !l.is_empty() && !l.starts_with('#'))
         .unwrap();
     assert_eq!(last, tests[0]);
     assert!(script.contains("apt-get update"));
