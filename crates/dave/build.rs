@@ -23,17 +23,24 @@ fn sql_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-fn table(out: &mut String, name: &str, dir: &Path) {
+/// Paths in the generated code are relative to `CARGO_MANIFEST_DIR`, read
+/// when the crate compiles: another checkout sharing the target directory
+/// then still compiles its own files.
+fn table(out: &mut String, name: &str, root: &Path, sub: &str) {
     let _ = writeln!(out, "pub static {name}: &[(&str, &str)] = &[");
-    for path in sql_files(dir) {
+    for path in sql_files(&root.join(sub)) {
         let file = path
             .file_name()
             .and_then(|f| f.to_str())
             .unwrap_or_default();
+        let relative = if sub.is_empty() {
+            format!("/migrations/{file}")
+        } else {
+            format!("/migrations/{sub}/{file}")
+        };
         let _ = writeln!(
             out,
-            "    ({file:?}, include_str!({:?})),",
-            path.display().to_string()
+            "    ({file:?}, include_str!(concat!(env!(\"CARGO_MANIFEST_DIR\"), {relative:?}))),"
         );
     }
     out.push_str("];\n");
@@ -44,9 +51,9 @@ fn main() {
     let migrations = root.join("migrations");
     println!("cargo:rerun-if-changed=migrations");
     let mut out = String::new();
-    table(&mut out, "MIGRATIONS", &migrations);
-    table(&mut out, "SEEDS", &migrations.join("seeds"));
-    table(&mut out, "DATA", &migrations.join("data"));
+    table(&mut out, "MIGRATIONS", &migrations, "");
+    table(&mut out, "SEEDS", &migrations, "seeds");
+    table(&mut out, "DATA", &migrations, "data");
     let dest = PathBuf::from(std::env::var_os("OUT_DIR").expect("set by cargo"));
     std::fs::write(dest.join("embedded_migrations.rs"), out).expect("OUT_DIR is writable");
 }
