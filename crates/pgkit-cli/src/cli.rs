@@ -28,6 +28,12 @@ pub enum Command {
     Bundle(BundleArgs),
     /// Start, stop or inspect the embedded local PostgreSQL for development.
     Local(LocalArgs),
+    /// Check a live database's catalog against the standard (triggers, comments, foreign key indexes, primary keys, schema boundary).
+    Audit(AuditArgs),
+    /// Diagnose a DSN step by step (socket or TCP, TLS, login, database, grants, pool size) and name the fix.
+    Doctor(DoctorArgs),
+    /// Create a service's schema and role with grants that also cover tables created later.
+    Provision(ProvisionArgs),
 }
 
 /// Which database, and the session's environment.
@@ -218,6 +224,95 @@ pub enum LocalAction {
     Stop,
     /// Say whether the cluster runs, and its URL.
     Status,
+}
+
+/// How a report is printed on stdout.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Lines for people.
+    #[default]
+    Text,
+    /// One JSON document for tools.
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// The service's schema: audit only it, and check its boundary (the owner's objects
+    /// outside it, other roles' privileges inside it).
+    #[arg(long, env = "PGKIT_SCHEMA", value_name = "SCHEMA")]
+    pub schema: Option<String>,
+
+    /// A role of the service itself (runtime role, IAM user) that may hold privileges in
+    /// --schema; repeat the flag, or separate with commas in the variable.
+    #[arg(
+        long = "role",
+        env = "PGKIT_AUDIT_ROLES",
+        value_name = "ROLE",
+        value_delimiter = ',',
+        requires = "schema"
+    )]
+    pub roles: Vec<String>,
+
+    /// text (`object: severity[rule] message` and the fix) or json.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Cloud Run instances that each run a pool of DB_POOL_MAX_SIZE (the service's
+    /// --max-instances); checked against the server's max_connections.
+    #[arg(long, env = "MAX_INSTANCES", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub instances: Option<u32>,
+
+    /// The service's schema, whose privileges are checked (default: the role's current schema).
+    #[arg(long, env = "PGKIT_SCHEMA", value_name = "SCHEMA")]
+    pub schema: Option<String>,
+
+    /// text (one ok/FAIL line per step) or json.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("login").required(true).args(["password_env", "iam_user"])))]
+pub struct ProvisionArgs {
+    /// The service's schema (created if missing, owned by --owner).
+    #[arg(long, env = "PGKIT_SCHEMA", value_name = "SCHEMA")]
+    pub schema: String,
+
+    /// The service's runtime role (created if missing): data privileges only.
+    #[arg(long, env = "PGKIT_ROLE", value_name = "ROLE")]
+    pub role: String,
+
+    /// Name of the environment variable holding the role's password (VAR_FILE works too);
+    /// the password itself is never a flag, never printed.
+    #[arg(long, env = "PGKIT_PASSWORD_ENV", value_name = "VAR")]
+    pub password_env: Option<String>,
+
+    /// Cloud SQL IAM login: --role becomes a group role granted to this IAM user
+    /// (service account email or user email).
+    #[arg(long, env = "PGKIT_IAM_USER", value_name = "EMAIL")]
+    pub iam_user: Option<String>,
+
+    /// The role that runs migrations and so owns the tables (default: the role provision
+    /// connects as); default privileges are set for it.
+    #[arg(long, env = "PGKIT_MIGRATION_OWNER", value_name = "ROLE")]
+    pub owner: Option<String>,
+
+    /// Print the SQL instead of running it (passwords show as '***').
+    #[arg(long)]
+    pub dry_run: bool,
+
+    #[command(flatten)]
+    pub db: DbArgs,
 }
 
 #[cfg(test)]

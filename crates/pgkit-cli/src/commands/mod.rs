@@ -2,9 +2,12 @@
 //! database settings, progress on stderr, and turning an error into the
 //! one line that tells the user how to fix it.
 
+mod audit;
 mod bundle;
+mod doctor;
 mod local;
 mod migrate;
+mod provision;
 mod seed;
 
 use std::time::Duration;
@@ -30,6 +33,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Seed(args) => seed::run(args).await,
             Command::Bundle(args) => bundle::run(args),
             Command::Local(args) => local::run(args).await,
+            Command::Audit(args) => audit::run(args).await,
+            Command::Doctor(args) => doctor::run(args).await,
+            Command::Provision(args) => provision::run(args).await,
         }
     })
 }

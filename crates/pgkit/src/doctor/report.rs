@@ -115,14 +115,20 @@ impl Diagnosis {
         self.steps.iter().find(|s| !s.is_ok())
     }
 
-    /// The step lines, then a one-line verdict.
+    /// The step lines, then the verdict.
     pub fn to_text(&self) -> String {
         let mut out: String = self.steps.iter().map(Step::to_text).collect();
-        match self.failure() {
-            None => out.push_str(&format!("all {} checks passed\n", self.steps.len())),
-            Some(step) => out.push_str(&format!("stopped at {}: fix it and run pgkit doctor again\n", step.name)),
-        }
+        out.push_str(&self.verdict());
         out
+    }
+
+    /// The last line of the text form, for callers that printed the steps
+    /// as they came.
+    pub fn verdict(&self) -> String {
+        match self.failure() {
+            None => format!("all {} checks passed\n", self.steps.len()),
+            Some(step) => format!("stopped at {}: fix it and run pgkit doctor again\n", step.name),
+        }
     }
 
     pub fn to_json(&self) -> Value {
