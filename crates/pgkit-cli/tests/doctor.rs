@@ -36,11 +36,24 @@ fn stderr(out: &Output) -> String {
 fn assert_fails_at(out: &Output, step: &str, problem: &str, fix: &str) {
     let (so, se) = (stdout(out), stderr(out));
     assert_eq!(out.status.code(), Some(1), "stdout:\n{so}\nstderr:\n{se}");
-    assert!(so.contains(&format!("FAIL {step}: {problem}")), "stdout:\n{so}");
-    assert!(so.contains(&format!("stopped at {step}: ")), "stdout:\n{so}");
-    assert!(se.starts_with(&format!("error: doctor: the {step} step failed\nhint: ")), "stderr:\n{se}");
+    assert!(
+        so.contains(&format!("FAIL {step}: {problem}")),
+        "stdout:\n{so}"
+    );
+    assert!(
+        so.contains(&format!("stopped at {step}: ")),
+        "stdout:\n{so}"
+    );
+    assert!(
+        se.starts_with(&format!("error: doctor: the {step} step failed\nhint: ")),
+        "stderr:\n{se}"
+    );
     assert!(se.contains(fix), "the fix {fix:?} is on stderr:\n{se}");
-    assert_eq!(se.lines().count(), 2, "one error line, one hint line:\n{se}");
+    assert_eq!(
+        se.lines().count(),
+        2,
+        "one error line, one hint line:\n{se}"
+    );
 }
 
 fn url_as(db: &TestDatabase, user: &str, password: Option<&str>) -> String {
@@ -68,8 +81,14 @@ async fn a_healthy_dsn_passes_and_exits_0() {
     let out = doctor(db.url(), &[("MAX_INSTANCES", "3")], &[]);
     let so = stdout(&out);
     assert_eq!(out.status.code(), Some(0), "{so}\n{}", stderr(&out));
-    assert!(so.starts_with("ok   parse: postgresql://postgres@/"), "{so}");
-    assert!(so.contains("DB_POOL_MAX_SIZE 15 × 3 instances = 45 connections"), "MAX_INSTANCES is read: {so}");
+    assert!(
+        so.starts_with("ok   parse: postgresql://postgres@/"),
+        "{so}"
+    );
+    assert!(
+        so.contains("DB_POOL_MAX_SIZE 15 × 3 instances = 45 connections"),
+        "MAX_INSTANCES is read: {so}"
+    );
     assert!(so.ends_with("all 8 checks passed\n"), "{so}");
     assert_eq!(stderr(&out), "");
 }
@@ -78,7 +97,11 @@ async fn a_healthy_dsn_passes_and_exits_0() {
 async fn a_socket_directory_that_does_not_exist() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("gone");
-    let out = doctor(&format!("postgresql://u:pw@/d?host={}", missing.display()), &[], &[]);
+    let out = doctor(
+        &format!("postgresql://u:pw@/d?host={}", missing.display()),
+        &[],
+        &[],
+    );
     assert_fails_at(
         &out,
         "socket",
@@ -86,7 +109,11 @@ async fn a_socket_directory_that_does_not_exist() {
         "start PostgreSQL",
     );
 
-    let out = doctor("postgresql://dave:pw@/dave?host=/cloudsql/proj:europe-west1:main", &[], &[]);
+    let out = doctor(
+        "postgresql://dave:pw@/dave?host=/cloudsql/proj:europe-west1:main",
+        &[],
+        &[],
+    );
     assert_fails_at(
         &out,
         "socket",
@@ -111,7 +138,11 @@ async fn a_tcp_port_where_nothing_listens() {
         &format!("connection refused by 127.0.0.1:{port}: nothing listens on port {port}"),
         "start PostgreSQL there",
     );
-    assert!(stdout(&out).contains("ok   resolve: 127.0.0.1 is 127.0.0.1\n"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("ok   resolve: 127.0.0.1 is 127.0.0.1\n"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[tokio::test]
@@ -125,8 +156,16 @@ async fn a_wrong_password_with_scram_authentication() {
         .unwrap();
     // Every role but the harness's superuser logs in with SCRAM on the socket.
     let hba = cluster.data_dir().join("pg_hba.conf");
-    std::fs::write(&hba, "local all postgres trust\nlocal all all scram-sha-256\n").unwrap();
-    admin(&db).await.batch_execute("SELECT pg_reload_conf()").await.unwrap();
+    std::fs::write(
+        &hba,
+        "local all postgres trust\nlocal all all scram-sha-256\n",
+    )
+    .unwrap();
+    admin(&db)
+        .await
+        .batch_execute("SELECT pg_reload_conf()")
+        .await
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     let wrong = url_as(&db, "cli_doc_app", Some("Wrong-Pw-77"));
     let out = loop {
@@ -144,7 +183,11 @@ async fn a_wrong_password_with_scram_authentication() {
         "ALTER ROLE cli_doc_app PASSWORD",
     );
     assert!(!stdout(&out).contains("Wrong-Pw-77") && !stderr(&out).contains("Wrong-Pw-77"));
-    assert!(stdout(&out).contains("ok   parse: postgresql://cli_doc_app:***@/"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("ok   parse: postgresql://cli_doc_app:***@/"),
+        "{}",
+        stdout(&out)
+    );
 
     let right = doctor(&url_as(&db, "cli_doc_app", Some("right-pw")), &[], &[]);
     assert_eq!(right.status.code(), Some(0), "{}", stdout(&right));
@@ -153,7 +196,9 @@ async fn a_wrong_password_with_scram_authentication() {
 #[tokio::test]
 async fn an_unknown_database() {
     let db = testing::cluster().await.database().await;
-    let url = db.url().replace(&format!("/{}?", db.name()), "/cli_no_such_db?");
+    let url = db
+        .url()
+        .replace(&format!("/{}?", db.name()), "/cli_no_such_db?");
     let out = doctor(&url, &[], &[]);
     assert_fails_at(
         &out,
@@ -176,7 +221,11 @@ async fn a_role_without_grants() {
         )
         .await
         .unwrap();
-    let out = doctor(&url_as(&db, "cli_doc_nogrants", None), &[("PGKIT_SCHEMA", "svc")], &[]);
+    let out = doctor(
+        &url_as(&db, "cli_doc_nogrants", None),
+        &[("PGKIT_SCHEMA", "svc")],
+        &[],
+    );
     assert_fails_at(
         &out,
         "privileges",
@@ -205,7 +254,9 @@ async fn a_pool_larger_than_the_connection_budget() {
 #[tokio::test]
 async fn json_output_lists_the_steps() {
     let db = testing::cluster().await.database().await;
-    let url = db.url().replace(&format!("/{}?", db.name()), "/cli_json_missing?");
+    let url = db
+        .url()
+        .replace(&format!("/{}?", db.name()), "/cli_json_missing?");
     let out = doctor(&url, &[], &["--format", "json"]);
     assert_eq!(out.status.code(), Some(1));
     let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
@@ -214,7 +265,10 @@ async fn json_output_lists_the_steps() {
     assert_eq!(steps.len(), 5);
     assert_eq!(steps[4]["step"], "database");
     assert_eq!(steps[4]["ok"], false);
-    assert!(steps[4]["fix"].as_str().unwrap().starts_with("create it: CREATE DATABASE"));
+    assert!(steps[4]["fix"]
+        .as_str()
+        .unwrap()
+        .starts_with("create it: CREATE DATABASE"));
 }
 
 #[test]

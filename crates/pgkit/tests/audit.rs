@@ -27,7 +27,11 @@ fn pairs(report: &AuditReport) -> Vec<(String, &'static str)> {
         .collect()
 }
 
-fn find<'a>(report: &'a AuditReport, object: &str, rule: AuditRule) -> &'a pgkit::audit::AuditFinding {
+fn find<'a>(
+    report: &'a AuditReport,
+    object: &str,
+    rule: AuditRule,
+) -> &'a pgkit::audit::AuditFinding {
     report
         .findings()
         .iter()
@@ -144,7 +148,11 @@ async fn each_finding_names_the_fix_as_sql_that_works() {
     let report = audit(&client, &AuditOptions::default()).await.unwrap();
 
     let trigger = find(&report, "public.stamped", AuditRule::UpdatedAtTrigger);
-    assert!(trigger.message.contains("updated_at keeps its insert time"), "{}", trigger.message);
+    assert!(
+        trigger.message.contains("updated_at keeps its insert time"),
+        "{}",
+        trigger.message
+    );
     assert_eq!(
         trigger.fix,
         "DROP TRIGGER IF EXISTS update_stamped_updated_at ON public.stamped; CREATE TRIGGER \
@@ -152,15 +160,30 @@ async fn each_finding_names_the_fix_as_sql_that_works() {
          update_updated_at_column();"
     );
     let fk = find(&report, "public.children", AuditRule::ForeignKeyIndex);
-    assert!(fk.message.contains("children_parent_id_fkey (parent_id) -> public.parents"), "{}", fk.message);
+    assert!(
+        fk.message
+            .contains("children_parent_id_fkey (parent_id) -> public.parents"),
+        "{}",
+        fk.message
+    );
     assert_eq!(
         fk.fix,
         "CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_children_parent_id ON public.children (parent_id);"
     );
     let column = find(&report, "public.docs.body", AuditRule::JsonbColumnComment);
-    assert!(column.fix.starts_with("COMMENT ON COLUMN public.docs.body IS '"), "{}", column.fix);
+    assert!(
+        column
+            .fix
+            .starts_with("COMMENT ON COLUMN public.docs.body IS '"),
+        "{}",
+        column.fix
+    );
     let pk = find(&report, "public.heap", AuditRule::PrimaryKey);
-    assert!(pk.fix.contains("ALTER TABLE public.heap ADD PRIMARY KEY"), "{}", pk.fix);
+    assert!(
+        pk.fix.contains("ALTER TABLE public.heap ADD PRIMARY KEY"),
+        "{}",
+        pk.fix
+    );
 
     // Applying the fixes (placeholders filled in) leaves a clean audit.
     for f in report.findings() {
@@ -171,14 +194,16 @@ async fn each_finding_names_the_fix_as_sql_that_works() {
             .split(" or ALTER TABLE")
             .next()
             .unwrap()
-            .replace('<', "")
-            .replace('>', "");
+            .replace(['<', '>'], "");
         let sql = if f.rule == AuditRule::PrimaryKey {
             format!("ALTER TABLE public.heap ALTER COLUMN x SET NOT NULL; {sql}")
         } else {
             sql
         };
-        client.batch_execute(&sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        client
+            .batch_execute(&sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
     let after = audit(&client, &AuditOptions::default()).await.unwrap();
     assert!(after.findings().is_empty(), "{}", after.to_text());
@@ -201,7 +226,10 @@ async fn json_form_has_lints_fields_with_the_object_as_location() {
         .unwrap();
     assert_eq!(heap["rule"], "primary-key");
     assert_eq!(heap["severity"], "error");
-    assert!(heap["fix"].as_str().unwrap().starts_with("ALTER TABLE public.heap"));
+    assert!(heap["fix"]
+        .as_str()
+        .unwrap()
+        .starts_with("ALTER TABLE public.heap"));
 }
 
 #[tokio::test]
@@ -217,10 +245,23 @@ async fn a_missing_updated_at_function_is_part_of_the_fix() {
         .unwrap();
     let report = audit(&client, &AuditOptions::default()).await.unwrap();
     let f = find(&report, "public.Odd Name", AuditRule::UpdatedAtTrigger);
-    assert!(f.fix.starts_with("CREATE OR REPLACE FUNCTION update_updated_at_column()"), "{}", f.fix);
-    assert!(f.fix.contains("ON public.\"Odd Name\""), "quoted where needed: {}", f.fix);
+    assert!(
+        f.fix
+            .starts_with("CREATE OR REPLACE FUNCTION update_updated_at_column()"),
+        "{}",
+        f.fix
+    );
+    assert!(
+        f.fix.contains("ON public.\"Odd Name\""),
+        "quoted where needed: {}",
+        f.fix
+    );
     client.batch_execute(&f.fix).await.unwrap();
-    assert!(audit(&client, &AuditOptions::default()).await.unwrap().findings().is_empty());
+    assert!(audit(&client, &AuditOptions::default())
+        .await
+        .unwrap()
+        .findings()
+        .is_empty());
 }
 
 async fn apply_dave_migrations(client: &Client) {
@@ -273,7 +314,10 @@ async fn daves_migrations_pass_in_a_provisioned_schema_of_their_own() {
         .await
         .unwrap();
     apply_dave_migrations(&admin).await;
-    admin.batch_execute("RESET ROLE; RESET search_path;").await.unwrap();
+    admin
+        .batch_execute("RESET ROLE; RESET search_path;")
+        .await
+        .unwrap();
 
     let opts = AuditOptions {
         schema: Some("dave".into()),
@@ -284,7 +328,15 @@ async fn daves_migrations_pass_in_a_provisioned_schema_of_their_own() {
     assert_eq!(report.tables_checked(), 6);
 
     // Without naming the runtime role, its grants are someone else's.
-    let strict = audit(&admin, &AuditOptions { roles: vec![], ..opts }).await.unwrap();
+    let strict = audit(
+        &admin,
+        &AuditOptions {
+            roles: vec![],
+            ..opts
+        },
+    )
+    .await
+    .unwrap();
     assert!(!strict.findings().is_empty());
     assert!(strict
         .findings()
@@ -366,7 +418,10 @@ async fn schema_boundary_flags_strays_and_foreign_grants() {
     // The fixes clear the boundary.
     for f in report.findings() {
         let sql = f.fix.split(" (").next().unwrap();
-        admin.batch_execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        admin
+            .batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
     let after = audit(&admin, &opts).await.unwrap();
     assert!(after.findings().is_empty(), "{}", after.to_text());
@@ -387,6 +442,9 @@ async fn an_unknown_schema_is_a_clear_error() {
     .unwrap_err();
     assert!(matches!(err, AuditError::SchemaNotFound { .. }));
     let text = err.to_string();
-    assert!(text.contains("schema \"nope\" does not exist in database"), "{text}");
+    assert!(
+        text.contains("schema \"nope\" does not exist in database"),
+        "{text}"
+    );
     assert!(text.contains("--schema"), "{text}");
 }

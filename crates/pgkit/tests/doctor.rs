@@ -12,7 +12,8 @@ use pgkit::testing::{self, TestCluster, TestDatabase};
 use tokio_postgres::{Client, NoTls};
 
 fn input(url: &str) -> DoctorInput {
-    let settings = DbSettings::from_env(&Env::default(), "DATABASE_URL", "pgkit-doctor-test").unwrap();
+    let settings =
+        DbSettings::from_env(&Env::default(), "DATABASE_URL", "pgkit-doctor-test").unwrap();
     DoctorInput {
         dsn: Secret::new(url),
         session: SessionParams::from_settings(&settings),
@@ -37,7 +38,9 @@ fn names(d: &Diagnosis) -> Vec<&'static str> {
 
 /// The failing step's name, problem and fix.
 fn failure(d: &Diagnosis) -> (&'static str, &str, &str) {
-    let step = d.failure().unwrap_or_else(|| panic!("no failure:\n{}", d.to_text()));
+    let step = d
+        .failure()
+        .unwrap_or_else(|| panic!("no failure:\n{}", d.to_text()));
     match &step.outcome {
         Outcome::Fail { problem, fix } => (step.name.as_str(), problem, fix),
         Outcome::Ok(_) => unreachable!(),
@@ -69,12 +72,30 @@ async fn a_healthy_connection_passes_every_step() {
     assert!(d.passed(), "{}", d.to_text());
     assert_eq!(
         names(&d),
-        ["parse", "socket", "tls", "authentication", "database", "query", "privileges", "server"]
+        [
+            "parse",
+            "socket",
+            "tls",
+            "authentication",
+            "database",
+            "query",
+            "privileges",
+            "server"
+        ]
     );
     let text = d.to_text();
-    assert!(text.contains("ok   authentication: logged in as postgres\n"), "{text}");
-    assert!(text.contains(&format!("ok   database: {} exists\n", db.name())), "{text}");
-    assert!(text.contains("ok   privileges: USAGE on schema public; no tables in it yet\n"), "{text}");
+    assert!(
+        text.contains("ok   authentication: logged in as postgres\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("ok   database: {} exists\n", db.name())),
+        "{text}"
+    );
+    assert!(
+        text.contains("ok   privileges: USAGE on schema public; no tables in it yet\n"),
+        "{text}"
+    );
     assert!(text.contains("ok   server: PostgreSQL 15"), "{text}");
     assert!(
         text.contains("max_connections 300 (297 for applications) covers DB_POOL_MAX_SIZE 15 × 4 instances = 60 connections"),
@@ -88,7 +109,10 @@ async fn a_dsn_that_does_not_parse_stops_at_parse_without_the_password() {
     let d = run(&input("postgresql://u:Hidden-Pw-1@db:port/x")).await;
     let (step, problem, fix) = failure(&d);
     assert_eq!(step, "parse");
-    assert!(problem.starts_with("the DSN does not parse: port \"port\""), "{problem}");
+    assert!(
+        problem.starts_with("the DSN does not parse: port \"port\""),
+        "{problem}"
+    );
     assert!(fix.starts_with("write it as postgresql://"), "{fix}");
     assert!(!d.to_text().contains("Hidden-Pw-1"));
 }
@@ -97,41 +121,76 @@ async fn a_dsn_that_does_not_parse_stops_at_parse_without_the_password() {
 async fn a_socket_directory_that_does_not_exist() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("no-such-dir");
-    let d = run(&input(&format!("postgresql://u:pw@/d?host={}", missing.display()))).await;
+    let d = run(&input(&format!(
+        "postgresql://u:pw@/d?host={}",
+        missing.display()
+    )))
+    .await;
     assert_eq!(names(&d), ["parse", "socket"]);
     let (_, problem, fix) = failure(&d);
-    assert_eq!(problem, format!("socket directory {} does not exist", missing.display()));
+    assert_eq!(
+        problem,
+        format!("socket directory {} does not exist", missing.display())
+    );
     assert!(fix.starts_with("start PostgreSQL"), "{fix}");
     assert!(fix.contains("/var/run/postgresql"), "{fix}");
-    assert!(d.steps()[0].to_text().contains("postgresql://u:***@/d?host="), "parse shows it redacted");
+    assert!(
+        d.steps()[0]
+            .to_text()
+            .contains("postgresql://u:***@/d?host="),
+        "parse shows it redacted"
+    );
 }
 
 #[tokio::test]
 async fn a_missing_cloud_sql_socket_names_the_cloud_sql_fixes() {
-    let d = run(&input("postgresql://dave:pw@/dave?host=/cloudsql/my-proj:europe-west1:main")).await;
+    let d = run(&input(
+        "postgresql://dave:pw@/dave?host=/cloudsql/my-proj:europe-west1:main",
+    ))
+    .await;
     let (step, problem, fix) = failure(&d);
     assert_eq!(step, "socket");
-    assert_eq!(problem, "socket directory /cloudsql/my-proj:europe-west1:main does not exist");
-    assert!(fix.contains("--add-cloudsql-instances my-proj:europe-west1:main"), "{fix}");
-    assert!(fix.contains("cloud-sql-proxy --unix-socket /cloudsql my-proj:europe-west1:main"), "{fix}");
+    assert_eq!(
+        problem,
+        "socket directory /cloudsql/my-proj:europe-west1:main does not exist"
+    );
+    assert!(
+        fix.contains("--add-cloudsql-instances my-proj:europe-west1:main"),
+        "{fix}"
+    );
+    assert!(
+        fix.contains("cloud-sql-proxy --unix-socket /cloudsql my-proj:europe-west1:main"),
+        "{fix}"
+    );
 }
 
 #[tokio::test]
 async fn a_socket_directory_without_a_server() {
     let dir = tempfile::tempdir().unwrap();
-    let d = run(&input(&format!("postgresql://u@/d?host={}&port=5999", dir.path().display()))).await;
+    let d = run(&input(&format!(
+        "postgresql://u@/d?host={}&port=5999",
+        dir.path().display()
+    )))
+    .await;
     let (step, problem, _) = failure(&d);
     assert_eq!(step, "socket");
     assert_eq!(
         problem,
-        format!("no socket .s.PGSQL.5999 in {}: nothing listens there on port 5999", dir.path().display())
+        format!(
+            "no socket .s.PGSQL.5999 in {}: nothing listens there on port 5999",
+            dir.path().display()
+        )
     );
 }
 
 #[tokio::test]
 async fn a_tcp_port_where_nothing_listens_is_connection_refused() {
     // A port that was free a moment ago, on loopback only.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let d = run(&input(&format!("postgresql://u:pw@127.0.0.1:{port}/d"))).await;
     assert_eq!(names(&d), ["parse", "resolve", "tcp"]);
     let (_, problem, fix) = failure(&d);
@@ -139,18 +198,29 @@ async fn a_tcp_port_where_nothing_listens_is_connection_refused() {
         problem,
         format!("connection refused by 127.0.0.1:{port}: nothing listens on port {port}")
     );
-    assert!(fix.contains(&format!("cloud-sql-proxy --port {port}")), "{fix}");
+    assert!(
+        fix.contains(&format!("cloud-sql-proxy --port {port}")),
+        "{fix}"
+    );
 }
 
 #[tokio::test]
 async fn an_unknown_database() {
     let db = testing::cluster().await.database().await;
-    let url = db.url().replace(&format!("/{}?", db.name()), "/no_such_db?");
+    let url = db
+        .url()
+        .replace(&format!("/{}?", db.name()), "/no_such_db?");
     let d = run(&input(&url)).await;
-    assert_eq!(names(&d), ["parse", "socket", "tls", "authentication", "database"]);
+    assert_eq!(
+        names(&d),
+        ["parse", "socket", "tls", "authentication", "database"]
+    );
     let (_, problem, fix) = failure(&d);
     assert_eq!(problem, "database \"no_such_db\" does not exist");
-    assert_eq!(fix, "create it: CREATE DATABASE no_such_db; or fix the database name at the end of the DSN");
+    assert_eq!(
+        fix,
+        "create it: CREATE DATABASE no_such_db; or fix the database name at the end of the DSN"
+    );
 }
 
 #[tokio::test]
@@ -175,31 +245,50 @@ async fn a_role_without_grants_on_the_schema() {
         "role doc_nogrants has no USAGE on schema svc: every query on its tables fails with \
          \"permission denied for schema svc\""
     );
-    assert!(fix.contains("GRANT USAGE ON SCHEMA svc TO doc_nogrants;"), "{fix}");
-    assert!(fix.contains("pgkit provision --schema svc --role doc_nogrants"), "{fix}");
+    assert!(
+        fix.contains("GRANT USAGE ON SCHEMA svc TO doc_nogrants;"),
+        "{fix}"
+    );
+    assert!(
+        fix.contains("pgkit provision --schema svc --role doc_nogrants"),
+        "{fix}"
+    );
 
     // USAGE alone is not enough: the tables need their privileges too.
-    admin.batch_execute("GRANT USAGE ON SCHEMA svc TO doc_nogrants").await.unwrap();
+    admin
+        .batch_execute("GRANT USAGE ON SCHEMA svc TO doc_nogrants")
+        .await
+        .unwrap();
     let d = run(&no_grants).await;
     let (_, problem, fix) = failure(&d);
     assert!(
         problem.starts_with("role doc_nogrants lacks SELECT, INSERT, UPDATE, DELETE on 1 of 1 tables in schema svc (items)"),
         "{problem}"
     );
-    assert!(fix.contains("ALTER DEFAULT PRIVILEGES FOR ROLE <migration owner> IN SCHEMA svc"), "{fix}");
+    assert!(
+        fix.contains("ALTER DEFAULT PRIVILEGES FOR ROLE <migration owner> IN SCHEMA svc"),
+        "{fix}"
+    );
 
     // The serial column's sequence too, or inserts fail.
     admin
-        .batch_execute("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA svc TO doc_nogrants")
+        .batch_execute(
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA svc TO doc_nogrants",
+        )
         .await
         .unwrap();
     let d = run(&no_grants).await;
     let (_, problem, fix) = failure(&d);
     assert!(
-        problem.starts_with("role doc_nogrants has no USAGE on 1 sequence(s) in schema svc (items_id_seq)"),
+        problem.starts_with(
+            "role doc_nogrants has no USAGE on 1 sequence(s) in schema svc (items_id_seq)"
+        ),
         "{problem}"
     );
-    assert!(fix.contains("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA svc TO doc_nogrants;"), "{fix}");
+    assert!(
+        fix.contains("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA svc TO doc_nogrants;"),
+        "{fix}"
+    );
 
     // And with them, it passes.
     admin
@@ -218,7 +307,10 @@ async fn an_unknown_schema_is_named() {
     let d = run(&wrong).await;
     let (step, problem, _) = failure(&d);
     assert_eq!(step, "privileges");
-    assert_eq!(problem, format!("schema nope does not exist in database {}", db.name()));
+    assert_eq!(
+        problem,
+        format!("schema nope does not exist in database {}", db.name())
+    );
 }
 
 #[tokio::test]
@@ -236,7 +328,10 @@ async fn a_pool_larger_than_the_connection_budget() {
         ),
         "{problem}"
     );
-    assert!(problem.contains("\"too many clients already\""), "{problem}");
+    assert!(
+        problem.contains("\"too many clients already\""),
+        "{problem}"
+    );
     assert!(
         fix.starts_with("lower DB_POOL_MAX_SIZE to 2 or less, or cap Cloud Run's --max-instances at 19, or raise max_connections"),
         "{fix}"
@@ -248,9 +343,16 @@ async fn a_pool_larger_than_the_connection_budget() {
 async fn require_scram(cluster: &TestCluster, db: &TestDatabase, probe_role: &str) {
     let hba = cluster.data_dir().join("pg_hba.conf");
     // Overwriting keeps the file's owner (postgres) and mode.
-    std::fs::write(&hba, "local all postgres trust\nlocal all all scram-sha-256\n").unwrap();
+    std::fs::write(
+        &hba,
+        "local all postgres trust\nlocal all all scram-sha-256\n",
+    )
+    .unwrap();
     let admin = connect(db.url()).await;
-    admin.batch_execute("SELECT pg_reload_conf()").await.unwrap();
+    admin
+        .batch_execute("SELECT pg_reload_conf()")
+        .await
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let attempt = pgkit::dsn::Dsn::parse(&url_as(db, probe_role, None))
@@ -259,7 +361,12 @@ async fn require_scram(cluster: &TestCluster, db: &TestDatabase, probe_role: &st
             .connect(NoTls)
             .await;
         match attempt {
-            Err(e) if std::error::Error::source(&e).is_some_and(|c| c.to_string() == "password missing") => return,
+            Err(e)
+                if std::error::Error::source(&e)
+                    .is_some_and(|c| c.to_string() == "password missing") =>
+            {
+                return
+            }
             _ if Instant::now() > deadline => panic!("pg_hba.conf reload not seen within 10 s"),
             _ => tokio::time::sleep(Duration::from_millis(50)).await,
         }
@@ -280,14 +387,20 @@ async fn a_wrong_password_with_scram_authentication() {
     let d = run(&input(&url_as(&db, "doc_app", Some("wrong-pw")))).await;
     assert_eq!(names(&d), ["parse", "socket", "tls", "authentication"]);
     let (_, problem, fix) = failure(&d);
-    assert_eq!(problem, "password authentication failed for user \"doc_app\"");
+    assert_eq!(
+        problem,
+        "password authentication failed for user \"doc_app\""
+    );
     assert!(fix.contains("ALTER ROLE doc_app PASSWORD"), "{fix}");
     assert!(!d.to_text().contains("wrong-pw"));
 
     let d = run(&input(&url_as(&db, "doc_app", None))).await;
     let (step, problem, _) = failure(&d);
     assert_eq!(step, "authentication");
-    assert_eq!(problem, "the server asks doc_app for a password and the DSN has none");
+    assert_eq!(
+        problem,
+        "the server asks doc_app for a password and the DSN has none"
+    );
 
     let d = run(&input(&url_as(&db, "doc_app", Some("right-pw")))).await;
     assert!(d.passed(), "{}", d.to_text());

@@ -112,11 +112,18 @@ async fn later_tables_are_usable_by_the_role_and_other_schemas_are_not() {
         .unwrap();
 
     let app = connect(&url_as(&db, "prov_app", None)).await.unwrap();
-    let who: String = app.query_one("SELECT current_user::text", &[]).await.unwrap().get(0);
+    let who: String = app
+        .query_one("SELECT current_user::text", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(who, "prov_app");
     // Unqualified names: the role's search_path starts with its schema.
     let id: i32 = app
-        .query_one("INSERT INTO later (note) VALUES ('hello') RETURNING id", &[])
+        .query_one(
+            "INSERT INTO later (note) VALUES ('hello') RETURNING id",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
@@ -129,13 +136,28 @@ async fn later_tables_are_usable_by_the_role_and_other_schemas_are_not() {
         .unwrap()
         .get(0);
     assert_eq!(note, "changed");
-    assert_eq!(app.execute("DELETE FROM later WHERE id = $1", &[&id]).await.unwrap(), 1);
+    assert_eq!(
+        app.execute("DELETE FROM later WHERE id = $1", &[&id])
+            .await
+            .unwrap(),
+        1
+    );
     // The table that existed before provisioning too.
-    app.execute("INSERT INTO before VALUES (1, 'x')", &[]).await.unwrap();
-    assert_eq!(app.execute("UPDATE before SET note = 'y'", &[]).await.unwrap(), 1);
+    app.execute("INSERT INTO before VALUES (1, 'x')", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        app.execute("UPDATE before SET note = 'y'", &[])
+            .await
+            .unwrap(),
+        1
+    );
 
     // Data privileges only: no DDL, no TRUNCATE.
-    let err = app.batch_execute("CREATE TABLE svc.mine (id int)").await.unwrap_err();
+    let err = app
+        .batch_execute("CREATE TABLE svc.mine (id int)")
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Some(&SqlState::INSUFFICIENT_PRIVILEGE), "{err}");
     let err = app.batch_execute("TRUNCATE later").await.unwrap_err();
     assert_eq!(err.code(), Some(&SqlState::INSUFFICIENT_PRIVILEGE), "{err}");
@@ -147,7 +169,10 @@ async fn later_tables_are_usable_by_the_role_and_other_schemas_are_not() {
         .unwrap_err();
     assert_eq!(err.code(), Some(&SqlState::INSUFFICIENT_PRIVILEGE), "{err}");
     assert!(
-        err.as_db_error().unwrap().message().contains("permission denied for schema other_svc"),
+        err.as_db_error()
+            .unwrap()
+            .message()
+            .contains("permission denied for schema other_svc"),
         "{err}"
     );
 }
@@ -156,19 +181,42 @@ async fn later_tables_are_usable_by_the_role_and_other_schemas_are_not() {
 async fn running_provision_twice_changes_nothing() {
     let db = testing::cluster().await.database().await;
     let admin = connect(db.url()).await.unwrap();
-    admin.batch_execute("CREATE ROLE twice_owner NOLOGIN").await.unwrap();
+    admin
+        .batch_execute("CREATE ROLE twice_owner NOLOGIN")
+        .await
+        .unwrap();
     let request = password_request("twice", "twice_app", "twice_owner", "pw-twice");
     Plan::new(&request).unwrap().apply(&admin).await.unwrap();
     admin
-        .batch_execute("SET ROLE twice_owner; CREATE TABLE twice.t (id serial PRIMARY KEY); RESET ROLE;")
+        .batch_execute(
+            "SET ROLE twice_owner; CREATE TABLE twice.t (id serial PRIMARY KEY); RESET ROLE;",
+        )
         .await
         .unwrap();
     let roles = ["twice_app", "twice_owner"];
     let first = catalog_state(&admin, "twice", &roles).await;
-    assert!(first.iter().any(|l| l.contains("twice_app=arwd/")), "table grant present: {first:?}");
-    assert!(first.iter().any(|l| l.starts_with("twice_app true SCRAM-SHA-256$4096:")), "{first:?}");
-    assert!(first.iter().any(|l| l.contains("search_path=twice, public")), "{first:?}");
-    assert!(first.iter().any(|l| l.starts_with("twice_owner r {twice_app=arwd/twice_owner}")), "{first:?}");
+    assert!(
+        first.iter().any(|l| l.contains("twice_app=arwd/")),
+        "table grant present: {first:?}"
+    );
+    assert!(
+        first
+            .iter()
+            .any(|l| l.starts_with("twice_app true SCRAM-SHA-256$4096:")),
+        "{first:?}"
+    );
+    assert!(
+        first
+            .iter()
+            .any(|l| l.contains("search_path=twice, public")),
+        "{first:?}"
+    );
+    assert!(
+        first
+            .iter()
+            .any(|l| l.starts_with("twice_owner r {twice_app=arwd/twice_owner}")),
+        "{first:?}"
+    );
 
     // A new plan: a new salt, a new password even; the role keeps its own.
     let again = password_request("twice", "twice_app", "twice_owner", "another-password");
@@ -199,20 +247,36 @@ async fn iam_users_get_the_privileges_through_the_group_role() {
     };
     Plan::new(&request).unwrap().apply(&admin).await.unwrap();
     admin
-        .batch_execute("SET ROLE iam_owner; CREATE TABLE iamsvc.items (id int PRIMARY KEY); RESET ROLE;")
+        .batch_execute(
+            "SET ROLE iam_owner; CREATE TABLE iamsvc.items (id int PRIMARY KEY); RESET ROLE;",
+        )
         .await
         .unwrap();
 
-    let user = connect(&url_as(&db, "iam-run@proj.iam", None)).await.unwrap();
-    user.execute("INSERT INTO items VALUES (7)", &[]).await.unwrap();
-    let n: i64 = user.query_one("SELECT count(*) FROM items", &[]).await.unwrap().get(0);
-    assert_eq!(n, 1);
-    let can_login: bool = admin
-        .query_one("SELECT rolcanlogin FROM pg_roles WHERE rolname = 'iamsvc_app'", &[])
+    let user = connect(&url_as(&db, "iam-run@proj.iam", None))
+        .await
+        .unwrap();
+    user.execute("INSERT INTO items VALUES (7)", &[])
+        .await
+        .unwrap();
+    let n: i64 = user
+        .query_one("SELECT count(*) FROM items", &[])
         .await
         .unwrap()
         .get(0);
-    assert!(!can_login, "the group role holds privileges, it does not log in");
+    assert_eq!(n, 1);
+    let can_login: bool = admin
+        .query_one(
+            "SELECT rolcanlogin FROM pg_roles WHERE rolname = 'iamsvc_app'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        !can_login,
+        "the group role holds privileges, it does not log in"
+    );
 }
 
 #[tokio::test]
@@ -227,10 +291,17 @@ async fn a_missing_iam_user_fails_with_the_gcloud_command_and_changes_nothing() 
         },
         owner: None,
     };
-    let err = Plan::new(&request).unwrap().apply(&admin).await.unwrap_err();
+    let err = Plan::new(&request)
+        .unwrap()
+        .apply(&admin)
+        .await
+        .unwrap_err();
     assert!(matches!(err, ProvisionError::Statement { .. }));
     let text = err.to_string();
-    assert!(text.contains("IAM database user ghost@proj.iam does not exist"), "{text}");
+    assert!(
+        text.contains("IAM database user ghost@proj.iam does not exist"),
+        "{text}"
+    );
     assert!(
         text.contains("gcloud sql users create ghost@proj.iam --instance=INSTANCE --type=cloud_iam_service_account"),
         "{text}"
@@ -267,7 +338,10 @@ async fn require_scram(cluster: &TestCluster, db: &TestDatabase, probe_role: &st
     )
     .unwrap();
     let admin = connect(db.url()).await.unwrap();
-    admin.batch_execute("SELECT pg_reload_conf()").await.unwrap();
+    admin
+        .batch_execute("SELECT pg_reload_conf()")
+        .await
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         match connect(&url_as(db, probe_role, None)).await {
@@ -283,7 +357,10 @@ async fn the_password_logs_in_with_scram_and_a_wrong_one_does_not() {
     let cluster = testing::dedicated_cluster().await;
     let db = cluster.database().await;
     let admin = connect(db.url()).await.unwrap();
-    admin.batch_execute("CREATE ROLE scram_probe LOGIN").await.unwrap();
+    admin
+        .batch_execute("CREATE ROLE scram_probe LOGIN")
+        .await
+        .unwrap();
     require_scram(&cluster, &db, "scram_probe").await;
 
     let password = "pässword with 'quote' and \\ and $$";
@@ -300,12 +377,26 @@ async fn the_password_logs_in_with_scram_and_a_wrong_one_does_not() {
 
     let encoded: String = password
         .bytes()
-        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect();
-    let app = connect(&url_as(&db, "scram_app", Some(&encoded))).await.unwrap();
-    let who: String = app.query_one("SELECT current_user::text", &[]).await.unwrap().get(0);
+    let app = connect(&url_as(&db, "scram_app", Some(&encoded)))
+        .await
+        .unwrap();
+    let who: String = app
+        .query_one("SELECT current_user::text", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(who, "scram_app");
 
-    let err = connect(&url_as(&db, "scram_app", Some("wrong"))).await.unwrap_err();
+    let err = connect(&url_as(&db, "scram_app", Some("wrong")))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Some(&SqlState::INVALID_PASSWORD), "{err}");
 }

@@ -12,19 +12,18 @@ use super::{connection, UserError};
 use crate::cli::ProvisionArgs;
 
 pub async fn run(args: ProvisionArgs) -> anyhow::Result<()> {
-    let login = match (&args.password_env, &args.iam_user) {
-        (Some(var), None) => Login::Password(password(var, args.dry_run)?),
-        (None, Some(email)) => Login::IamUser {
-            email: email.clone(),
-        },
-        _ => {
-            return Err(UserError::new(
+    let login =
+        match (&args.password_env, &args.iam_user) {
+            (Some(var), None) => Login::Password(password(var, args.dry_run)?),
+            (None, Some(email)) => Login::IamUser {
+                email: email.clone(),
+            },
+            _ => return Err(UserError::new(
                 "give exactly one of --password-env and --iam-user",
                 "--password-env VAR for a password login, --iam-user EMAIL for Cloud SQL IAM login",
             )
-            .into())
-        }
-    };
+            .into()),
+        };
     let request = ProvisionRequest {
         schema: args.schema.clone(),
         role: args.role.clone(),

@@ -36,7 +36,10 @@ pub enum AuditError {
     #[error("schema {schema:?} does not exist in database {database:?}; check --schema (names are case-sensitive) or create it with `pgkit provision`")]
     SchemaNotFound { schema: String, database: String },
     #[error("the audit's {check} query failed: {message}")]
-    Query { check: &'static str, message: String },
+    Query {
+        check: &'static str,
+        message: String,
+    },
 }
 
 /// The tables every check looks at: ordinary and partitioned tables (not
@@ -212,7 +215,9 @@ async fn jsonb_column_comment(
                 row.get(0),
                 AuditRule::JsonbColumnComment,
                 "JSONB column has no comment: its shape is written down nowhere else".into(),
-                format!("COMMENT ON COLUMN {column} IS '<the JSON it holds: object keys, limits>';"),
+                format!(
+                    "COMMENT ON COLUMN {column} IS '<the JSON it holds: object keys, limits>';"
+                ),
             )
         })
         .collect())
@@ -426,8 +431,13 @@ async fn foreign_grant(
     Ok(rows
         .iter()
         .map(|row| {
-            let (kind, revoke, grantee, quoted, privileges): (String, String, String, String, String) =
-                (row.get(0), row.get(2), row.get(3), row.get(4), row.get(5));
+            let (kind, revoke, grantee, quoted, privileges): (
+                String,
+                String,
+                String,
+                String,
+                String,
+            ) = (row.get(0), row.get(2), row.get(3), row.get(4), row.get(5));
             let who = if grantee == "PUBLIC" {
                 "every role (PUBLIC)".to_string()
             } else {

@@ -267,7 +267,9 @@ mod tests {
     #[test]
     fn rule_ids_are_kebab_case_and_unique() {
         let mut ids: Vec<_> = AuditRule::ALL.iter().map(|r| r.as_str()).collect();
-        assert!(ids.iter().all(|id| id.chars().all(|c| c.is_ascii_lowercase() || c == '-')));
+        assert!(ids
+            .iter()
+            .all(|id| id.chars().all(|c| c.is_ascii_lowercase() || c == '-')));
         ids.sort();
         ids.dedup();
         assert_eq!(ids.len(), AuditRule::ALL.len());

@@ -117,7 +117,11 @@ impl Recorder<'_> {
     }
 
     /// Records `result` as step `name`: its detail when ok, its words when not.
-    fn step<T>(&mut self, name: StepName, result: Result<(T, String), Failure>) -> Result<T, Stopped> {
+    fn step<T>(
+        &mut self,
+        name: StepName,
+        result: Result<(T, String), Failure>,
+    ) -> Result<T, Stopped> {
         match result {
             Ok((value, detail)) => {
                 self.ok(name, detail);
@@ -169,7 +173,12 @@ enum Tls {
 }
 
 /// The network steps: socket, or resolve and TCP; then the TLS request.
-async fn reach(dsn: &Dsn, place: &Place, input: &DoctorInput, rec: &mut Recorder<'_>) -> Result<Tls, Stopped> {
+async fn reach(
+    dsn: &Dsn,
+    place: &Place,
+    input: &DoctorInput,
+    rec: &mut Recorder<'_>,
+) -> Result<Tls, Stopped> {
     let timeout = input.session.connect_timeout;
     let host = match &dsn.host {
         Host::Socket(dir) => {
@@ -201,7 +210,10 @@ async fn reach(dsn: &Dsn, place: &Place, input: &DoctorInput, rec: &mut Recorder
         return Err(rec.fail(
             StepName::Tls,
             Failure::new(
-                format!("the server does not offer TLS, and sslmode={} demands it", dsn.sslmode.as_str()),
+                format!(
+                    "the server does not offer TLS, and sslmode={} demands it",
+                    dsn.sslmode.as_str()
+                ),
                 "turn ssl on in the server's configuration, or connect through the Cloud SQL \
                  connection or cloud-sql-proxy (a Unix socket, no TLS needed) instead"
                     .into(),
@@ -367,7 +379,12 @@ fn classify_db(
     iam: bool,
 ) -> (Stage, Failure) {
     let (user, db) = (&dsn.user, &dsn.dbname);
-    let auth = |fix: String| (Stage::Authentication, Failure::new(message.to_string(), fix));
+    let auth = |fix: String| {
+        (
+            Stage::Authentication,
+            Failure::new(message.to_string(), fix),
+        )
+    };
     if *code == SqlState::INVALID_PASSWORD {
         return auth(place.reset_password(user, iam));
     }
@@ -401,7 +418,10 @@ fn classify_db(
             Stage::Database,
             Failure::new(
                 message.to_string(),
-                format!("{}: GRANT CONNECT ON DATABASE {db} TO {user};", place.as_admin()),
+                format!(
+                    "{}: GRANT CONNECT ON DATABASE {db} TO {user};",
+                    place.as_admin()
+                ),
             ),
         );
     }
@@ -460,7 +480,10 @@ fn query_failure(e: &tokio_postgres::Error, fix: &str) -> Failure {
 async fn select_one(client: &Client) -> Result<((), String), Failure> {
     let started = Instant::now();
     match client.query_one("SELECT 1", &[]).await {
-        Ok(_) => Ok(((), format!("SELECT 1 answered in {} ms", started.elapsed().as_millis()))),
+        Ok(_) => Ok((
+            (),
+            format!("SELECT 1 answered in {} ms", started.elapsed().as_millis()),
+        )),
         Err(e) => Err(query_failure(
             &e,
             "the session opened but cannot run a query: look at the server's log",
@@ -469,8 +492,13 @@ async fn select_one(client: &Client) -> Result<((), String), Failure> {
 }
 
 /// USAGE on the schema, and data privileges on each of its tables and sequences.
-async fn privileges(client: &Client, place: &Place, schema: Option<&str>) -> Result<((), String), Failure> {
-    const FIX: &str = "the catalog query failed; run pgkit doctor again, or look at the server's log";
+async fn privileges(
+    client: &Client,
+    place: &Place,
+    schema: Option<&str>,
+) -> Result<((), String), Failure> {
+    const FIX: &str =
+        "the catalog query failed; run pgkit doctor again, or look at the server's log";
     let row = client
         .query_one(
             "SELECT current_user::text, quote_ident(current_user), current_database()::text,
@@ -521,7 +549,9 @@ async fn privileges(client: &Client, place: &Place, schema: Option<&str>) -> Res
             ),
         ));
     }
-    let tables = table_gaps(client, oid).await.map_err(|e| query_failure(&e, FIX))?;
+    let tables = table_gaps(client, oid)
+        .await
+        .map_err(|e| query_failure(&e, FIX))?;
     if !tables.missing.is_empty() {
         return Err(Failure::new(
             format!(
@@ -541,7 +571,9 @@ async fn privileges(client: &Client, place: &Place, schema: Option<&str>) -> Res
             ),
         ));
     }
-    let sequences = sequence_gaps(client, oid).await.map_err(|e| query_failure(&e, FIX))?;
+    let sequences = sequence_gaps(client, oid)
+        .await
+        .map_err(|e| query_failure(&e, FIX))?;
     if !sequences.is_empty() {
         return Err(Failure::new(
             format!(
@@ -577,7 +609,10 @@ struct TableGaps {
     privileges: Vec<&'static str>,
 }
 
-async fn table_gaps(client: &Client, schema: tokio_postgres::types::Oid) -> Result<TableGaps, tokio_postgres::Error> {
+async fn table_gaps(
+    client: &Client,
+    schema: tokio_postgres::types::Oid,
+) -> Result<TableGaps, tokio_postgres::Error> {
     let rows = client
         .query(
             "SELECT c.relname::text,
@@ -616,7 +651,10 @@ async fn table_gaps(client: &Client, schema: tokio_postgres::types::Oid) -> Resu
     })
 }
 
-async fn sequence_gaps(client: &Client, schema: tokio_postgres::types::Oid) -> Result<Vec<String>, tokio_postgres::Error> {
+async fn sequence_gaps(
+    client: &Client,
+    schema: tokio_postgres::types::Oid,
+) -> Result<Vec<String>, tokio_postgres::Error> {
     let rows = client
         .query(
             "SELECT c.relname::text FROM pg_catalog.pg_class c
@@ -633,7 +671,12 @@ async fn sequence_gaps(client: &Client, schema: tokio_postgres::types::Oid) -> R
 /// The first few names, and how many more.
 fn list(names: &[String]) -> String {
     const SHOWN: usize = 5;
-    let mut text = names.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
+    let mut text = names
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
     if names.len() > SHOWN {
         text.push_str(&format!(" and {} more", names.len() - SHOWN));
     }
@@ -642,7 +685,11 @@ fn list(names: &[String]) -> String {
 
 /// The server's version, and whether every instance's pool fits in its
 /// connection slots at full scale.
-async fn server(client: &Client, place: &Place, input: &DoctorInput) -> Result<((), String), Failure> {
+async fn server(
+    client: &Client,
+    place: &Place,
+    input: &DoctorInput,
+) -> Result<((), String), Failure> {
     let row = client
         .query_one(
             "SELECT current_setting('server_version'),
@@ -654,7 +701,8 @@ async fn server(client: &Client, place: &Place, input: &DoctorInput) -> Result<(
         )
         .await
         .map_err(|e| query_failure(&e, "look at the server's log"))?;
-    let (version, max, reserved, open): (String, i32, i32, i32) = (row.get(0), row.get(1), row.get(2), row.get(3));
+    let (version, max, reserved, open): (String, i32, i32, i32) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
     let budget = (max - reserved).max(0) as u64;
     let pool = input.pool_max_size as u64;
     let instances = u64::from(input.instances.unwrap_or(1));
@@ -696,7 +744,9 @@ fn budget_fix(place: &Place, budget: u64, pool: u64, instances: u64) -> String {
     }
     let instances_fit = budget / pool;
     if instances_fit >= 1 {
-        ways.push(format!("cap Cloud Run's --max-instances at {instances_fit}"));
+        ways.push(format!(
+            "cap Cloud Run's --max-instances at {instances_fit}"
+        ));
     }
     ways.push(place.raise_max_connections());
     format!(
@@ -719,8 +769,16 @@ mod tests {
     #[test]
     fn parse_failure_does_not_echo_the_password() {
         let failure = parse(&Secret::new("postgresql://u:Sup3r-Secret@h:notaport/d")).unwrap_err();
-        assert!(!failure.problem.contains("Sup3r-Secret"), "{}", failure.problem);
-        assert!(failure.problem.starts_with("the DSN does not parse: port"), "{}", failure.problem);
+        assert!(
+            !failure.problem.contains("Sup3r-Secret"),
+            "{}",
+            failure.problem
+        );
+        assert!(
+            failure.problem.starts_with("the DSN does not parse: port"),
+            "{}",
+            failure.problem
+        );
         let (dsn, shown) = parse(&Secret::new("postgresql://u:Sup3r-Secret@h/d")).unwrap();
         assert_eq!(shown, "postgresql://u:***@h:5432/d");
         assert_eq!(dsn.user, "u");

@@ -15,7 +15,12 @@ use super::words::Place;
 use super::Failure;
 
 /// The socket directory holds `.s.PGSQL.<port>` and a server answers on it.
-pub(super) async fn socket(place: &Place, dir: &Path, file: &Path, timeout: Duration) -> Result<String, Failure> {
+pub(super) async fn socket(
+    place: &Place,
+    dir: &Path,
+    file: &Path,
+    timeout: Duration,
+) -> Result<String, Failure> {
     if !dir.is_dir() {
         return Err(Failure::new(
             format!("socket directory {} does not exist", dir.display()),
@@ -26,11 +31,16 @@ pub(super) async fn socket(place: &Place, dir: &Path, file: &Path, timeout: Dura
         return Err(Failure::new(
             format!(
                 "no socket {} in {}: nothing listens there on port {}",
-                file.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+                file.file_name()
+                    .map(|n| n.to_string_lossy())
+                    .unwrap_or_default(),
                 dir.display(),
                 place.port()
             ),
-            format!("{}; or fix the port (the socket file's name carries it)", place.start_server()),
+            format!(
+                "{}; or fix the port (the socket file's name carries it)",
+                place.start_server()
+            ),
         ));
     }
     match tokio::time::timeout(timeout, UnixStream::connect(file)).await {
@@ -60,29 +70,47 @@ pub(super) async fn socket(place: &Place, dir: &Path, file: &Path, timeout: Dura
 }
 
 /// The host name resolves to at least one address.
-pub(super) async fn resolve(host: &str, port: u16, timeout: Duration) -> Result<Vec<SocketAddr>, Failure> {
+pub(super) async fn resolve(
+    host: &str,
+    port: u16,
+    timeout: Duration,
+) -> Result<Vec<SocketAddr>, Failure> {
     let lookup = tokio::net::lookup_host((host, port));
-    let fix = "check the host in the DSN; for Cloud SQL over private IP use the instance's address \
+    let fix =
+        "check the host in the DSN; for Cloud SQL over private IP use the instance's address \
                (gcloud sql instances describe INSTANCE --format='value(ipAddresses)')";
     match tokio::time::timeout(timeout, lookup).await {
         Ok(Ok(addrs)) => {
             let addrs: Vec<SocketAddr> = addrs.collect();
             if addrs.is_empty() {
-                Err(Failure::new(format!("host name {host} resolves to no address"), fix.to_string()))
+                Err(Failure::new(
+                    format!("host name {host} resolves to no address"),
+                    fix.to_string(),
+                ))
             } else {
                 Ok(addrs)
             }
         }
-        Ok(Err(e)) => Err(Failure::new(format!("host name {host} does not resolve: {e}"), fix.to_string())),
+        Ok(Err(e)) => Err(Failure::new(
+            format!("host name {host} does not resolve: {e}"),
+            fix.to_string(),
+        )),
         Err(_) => Err(Failure::new(
-            format!("resolving {host} took longer than {} s", timeout.as_secs_f64()),
+            format!(
+                "resolving {host} took longer than {} s",
+                timeout.as_secs_f64()
+            ),
             "check the DNS servers this machine uses (/etc/resolv.conf)".to_string(),
         )),
     }
 }
 
 /// The first address that accepts a TCP connection, and the open stream.
-pub(super) async fn tcp(place: &Place, addrs: &[SocketAddr], timeout: Duration) -> Result<(SocketAddr, TcpStream), Failure> {
+pub(super) async fn tcp(
+    place: &Place,
+    addrs: &[SocketAddr],
+    timeout: Duration,
+) -> Result<(SocketAddr, TcpStream), Failure> {
     let mut last = None;
     for addr in addrs {
         match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
@@ -94,7 +122,10 @@ pub(super) async fn tcp(place: &Place, addrs: &[SocketAddr], timeout: Duration) 
     let (addr, error) = last.expect("resolve returns at least one address");
     Err(match error {
         Some(e) if e.kind() == io::ErrorKind::ConnectionRefused => Failure::new(
-            format!("connection refused by {addr}: nothing listens on port {}", addr.port()),
+            format!(
+                "connection refused by {addr}: nothing listens on port {}",
+                addr.port()
+            ),
             place.start_server(),
         ),
         Some(e) => Failure::new(format!("cannot connect to {addr}: {e}"), place.no_route()),

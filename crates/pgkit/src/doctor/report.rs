@@ -79,7 +79,9 @@ impl Step {
 
     pub fn to_json(&self) -> Value {
         match &self.outcome {
-            Outcome::Ok(detail) => json!({"step": self.name.as_str(), "ok": true, "detail": detail}),
+            Outcome::Ok(detail) => {
+                json!({"step": self.name.as_str(), "ok": true, "detail": detail})
+            }
             Outcome::Fail { problem, fix } => json!({
                 "step": self.name.as_str(),
                 "ok": false,
@@ -127,7 +129,10 @@ impl Diagnosis {
     pub fn verdict(&self) -> String {
         match self.failure() {
             None => format!("all {} checks passed\n", self.steps.len()),
-            Some(step) => format!("stopped at {}: fix it and run pgkit doctor again\n", step.name),
+            Some(step) => format!(
+                "stopped at {}: fix it and run pgkit doctor again\n",
+                step.name
+            ),
         }
     }
 

@@ -16,7 +16,10 @@ pub(super) struct Place {
 #[derive(Debug, Clone)]
 enum Kind {
     /// `/cloudsql/PROJECT:REGION:INSTANCE`.
-    CloudSql { connection: String, instance: String },
+    CloudSql {
+        connection: String,
+        instance: String,
+    },
     LocalSocket,
     Tcp,
 }
@@ -30,7 +33,11 @@ impl Place {
                     .map(|n| n.to_string_lossy().into_owned())
                     .filter(|n| n.contains(':'))
                     .unwrap_or_else(|| "PROJECT:REGION:INSTANCE".to_string());
-                let instance = connection.rsplit(':').next().unwrap_or("INSTANCE").to_string();
+                let instance = connection
+                    .rsplit(':')
+                    .next()
+                    .unwrap_or("INSTANCE")
+                    .to_string();
                 Kind::CloudSql {
                     connection,
                     instance,
@@ -132,7 +139,9 @@ impl Place {
                 "create it: gcloud sql databases create {db} --instance={instance}; or fix the \
                  database name at the end of the DSN"
             ),
-            _ => format!("create it: CREATE DATABASE {db}; or fix the database name at the end of the DSN"),
+            _ => format!(
+                "create it: CREATE DATABASE {db}; or fix the database name at the end of the DSN"
+            ),
         }
     }
 
@@ -164,15 +173,25 @@ mod tests {
 
     #[test]
     fn cloud_sql_sockets_name_the_instance() {
-        let dsn = Dsn::parse("postgresql://dave:pw@/dave?host=/cloudsql/proj:europe-west1:main").unwrap();
+        let dsn =
+            Dsn::parse("postgresql://dave:pw@/dave?host=/cloudsql/proj:europe-west1:main").unwrap();
         let place = Place::of(&dsn);
         assert!(place.is_cloud_sql());
         assert_eq!(place.instance(), "main");
         let start = place.start_server();
-        assert!(start.contains("--add-cloudsql-instances proj:europe-west1:main"), "{start}");
-        assert!(start.contains("cloud-sql-proxy --unix-socket /cloudsql proj:europe-west1:main"), "{start}");
+        assert!(
+            start.contains("--add-cloudsql-instances proj:europe-west1:main"),
+            "{start}"
+        );
+        assert!(
+            start.contains("cloud-sql-proxy --unix-socket /cloudsql proj:europe-west1:main"),
+            "{start}"
+        );
         let reset = place.reset_password("dave", false);
-        assert!(reset.contains("gcloud sql users set-password dave --instance=main"), "{reset}");
+        assert!(
+            reset.contains("gcloud sql users set-password dave --instance=main"),
+            "{reset}"
+        );
     }
 
     #[test]
@@ -182,6 +201,8 @@ mod tests {
         assert!(!local.reset_password("u", false).contains("gcloud"));
         let tcp = Place::of(&Dsn::parse("postgresql://u@127.0.0.1:6543/d").unwrap());
         assert!(tcp.start_server().contains("--port 6543"));
-        assert!(tcp.create_database("d").starts_with("create it: CREATE DATABASE d;"));
+        assert!(tcp
+            .create_database("d")
+            .starts_with("create it: CREATE DATABASE d;"));
     }
 }

@@ -48,7 +48,12 @@ impl Ident {
     pub fn schema(name: &str) -> Result<Ident, NameError> {
         let ident = plain("schema name", name)?;
         if name.starts_with("pg_") {
-            return Err(error("schema name", name, "names starting with pg_ are reserved for the system", PLAIN_ACCEPTED));
+            return Err(error(
+                "schema name",
+                name,
+                "names starting with pg_ are reserved for the system",
+                PLAIN_ACCEPTED,
+            ));
         }
         Ok(ident)
     }
@@ -132,10 +137,20 @@ fn plain(what: &'static str, name: &str) -> Result<Ident, NameError> {
 
 fn check_not_reserved(what: &'static str, name: &str) -> Result<(), NameError> {
     if name.starts_with("pg_") {
-        return Err(error(what, name, "names starting with pg_ are reserved for the system", PLAIN_ACCEPTED));
+        return Err(error(
+            what,
+            name,
+            "names starting with pg_ are reserved for the system",
+            PLAIN_ACCEPTED,
+        ));
     }
     if RESERVED_ROLES.contains(&name) {
-        return Err(error(what, name, "it is a reserved role name", PLAIN_ACCEPTED));
+        return Err(error(
+            what,
+            name,
+            "it is a reserved role name",
+            PLAIN_ACCEPTED,
+        ));
     }
     Ok(())
 }
@@ -199,7 +214,10 @@ mod tests {
             &"a".repeat(64),
         ] {
             let err = Ident::schema(bad).unwrap_err();
-            assert!(err.to_string().starts_with("invalid schema name"), "{bad}: {err}");
+            assert!(
+                err.to_string().starts_with("invalid schema name"),
+                "{bad}: {err}"
+            );
             assert!(Ident::role(bad).is_err(), "{bad}");
         }
     }
@@ -224,7 +242,10 @@ mod tests {
             assert!(Ident::iam_user(bad).is_err(), "{bad}");
         }
         let long = format!("{}@p.iam.gserviceaccount.com", "a".repeat(60));
-        assert!(Ident::iam_user(&long).unwrap_err().to_string().contains("63 bytes"));
+        assert!(Ident::iam_user(&long)
+            .unwrap_err()
+            .to_string()
+            .contains("63 bytes"));
     }
 
     #[test]

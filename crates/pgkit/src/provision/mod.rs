@@ -77,7 +77,10 @@ pub struct Plan {
 enum PlannedLogin {
     /// The SCRAM-SHA-256 verifier of the password.
     Password(Secret),
-    Iam { user: Ident, email: String },
+    Iam {
+        user: Ident,
+        email: String,
+    },
 }
 
 /// One statement and why it is there.
@@ -298,7 +301,10 @@ impl Plan {
             .into_iter()
             .map(|r| Statement {
                 purpose: "the role's queries find the schema's tables without qualifying them",
-                sql: format!("ALTER ROLE {} SET search_path = {schema}, public;", r.quoted()),
+                sql: format!(
+                    "ALTER ROLE {} SET search_path = {schema}, public;",
+                    r.quoted()
+                ),
             })
             .collect()
     }
@@ -365,7 +371,10 @@ mod tests {
         let sql = plan.to_sql();
         assert!(!sql.contains("Very-Secret-9"), "{sql}");
         assert!(!sql.contains("SCRAM-SHA-256"), "{sql}");
-        assert!(sql.contains("CREATE ROLE \"dave_app\" LOGIN PASSWORD '***';"), "{sql}");
+        assert!(
+            sql.contains("CREATE ROLE \"dave_app\" LOGIN PASSWORD '***';"),
+            "{sql}"
+        );
         for expected in [
             "CREATE SCHEMA IF NOT EXISTS \"dave\" AUTHORIZATION CURRENT_USER;",
             "GRANT USAGE ON SCHEMA \"dave\" TO \"dave_app\";",
@@ -384,9 +393,15 @@ mod tests {
     fn the_applied_form_carries_a_verifier_not_the_password() {
         let plan = Plan::new(&request(Login::Password(Secret::new("pw-with-'quote")))).unwrap();
         let applied: String = plan.render(true).into_iter().map(|s| s.sql).collect();
-        assert!(applied.contains("PASSWORD 'SCRAM-SHA-256$4096:"), "{applied}");
+        assert!(
+            applied.contains("PASSWORD 'SCRAM-SHA-256$4096:"),
+            "{applied}"
+        );
         assert!(!applied.contains("pw-with"), "{applied}");
-        assert!(!format!("{plan:?}").contains("SCRAM-SHA-256$"), "Debug shows the verifier");
+        assert!(
+            !format!("{plan:?}").contains("SCRAM-SHA-256$"),
+            "Debug shows the verifier"
+        );
     }
 
     #[test]
@@ -406,20 +421,32 @@ mod tests {
         .unwrap();
         let sql = plan.to_sql();
         assert!(sql.contains("CREATE ROLE \"dave_app\" NOLOGIN;"), "{sql}");
-        assert!(sql.contains("GRANT \"dave_app\" TO \"dave-run@proj.iam\";"), "{sql}");
+        assert!(
+            sql.contains("GRANT \"dave_app\" TO \"dave-run@proj.iam\";"),
+            "{sql}"
+        );
         assert!(
             sql.contains("gcloud sql users create dave-run@proj.iam --instance=INSTANCE --type=cloud_iam_service_account"),
             "{sql}"
         );
-        assert!(sql.contains("ALTER ROLE \"dave-run@proj.iam\" SET search_path"), "{sql}");
+        assert!(
+            sql.contains("ALTER ROLE \"dave-run@proj.iam\" SET search_path"),
+            "{sql}"
+        );
     }
 
     #[test]
     fn bad_input_is_refused_before_any_sql() {
         let mut req = request(Login::Password(Secret::new("")));
-        assert!(matches!(Plan::new(&req), Err(ProvisionError::EmptyPassword)));
+        assert!(matches!(
+            Plan::new(&req),
+            Err(ProvisionError::EmptyPassword)
+        ));
         req.login = Login::Password(Secret::new("a\0b"));
-        assert!(matches!(Plan::new(&req), Err(ProvisionError::NulInPassword)));
+        assert!(matches!(
+            Plan::new(&req),
+            Err(ProvisionError::NulInPassword)
+        ));
         req.login = Login::Password(Secret::new("ok"));
         req.schema = "dave; DROP SCHEMA public".into();
         let err = Plan::new(&req).unwrap_err().to_string();
