@@ -221,12 +221,7 @@ impl Target {
 
 /// The pool, with IAM login when `DB_IAM_AUTH` is on.
 fn open_database(settings: DbSettings, env: &Env) -> anyhow::Result<Database> {
-    if settings.iam_auth {
-        let tokens = pgkit::iam::token_source_from_env(env)?;
-        Ok(Database::with_token_source(settings, tokens)?)
-    } else {
-        Ok(Database::new(settings)?)
-    }
+    Ok(Database::from_settings(settings, env)?)
 }
 
 /// Starts (or attaches to) the local cluster and makes sure dave's database exists.

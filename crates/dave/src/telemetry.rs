@@ -16,7 +16,7 @@
 //! stock JSON formatter nests fields and names keys its own way.
 
 use std::fmt;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 
 use axum::http::HeaderMap;
 use serde_json::{Map, Value};
@@ -57,7 +57,12 @@ pub fn init(config: &Config) -> Result<(), tracing_subscriber::util::TryInitErro
             .try_init(),
         LogFormat::Pretty => tracing_subscriber::registry()
             .with(filter)
-            .with(tracing_subscriber::fmt::layer().with_target(false))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_target(false)
+                    // Colours only for a terminal, not for a file or a collector.
+                    .with_ansi(std::io::stdout().is_terminal()),
+            )
             .try_init(),
     }
 }
