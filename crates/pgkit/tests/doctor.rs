@@ -2,6 +2,10 @@
 //! connection stops at the right step, names the cause in the standard's
 //! words and gives the fix; a healthy one passes every step.
 
+mod support;
+
+use std::net::{IpAddr, Ipv4Addr, TcpListener};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use pgkit::connect::SessionParams;
@@ -9,6 +13,9 @@ use pgkit::doctor::{diagnose, Diagnosis, DoctorInput, Outcome, StepName};
 use pgkit::secret::Secret;
 use pgkit::settings::{DbSettings, Env};
 use pgkit::testing::{self, TestCluster, TestDatabase};
+use rand::Rng;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use support::{give_to_server, set_mode, OwnCluster};
 use tokio_postgres::{Client, NoTls};
 
 fn input(url: &str) -> DoctorInput {
@@ -404,4 +411,179 @@ async fn a_wrong_password_with_scram_authentication() {
 
     let d = run(&input(&url_as(&db, "doc_app", Some("right-pw")))).await;
     assert!(d.passed(), "{}", d.to_text());
+}
+
+/// A loopback address (127.0.0.0/8) whose port 5432 is free, so parallel
+/// runs do not collide.
+fn free_loopback_address() -> IpAddr {
+    let mut rng = rand::thread_rng();
+    loop {
+        let ip = IpAddr::V4(Ipv4Addr::new(
+            127,
+            rng.gen_range(100..=250),
+            rng.gen(),
+            rng.gen_range(1..=254),
+        ));
+        if TcpListener::bind((ip, 5432)).is_ok() {
+            return ip;
+        }
+    }
+}
+
+/// A CA's certificate (PEM) and, when `leaf_for` names an address, a server
+/// certificate and key for it signed by that CA.
+fn make_ca(name: &str, leaf_for: Option<IpAddr>) -> (String, Option<(String, String)>) {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_pem = params.self_signed(&key).unwrap().pem();
+    let issuer = Issuer::new(params, key);
+    let leaf = leaf_for.map(|ip| {
+        let key = KeyPair::generate().unwrap();
+        let params = CertificateParams::new(vec![ip.to_string()]).unwrap();
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    });
+    (ca_pem, leaf)
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    set_mode(&path, 0o644);
+    path
+}
+
+/// PostgreSQL on a loopback address over TCP, TLS on or off; `app` logs in
+/// with a SCRAM password (only over TLS when it is on).
+async fn tcp_server(tls: bool) -> (OwnCluster, IpAddr, Option<(PathBuf, PathBuf)>) {
+    let ip = free_loopback_address();
+    let hba = if tls {
+        "hostssl all all 127.0.0.0/8 scram-sha-256\n"
+    } else {
+        "host all all 127.0.0.0/8 scram-sha-256\n"
+    };
+    let mut cas = None;
+    let cluster = OwnCluster::start(hba, |files| {
+        let mut settings = vec![("listen_addresses", ip.to_string())];
+        if tls {
+            let (ca, leaf) = make_ca("doctor test CA", Some(ip));
+            let (other, _) = make_ca("some other CA", None);
+            let (crt, key) = leaf.unwrap();
+            let crt = write(files, "server.crt", &crt);
+            let key = write(files, "server.key", &key);
+            give_to_server(&key, 0o600);
+            cas = Some((
+                write(files, "ca.pem", &ca),
+                write(files, "other-ca.pem", &other),
+            ));
+            settings.push(("ssl", "on".into()));
+            settings.push(("ssl_cert_file", crt.display().to_string()));
+            settings.push(("ssl_key_file", key.display().to_string()));
+        }
+        settings
+    })
+    .await;
+    cluster
+        .admin("CREATE ROLE app LOGIN PASSWORD 'app-pw'")
+        .await;
+    (cluster, ip, cas)
+}
+
+#[tokio::test]
+async fn tls_as_the_sslmode_asks() {
+    let (_server, ip, cas) = tcp_server(true).await;
+    let (ca, other_ca) = cas.unwrap();
+    let url = |query: &str| format!("postgresql://app:app-pw@{ip}:5432/postgres?{query}");
+
+    let d = run(&input(&url(&format!(
+        "sslmode=verify-full&sslrootcert={}",
+        ca.display()
+    ))))
+    .await;
+    assert!(d.passed(), "{}", d.to_text());
+    assert_eq!(
+        names(&d),
+        [
+            "parse",
+            "resolve",
+            "tcp",
+            "tls",
+            "authentication",
+            "database",
+            "query",
+            "privileges",
+            "server"
+        ]
+    );
+    assert!(
+        d.to_text().contains(&format!(
+            "ok   tls: encrypted; the certificate is signed by the CA in sslrootcert={} and names the host (sslmode=verify-full)",
+            ca.display()
+        )),
+        "{}",
+        d.to_text()
+    );
+
+    let d = run(&input(&url("sslmode=require"))).await;
+    assert!(
+        d.to_text()
+            .contains("ok   tls: encrypted (sslmode=require); the certificate is not checked"),
+        "{}",
+        d.to_text()
+    );
+
+    let d = run(&input(&url(&format!(
+        "sslmode=verify-ca&sslrootcert={}",
+        other_ca.display()
+    ))))
+    .await;
+    let (step, problem, fix) = failure(&d);
+    assert_eq!(step, "tls");
+    assert!(
+        problem.contains("not issued by the CA in sslrootcert="),
+        "{problem}"
+    );
+    assert!(
+        fix.contains("gcloud sql instances describe INSTANCE --format='value(serverCaCert.cert)'"),
+        "{fix}"
+    );
+
+    // The server takes logins over TLS only.
+    let d = run(&input(&url("sslmode=disable"))).await;
+    let (step, problem, fix) = failure(&d);
+    assert_eq!(step, "authentication");
+    assert!(
+        problem.contains("no pg_hba.conf entry") && problem.contains("no encryption"),
+        "{problem}"
+    );
+    assert!(
+        fix.contains("it asks for TLS: use sslmode=require or stricter"),
+        "{fix}"
+    );
+}
+
+#[tokio::test]
+async fn a_server_without_tls() {
+    let (_server, ip, _) = tcp_server(false).await;
+    let url = |mode: &str| format!("postgresql://app:app-pw@{ip}:5432/postgres?sslmode={mode}");
+
+    let d = run(&input(&url("require"))).await;
+    assert_eq!(names(&d), ["parse", "resolve", "tcp", "tls"]);
+    let (_, problem, _) = failure(&d);
+    assert_eq!(
+        problem,
+        "the server does not offer TLS, and sslmode=require demands it"
+    );
+
+    let d = run(&input(&url("prefer"))).await;
+    assert!(d.passed(), "{}", d.to_text());
+    assert!(
+        d.to_text()
+            .contains("ok   tls: the server offers no TLS; sslmode=prefer goes on in plain text"),
+        "{}",
+        d.to_text()
+    );
 }
