@@ -212,3 +212,60 @@ async fn a_created_api_key_works_until_revoked() {
     assert_eq!(status.code(), Some(1));
     assert_one_error_line(&stderr, "error: no API key has id");
 }
+
+#[tokio::test]
+async fn serve_migrates_at_start_up_only_when_asked() {
+    let database = pgkit::testing::cluster().await.database().await;
+    let d = dir();
+    let vars = [
+        ("APP_ENVIRONMENT", "production"),
+        ("HOST", "127.0.0.1"),
+        ("PORT", "0"),
+        ("DAVE_DB_DSN", database.url()),
+        ("SESSION_SECRET", "s"),
+        ("LOG_FORMAT", "json"),
+    ];
+    let side = side_pool(database.url());
+    let tables = || async {
+        let mut conn = side.acquire().await.unwrap();
+        let n: i64 = conn
+            .fetch_val(
+                "SELECT count(*) FROM pg_tables WHERE tablename = 'ai_conversations'",
+                &[],
+            )
+            .await
+            .unwrap();
+        n
+    };
+
+    // Not asked: the empty database stays empty.
+    let mut child = crate::helpers::spawn_binary(&["serve"], &vars, d.path()).await;
+    child.wait_for_url().await;
+    child.signal(rustix::process::Signal::TERM);
+    assert!(
+        child.wait_exit(crate::helpers::WAIT).await.success(),
+        "{}",
+        child.output()
+    );
+    assert_eq!(tables().await, 0, "no implicit migration");
+
+    // Asked with --migrate: migrated before it serves.
+    let mut child = crate::helpers::spawn_binary(&["serve", "--migrate"], &vars, d.path()).await;
+    let url = child.wait_for_url().await;
+    assert_eq!(tables().await, 1);
+    let http = crate::helpers::client();
+    let response = http
+        .post(format!("{url}/api/v1/conversations"))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    child.signal(rustix::process::Signal::TERM);
+    assert!(
+        child.wait_exit(crate::helpers::WAIT).await.success(),
+        "{}",
+        child.output()
+    );
+    side.close(Duration::from_secs(1)).await;
+}
