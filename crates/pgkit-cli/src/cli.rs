@@ -28,6 +28,8 @@ pub enum Command {
     Bundle(BundleArgs),
     /// Start, stop or inspect the embedded local PostgreSQL for development.
     Local(LocalArgs),
+    /// Check migration files against the standard's rules (header, BEGIN/COMMIT, IF NOT EXISTS, triggers, comments, seeds, data guards).
+    Lint(LintArgs),
     /// Check a live database's catalog against the standard (triggers, comments, foreign key indexes, primary keys, schema boundary).
     Audit(AuditArgs),
     /// Diagnose a DSN step by step (socket or TCP, TLS, login, database, grants, pool size) and name the fix.
@@ -234,6 +236,17 @@ pub enum OutputFormat {
     Text,
     /// One JSON document for tools.
     Json,
+}
+
+#[derive(Debug, Args)]
+pub struct LintArgs {
+    /// The migrations folder: NNN_*.sql, with optional seeds/ and data/ subfolders.
+    #[arg(env = "PGKIT_MIGRATIONS_DIR", value_name = "DIR")]
+    pub dir: std::path::PathBuf,
+
+    /// text (`file:line:col: severity[rule] message` and the fix) or json.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
 }
 
 #[derive(Debug, Args)]

@@ -5,6 +5,7 @@
 mod audit;
 mod bundle;
 mod doctor;
+mod lint;
 mod local;
 mod migrate;
 mod provision;
@@ -33,6 +34,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Seed(args) => seed::run(args).await,
             Command::Bundle(args) => bundle::run(args),
             Command::Local(args) => local::run(args).await,
+            Command::Lint(args) => lint::run(args),
             Command::Audit(args) => audit::run(args).await,
             Command::Doctor(args) => doctor::run(args).await,
             Command::Provision(args) => provision::run(args).await,
