@@ -7,6 +7,7 @@ use std::fmt;
 
 use serde_json::{json, Value};
 
+use crate::lint;
 pub use crate::lint::Severity;
 
 /// One rule of the standard, checked on a live catalog. The ids shared with
@@ -183,11 +184,11 @@ impl AuditReport {
 
     /// `2 errors, 0 warnings in 6 tables`.
     pub fn summary(&self) -> String {
-        format!(
-            "{}, {} in {}",
-            plural(self.error_count(), "error"),
-            plural(self.warning_count(), "warning"),
-            plural(self.tables_checked, "table")
+        lint::summary(
+            self.error_count(),
+            self.warning_count(),
+            self.tables_checked,
+            "table",
         )
     }
 
@@ -198,14 +199,6 @@ impl AuditReport {
             "warnings": self.warning_count(),
             "tables_checked": self.tables_checked,
         })
-    }
-}
-
-fn plural(n: usize, word: &str) -> String {
-    if n == 1 {
-        format!("1 {word}")
-    } else {
-        format!("{n} {word}s")
     }
 }
 

@@ -111,11 +111,11 @@ impl Report {
 
     /// `2 errors, 1 warning in 6 files`.
     pub fn summary(&self) -> String {
-        format!(
-            "{}, {} in {}",
-            plural(self.error_count(), "error"),
-            plural(self.warning_count(), "warning"),
-            plural(self.files_checked, "file")
+        summary(
+            self.error_count(),
+            self.warning_count(),
+            self.files_checked,
+            "file",
         )
     }
 
@@ -127,6 +127,17 @@ impl Report {
             "files_checked": self.files_checked,
         })
     }
+}
+
+/// `2 errors, 1 warning in 6 files`: the last line of lint's report and of
+/// audit's (which counts tables), so the two read alike.
+pub(crate) fn summary(errors: usize, warnings: usize, checked: usize, noun: &str) -> String {
+    format!(
+        "{}, {} in {}",
+        plural(errors, "error"),
+        plural(warnings, "warning"),
+        plural(checked, noun)
+    )
 }
 
 fn plural(n: usize, word: &str) -> String {
