@@ -97,6 +97,18 @@ async fn query(
         })
 }
 
+/// Runs one check's query and turns each row into its finding.
+async fn check(
+    client: &Client,
+    check: &'static str,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    finding: impl Fn(&tokio_postgres::Row) -> AuditFinding,
+) -> Result<Vec<AuditFinding>, AuditError> {
+    let rows = query(client, check, sql, params).await?;
+    Ok(rows.iter().map(finding).collect())
+}
+
 async fn ensure_schema(client: &Client, schema: &str) -> Result<(), AuditError> {
     let rows = query(
         client,
@@ -142,32 +154,29 @@ async fn updated_at_trigger(
                AND p.proname = 'update_updated_at_column'
                AND (tg.tgtype::int & 19) = 19)"
     );
-    let rows = query(client, "updated_at trigger", &sql, &[&schema]).await?;
-    Ok(rows
-        .iter()
-        .map(|row| {
-            let (qualified, trigger): (String, String) = (row.get(1), row.get(2));
-            let mut fix = String::new();
-            if !row.get::<_, bool>(3) {
-                fix.push_str(
-                    "CREATE OR REPLACE FUNCTION update_updated_at_column() RETURNS TRIGGER AS $$ \
-                     BEGIN NEW.updated_at = NOW(); RETURN NEW; END; $$ LANGUAGE plpgsql; ",
-                );
-            }
-            fix.push_str(&format!(
-                "DROP TRIGGER IF EXISTS {trigger} ON {qualified}; CREATE TRIGGER {trigger} \
-                 BEFORE UPDATE ON {qualified} FOR EACH ROW EXECUTE FUNCTION update_updated_at_column();"
-            ));
-            AuditFinding::new(
-                row.get(0),
-                AuditRule::UpdatedAtTrigger,
-                "table has updated_at but no enabled BEFORE UPDATE FOR EACH ROW trigger calling \
-                 update_updated_at_column(): updated_at keeps its insert time"
-                    .into(),
-                fix,
-            )
-        })
-        .collect())
+    check(client, "updated_at trigger", &sql, &[&schema], |row| {
+        let (qualified, trigger): (String, String) = (row.get(1), row.get(2));
+        let mut fix = String::new();
+        if !row.get::<_, bool>(3) {
+            fix.push_str(
+                "CREATE OR REPLACE FUNCTION update_updated_at_column() RETURNS TRIGGER AS $$ \
+                 BEGIN NEW.updated_at = NOW(); RETURN NEW; END; $$ LANGUAGE plpgsql; ",
+            );
+        }
+        fix.push_str(&format!(
+            "DROP TRIGGER IF EXISTS {trigger} ON {qualified}; CREATE TRIGGER {trigger} \
+             BEFORE UPDATE ON {qualified} FOR EACH ROW EXECUTE FUNCTION update_updated_at_column();"
+        ));
+        AuditFinding::new(
+            row.get(0),
+            AuditRule::UpdatedAtTrigger,
+            "table has updated_at but no enabled BEFORE UPDATE FOR EACH ROW trigger calling \
+             update_updated_at_column(): updated_at keeps its insert time"
+                .into(),
+            fix,
+        )
+    })
+    .await
 }
 
 async fn table_comment(
@@ -179,19 +188,16 @@ async fn table_comment(
          SELECT t.display, t.qualified FROM t
          WHERE coalesce(btrim(obj_description(t.oid, 'pg_class')), '') = ''"
     );
-    let rows = query(client, "table comment", &sql, &[&schema]).await?;
-    Ok(rows
-        .iter()
-        .map(|row| {
-            let qualified: String = row.get(1);
-            AuditFinding::new(
-                row.get(0),
-                AuditRule::TableComment,
-                "table has no comment: the next person cannot tell what one row is".into(),
-                format!("COMMENT ON TABLE {qualified} IS '<what one row is, and who writes it>';"),
-            )
-        })
-        .collect())
+    check(client, "table comment", &sql, &[&schema], |row| {
+        let qualified: String = row.get(1);
+        AuditFinding::new(
+            row.get(0),
+            AuditRule::TableComment,
+            "table has no comment: the next person cannot tell what one row is".into(),
+            format!("COMMENT ON TABLE {qualified} IS '<what one row is, and who writes it>';"),
+        )
+    })
+    .await
 }
 
 async fn jsonb_column_comment(
@@ -206,21 +212,16 @@ async fn jsonb_column_comment(
          WHERE a.atttypid = 'pg_catalog.jsonb'::regtype
            AND coalesce(btrim(col_description(t.oid, a.attnum)), '') = ''"
     );
-    let rows = query(client, "JSONB column comment", &sql, &[&schema]).await?;
-    Ok(rows
-        .iter()
-        .map(|row| {
-            let column: String = row.get(1);
-            AuditFinding::new(
-                row.get(0),
-                AuditRule::JsonbColumnComment,
-                "JSONB column has no comment: its shape is written down nowhere else".into(),
-                format!(
-                    "COMMENT ON COLUMN {column} IS '<the JSON it holds: object keys, limits>';"
-                ),
-            )
-        })
-        .collect())
+    check(client, "JSONB column comment", &sql, &[&schema], |row| {
+        let column: String = row.get(1);
+        AuditFinding::new(
+            row.get(0),
+            AuditRule::JsonbColumnComment,
+            "JSONB column has no comment: its shape is written down nowhere else".into(),
+            format!("COMMENT ON COLUMN {column} IS '<the JSON it holds: object keys, limits>';"),
+        )
+    })
+    .await
 }
 
 async fn foreign_key_index(
@@ -254,25 +255,24 @@ async fn foreign_key_index(
                AND i.indnkeyatts >= cardinality(fk.conkey)
                AND (string_to_array(i.indkey::text, ' ')::int2[])[1:cardinality(fk.conkey)] @> fk.conkey)"
     );
-    let rows = query(client, "foreign key index", &sql, &[&schema]).await?;
-    Ok(rows
-        .iter()
-        .map(|row| {
-            let (qualified, conname, referenced): (String, String, String) =
-                (row.get(1), row.get(2), row.get(3));
-            let (cols, quoted_cols, index): (String, String, String) =
-                (row.get(4), row.get(5), row.get(6));
-            AuditFinding::new(
-                row.get(0),
-                AuditRule::ForeignKeyIndex,
-                format!(
-                    "foreign key {conname} ({cols}) -> {referenced} has no index leading with its \
-                     columns: each delete or key update in {referenced} scans this whole table"
-                ),
-                format!("CREATE INDEX CONCURRENTLY IF NOT EXISTS {index} ON {qualified} ({quoted_cols});"),
-            )
-        })
-        .collect())
+    check(client, "foreign key index", &sql, &[&schema], |row| {
+        let (qualified, conname, referenced): (String, String, String) =
+            (row.get(1), row.get(2), row.get(3));
+        let (cols, quoted_cols, index): (String, String, String) =
+            (row.get(4), row.get(5), row.get(6));
+        AuditFinding::new(
+            row.get(0),
+            AuditRule::ForeignKeyIndex,
+            format!(
+                "foreign key {conname} ({cols}) -> {referenced} has no index leading with its \
+                 columns: each delete or key update in {referenced} scans this whole table"
+            ),
+            format!(
+                "CREATE INDEX CONCURRENTLY IF NOT EXISTS {index} ON {qualified} ({quoted_cols});"
+            ),
+        )
+    })
+    .await
 }
 
 async fn primary_key(
@@ -285,24 +285,21 @@ async fn primary_key(
          WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint con
                            WHERE con.conrelid = t.oid AND con.contype = 'p')"
     );
-    let rows = query(client, "primary key", &sql, &[&schema]).await?;
-    Ok(rows
-        .iter()
-        .map(|row| {
-            let qualified: String = row.get(1);
-            AuditFinding::new(
-                row.get(0),
-                AuditRule::PrimaryKey,
-                "table has no primary key: a row cannot be addressed reliably, and logical \
-                 replication (Database Migration Service, pglogical) cannot carry its UPDATEs and DELETEs"
-                    .into(),
-                format!(
-                    "ALTER TABLE {qualified} ADD PRIMARY KEY (<unique, NOT NULL columns>); \
-                     or ALTER TABLE {qualified} ADD COLUMN id UUID PRIMARY KEY DEFAULT gen_random_uuid();"
-                ),
-            )
-        })
-        .collect())
+    check(client, "primary key", &sql, &[&schema], |row| {
+        let qualified: String = row.get(1);
+        AuditFinding::new(
+            row.get(0),
+            AuditRule::PrimaryKey,
+            "table has no primary key: a row cannot be addressed reliably, and logical \
+             replication (Database Migration Service, pglogical) cannot carry its UPDATEs and DELETEs"
+                .into(),
+            format!(
+                "ALTER TABLE {qualified} ADD PRIMARY KEY (<unique, NOT NULL columns>); \
+                 or ALTER TABLE {qualified} ADD COLUMN id UUID PRIMARY KEY DEFAULT gen_random_uuid();"
+            ),
+        )
+    })
+    .await
 }
 
 /// Objects owned by the schema's owner in other schemas. Sequences and types
@@ -349,10 +346,12 @@ async fn object_outside_schema(
                 AND (d.deptype = 'e' OR (d.deptype IN ('a', 'i')
                                          AND d.refclassid = 'pg_catalog.pg_class'::regclass)))
         ORDER BY o.display";
-    let rows = query(client, "objects outside the schema", sql, &[&schema]).await?;
-    Ok(rows
-        .iter()
-        .map(|row| {
+    check(
+        client,
+        "objects outside the schema",
+        sql,
+        &[&schema],
+        |row| {
             let (kind, qualified, owner, target): (String, String, String, String) =
                 (row.get(0), row.get(2), row.get(3), row.get(4));
             AuditFinding::new(
@@ -368,8 +367,9 @@ async fn object_outside_schema(
                      service: ALTER {kind} {qualified} OWNER TO <that service's owner>;)"
                 ),
             )
-        })
-        .collect())
+        },
+    )
+    .await
 }
 
 /// Privileges inside the schema held by roles other than the owners and
@@ -427,42 +427,34 @@ async fn foreign_grant(
           AND NOT (o.kind = 'function' AND x.grantee = 0 AND x.privilege_type = 'EXECUTE')
         GROUP BY 1, 2, 3, 4, 5
         ORDER BY 2, 4";
-    let rows = query(client, "grants", sql, &[&schema, &roles]).await?;
-    Ok(rows
-        .iter()
-        .map(|row| {
-            let (kind, revoke, grantee, quoted, privileges): (
-                String,
-                String,
-                String,
-                String,
-                String,
-            ) = (row.get(0), row.get(2), row.get(3), row.get(4), row.get(5));
-            let who = if grantee == "PUBLIC" {
-                "every role (PUBLIC)".to_string()
-            } else {
-                format!("role {grantee}")
-            };
-            let on = if kind == "default privileges" {
-                "future objects (default privileges)".to_string()
-            } else {
-                format!("this {kind}")
-            };
-            let mut fix = format!("{revoke} FROM {quoted};");
-            if grantee != "PUBLIC" {
-                fix.push_str(&format!(
-                    " (if {grantee} is this service's own role, pass --role {grantee})"
-                ));
-            }
-            AuditFinding::new(
-                row.get(1),
-                AuditRule::ForeignGrant,
-                format!(
-                    "{who} holds {privileges} on {on} in schema {schema}: only the service's own \
-                     roles belong inside its schema"
-                ),
-                fix,
-            )
-        })
-        .collect())
+    check(client, "grants", sql, &[&schema, &roles], |row| {
+        let (kind, revoke, grantee, quoted, privileges): (String, String, String, String, String) =
+            (row.get(0), row.get(2), row.get(3), row.get(4), row.get(5));
+        let who = if grantee == "PUBLIC" {
+            "every role (PUBLIC)".to_string()
+        } else {
+            format!("role {grantee}")
+        };
+        let on = if kind == "default privileges" {
+            "future objects (default privileges)".to_string()
+        } else {
+            format!("this {kind}")
+        };
+        let mut fix = format!("{revoke} FROM {quoted};");
+        if grantee != "PUBLIC" {
+            fix.push_str(&format!(
+                " (if {grantee} is this service's own role, pass --role {grantee})"
+            ));
+        }
+        AuditFinding::new(
+            row.get(1),
+            AuditRule::ForeignGrant,
+            format!(
+                "{who} holds {privileges} on {on} in schema {schema}: only the service's own \
+                 roles belong inside its schema"
+            ),
+            fix,
+        )
+    })
+    .await
 }
