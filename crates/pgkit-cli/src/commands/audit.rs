@@ -61,16 +61,6 @@ pub(super) async fn open(
 
 /// An error and its causes on one line (the driver's Display leaves the
 /// server's message in the cause).
-pub(super) fn one_line(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let more = cause.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = cause.source();
-    }
-    text.replace('\n', " ")
+pub(super) fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
+    pgkit::connect::error_chain(e).replace('\n', " ")
 }

@@ -23,7 +23,7 @@ use std::time::Instant;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
-use crate::connect::{connect, ConnectError, SessionParams};
+use crate::connect::{connect, error_chain, ConnectError, SessionParams};
 use crate::dsn::{Dsn, DsnError, Host, SslMode};
 use crate::iam::SharedTokenSource;
 use crate::secret::Secret;
@@ -323,7 +323,7 @@ fn classify(e: &ConnectError, dsn: &Dsn, place: &Place, iam: bool) -> (Stage, Fa
         ConnectError::Postgres(pg) => match pg.as_db_error() {
             Some(db) => classify_db(db.code(), db.message(), db.hint(), dsn, place, iam),
             None => {
-                let text = chain(pg);
+                let text = error_chain(pg);
                 if text.starts_with("error performing TLS handshake") {
                     (Stage::Tls, Failure::new(text, tls_fix(dsn)))
                 } else if text.contains("password missing") {
@@ -455,25 +455,10 @@ fn tls_fix(dsn: &Dsn) -> String {
     }
 }
 
-/// An error and its causes, for errors whose Display leaves the cause out.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let more = cause.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = cause.source();
-    }
-    text
-}
-
 fn query_failure(e: &tokio_postgres::Error, fix: &str) -> Failure {
     let problem = e
         .as_db_error()
-        .map_or_else(|| chain(e), |db| db.message().to_string());
+        .map_or_else(|| error_chain(e), |db| db.message().to_string());
     Failure::new(problem, fix.to_string())
 }
 
