@@ -8,8 +8,8 @@ use pgkit::dsn::Dsn;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_postgres::Client;
 
-use super::{connection, UserError};
-use crate::cli::{AuditArgs, OutputFormat};
+use super::{connection, print_report, UserError};
+use crate::cli::AuditArgs;
 
 pub async fn run(args: AuditArgs) -> anyhow::Result<()> {
     let (dsn, params) = connection(&args.db)?;
@@ -28,18 +28,14 @@ pub async fn run(args: AuditArgs) -> anyhow::Result<()> {
             "run pgkit doctor to check the connection and the role's privileges",
         ),
     })?;
-    match args.format {
-        OutputFormat::Text => print!("{}", report.to_text()),
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report.to_json())?),
-    }
-    if report.has_errors() {
-        return Err(UserError::new(
-            format!("audit: {}", report.summary()),
-            "fix each finding with the SQL under it (in a new migration), then run pgkit audit again",
-        )
-        .into());
-    }
-    Ok(())
+    print_report(
+        "audit",
+        args.format,
+        || report.to_text(),
+        || report.to_json(),
+        report.has_errors().then(|| report.summary()),
+        "fix each finding with the SQL under it (in a new migration), then run pgkit audit again",
+    )
 }
 
 /// Connects for a tool; a failure points at `pgkit doctor`.

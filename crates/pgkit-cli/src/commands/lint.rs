@@ -4,8 +4,8 @@
 
 use pgkit::lint::{lint_dir, LintOptions};
 
-use super::UserError;
-use crate::cli::{LintArgs, OutputFormat};
+use super::{print_report, UserError};
+use crate::cli::LintArgs;
 
 pub fn run(args: LintArgs) -> anyhow::Result<()> {
     let report = lint_dir(&args.dir, &LintOptions::default()).map_err(|e| {
@@ -14,16 +14,12 @@ pub fn run(args: LintArgs) -> anyhow::Result<()> {
             "pass the folder that holds the NNN_description.sql files",
         )
     })?;
-    match args.format {
-        OutputFormat::Text => print!("{}", report.to_text()),
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report.to_json())?),
-    }
-    if report.has_errors() {
-        return Err(UserError::new(
-            format!("lint: {}", report.summary()),
-            "fix each finding as its fix line says, or suppress one with `-- pgkit:allow RULE reason` on the line above",
-        )
-        .into());
-    }
-    Ok(())
+    print_report(
+        "lint",
+        args.format,
+        || report.to_text(),
+        || report.to_json(),
+        report.has_errors().then(|| report.summary()),
+        "fix each finding as its fix line says, or suppress one with `-- pgkit:allow RULE reason` on the line above",
+    )
 }

@@ -19,7 +19,7 @@ use pgkit::dsn::{Dsn, DsnError};
 use pgkit::migrate::{Event, MigrateError};
 use pgkit::settings::{DbSettings, Env, SettingsError};
 
-use crate::cli::{Cli, Command, DbArgs, Environment, RunArgs};
+use crate::cli::{Cli, Command, DbArgs, Environment, OutputFormat, RunArgs};
 
 /// Runs the command; an error means exit code 1.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -56,6 +56,27 @@ impl UserError {
             message: message.into(),
             how: how.into(),
         }
+    }
+}
+
+/// Prints a `lint` or `audit` report in the form asked for. When it has
+/// error findings (`errors` holds its summary line) the run fails, exit 1,
+/// with `command: summary` and `how` to fix them.
+fn print_report(
+    command: &str,
+    format: OutputFormat,
+    text: impl FnOnce() -> String,
+    json: impl FnOnce() -> serde_json::Value,
+    errors: Option<String>,
+    how: &str,
+) -> anyhow::Result<()> {
+    match format {
+        OutputFormat::Text => print!("{}", text()),
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&json())?),
+    }
+    match errors {
+        Some(summary) => Err(UserError::new(format!("{command}: {summary}"), how).into()),
+        None => Ok(()),
     }
 }
 
