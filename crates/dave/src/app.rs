@@ -24,7 +24,7 @@ use tracing::field::Empty;
 use tracing::Instrument;
 
 use crate::error::{route_not_found, ApiError};
-use crate::extract::MAX_BODY_BYTES;
+use crate::extract::declares_too_large;
 use crate::metrics::UNMATCHED;
 use crate::ops;
 use crate::state::AppState;
@@ -93,16 +93,6 @@ fn request_id(headers: &HeaderMap) -> String {
         .unwrap_or_else(|| format!("{:032x}", rand::random::<u128>()))
 }
 
-fn declared_length(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
-
 /// Health probes and scrapes are not access-logged: they would drown the rest.
 fn is_probe(route: &str) -> bool {
     route.starts_with("/health/") || route == "/metrics"
@@ -146,14 +136,13 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
     });
 
     let in_flight = state.metrics.start_request();
-    let mut response =
-        if declared_length(request.headers()).is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-            span.in_scope(|| ApiError::PayloadTooLarge.into_response())
-        } else {
-            let mut request = request;
-            request.extensions_mut().insert(RequestId(id.clone()));
-            next.run(request).instrument(span.clone()).await
-        };
+    let mut response = if declares_too_large(request.headers()) {
+        span.in_scope(|| ApiError::PayloadTooLarge.into_response())
+    } else {
+        let mut request = request;
+        request.extensions_mut().insert(RequestId(id.clone()));
+        next.run(request).instrument(span.clone()).await
+    };
     drop(in_flight);
 
     if let Ok(value) = HeaderValue::from_str(&id) {

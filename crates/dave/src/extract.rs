@@ -47,7 +47,7 @@ where
 
     async fn from_request(request: Request, _state: &S) -> Result<Self, ApiError> {
         let (parts, body) = request.into_parts();
-        if declared_length(&parts.headers).is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        if declares_too_large(&parts.headers) {
             return Err(ApiError::PayloadTooLarge);
         }
         let bytes = read_body(body).await?;
@@ -60,6 +60,13 @@ where
         };
         parse_json(bytes).map(ApiJson)
     }
+}
+
+/// Whether `Content-Length` announces a body over [`MAX_BODY_BYTES`]: such a
+/// request gets its 413 before any of the body is read (here and in the
+/// middleware, which refuses it before the route runs).
+pub(crate) fn declares_too_large(headers: &HeaderMap) -> bool {
+    declared_length(headers).is_some_and(|n| n > MAX_BODY_BYTES as u64)
 }
 
 fn declared_length(headers: &HeaderMap) -> Option<u64> {
