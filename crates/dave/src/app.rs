@@ -171,36 +171,14 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
-    use std::sync::{Arc, Mutex};
-
     use axum::body::Body;
     use serde_json::Value;
     use tower::ServiceExt;
     use tracing_subscriber::layer::SubscriberExt;
 
     use crate::config::Config;
+    use crate::telemetry::test_log::Buffer;
     use crate::telemetry::CloudLoggingLayer;
-
-    #[derive(Clone, Default)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Buffer {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Buffer {
-        type Writer = Buffer;
-        fn make_writer(&'a self) -> Buffer {
-            self.clone()
-        }
-    }
 
     /// State whose pool never connects (nothing here touches the database).
     fn offline_state() -> AppState {
@@ -229,12 +207,7 @@ mod tests {
             .body(Body::empty())
             .unwrap();
         let response = app.oneshot(request).await.unwrap();
-        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
-        let lines = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        (response, lines)
+        (response, buffer.json_lines())
     }
 
     async fn assert_logged_500(path: &str, cause: &str) {

@@ -334,10 +334,53 @@ fn http_request(fields: &Map<String, Value>) -> Value {
     Value::Object(req)
 }
 
+/// An in-memory log sink for tests that read what was logged (here and in
+/// the middleware's tests).
+#[cfg(test)]
+pub(crate) mod test_log {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use serde_json::Value;
+    use tracing_subscriber::fmt::MakeWriter;
+
+    #[derive(Clone, Default)]
+    pub(crate) struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl Buffer {
+        /// Every line written so far, each parsed as JSON.
+        pub(crate) fn json_lines(&self) -> Vec<Value> {
+            let bytes = self.0.lock().unwrap().clone();
+            String::from_utf8(bytes)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect()
+        }
+    }
+
+    impl Write for Buffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Buffer {
+        type Writer = Buffer;
+        fn make_writer(&'a self) -> Buffer {
+            self.clone()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_log::Buffer;
     use super::*;
-    use std::sync::{Arc, Mutex};
 
     #[test]
     fn traceparent_gives_ids_and_sampling() {
@@ -415,26 +458,6 @@ mod tests {
         );
     }
 
-    #[derive(Clone, Default)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Buffer {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'a> MakeWriter<'a> for Buffer {
-        type Writer = Buffer;
-        fn make_writer(&'a self) -> Buffer {
-            self.clone()
-        }
-    }
-
     fn capture(project: Option<&str>, f: impl FnOnce()) -> Vec<Value> {
         let buffer = Buffer::default();
         let subscriber = tracing_subscriber::registry().with(CloudLoggingLayer::new(
@@ -442,12 +465,7 @@ mod tests {
             project.map(str::to_owned),
         ));
         tracing::subscriber::with_default(subscriber, f);
-        let bytes = buffer.0.lock().unwrap().clone();
-        String::from_utf8(bytes)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+        buffer.json_lines()
     }
 
     #[test]
