@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 
-use super::{decode_cursor, finish_page};
+use super::{conversation_not_found, decode_cursor, finish_page};
 use crate::auth::Caller;
 use crate::cursor::{Cursor, Listing};
 use crate::error::{ApiError, ErrorBody};
@@ -25,10 +25,6 @@ pub fn router() -> Router<AppState> {
             "/api/v1/conversations/{id}",
             get(read).patch(update).delete(delete),
         )
-}
-
-fn not_found() -> ApiError {
-    ApiError::not_found("conversation")
 }
 
 /// Start a conversation.
@@ -116,7 +112,7 @@ pub async fn read(
     repo::conversations::get(&state.db, id, caller.user_id)
         .await?
         .map(Json)
-        .ok_or_else(not_found)
+        .ok_or_else(conversation_not_found)
 }
 
 /// Change a conversation's title, context or metadata; `updated_at` moves.
@@ -149,7 +145,7 @@ pub async fn update(
     repo::conversations::update(&state.db, id, caller.user_id, &changes)
         .await?
         .map(Json)
-        .ok_or_else(not_found)
+        .ok_or_else(conversation_not_found)
 }
 
 /// Delete a conversation and its messages.
@@ -175,6 +171,6 @@ pub async fn delete(
     if repo::conversations::delete(&state.db, id, caller.user_id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(not_found())
+        Err(conversation_not_found())
     }
 }

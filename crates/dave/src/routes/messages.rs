@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 
-use super::{decode_cursor, finish_page};
+use super::{conversation_not_found, decode_cursor, finish_page};
 use crate::auth::Caller;
 use crate::cursor::{Cursor, Listing};
 use crate::error::{ApiError, ErrorBody};
@@ -21,10 +21,6 @@ pub fn router() -> Router<AppState> {
         "/api/v1/conversations/{id}/messages",
         get(list).post(create),
     )
-}
-
-fn not_found() -> ApiError {
-    ApiError::not_found("conversation")
 }
 
 /// Add a message; the conversation's `updated_at` moves with it.
@@ -55,7 +51,7 @@ pub async fn create(
     let message = body.validate()?;
     let created = repo::messages::create(&state.db, conversation_id, caller.user_id, &message)
         .await?
-        .ok_or_else(not_found)?;
+        .ok_or_else(conversation_not_found)?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 
@@ -85,7 +81,7 @@ pub async fn list(
     let after = decode_cursor(&state, listing, query.cursor.as_deref())?;
     let mut items = repo::messages::list(&state.db, conversation_id, caller.user_id, limit, after)
         .await?
-        .ok_or_else(not_found)?;
+        .ok_or_else(conversation_not_found)?;
     let next_cursor = finish_page(&state, listing, &mut items, limit, |m| Cursor {
         at: m.created_at,
         id: m.id,

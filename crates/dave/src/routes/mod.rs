@@ -98,6 +98,12 @@ impl Modify for SecuritySchemes {
     }
 }
 
+/// A conversation that does not exist or is another user's: one 404 for
+/// both, on the conversation's own routes and on its messages'.
+fn conversation_not_found() -> ApiError {
+    ApiError::not_found("conversation")
+}
+
 /// Pagination cursors for `state`'s configured secret. Keyed per call (two
 /// HMAC key setups, about a microsecond), and only when a cursor is read or
 /// a next page exists; a codec held in `AppState` would save even that.
