@@ -1,47 +1,23 @@
 //! The real `pgkit audit` binary: lint's output forms and exit codes (1 with
 //! error findings, 0 on a clean database, 2 on bad usage).
 
+mod support;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use pgkit::testing::{self, TestDatabase};
-use tokio_postgres::NoTls;
-
-const PGKIT: &str = env!("CARGO_BIN_EXE_pgkit");
+use support::{connect, stderr, stdout};
 
 fn audit(url: &str, args: &[&str]) -> Output {
-    Command::new(PGKIT)
-        .arg("audit")
+    support::pgkit(Some(url), &[], &["audit"])
         .args(args)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("DATABASE_URL", url)
-        .current_dir(std::env::temp_dir())
         .output()
         .expect("pgkit runs")
 }
 
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-async fn admin(db: &TestDatabase) -> tokio_postgres::Client {
-    let (client, conn) = pgkit::dsn::Dsn::parse(db.url())
-        .unwrap()
-        .pg_config()
-        .connect(NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    client
-}
-
 async fn broken(db: &TestDatabase) {
-    admin(db)
+    connect(db.url())
         .await
         .batch_execute(
             "CREATE TABLE parents (id int PRIMARY KEY, updated_at timestamptz, doc jsonb);
@@ -99,7 +75,7 @@ async fn json_form_for_tools() {
 #[tokio::test]
 async fn daves_database_passes_with_exit_0() {
     let db = testing::cluster().await.database().await;
-    let client = admin(&db).await;
+    let client = connect(db.url()).await;
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dave/migrations");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()

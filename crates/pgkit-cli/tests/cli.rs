@@ -1,12 +1,13 @@
 //! The real `pgkit` binary against a real PostgreSQL: what an operator runs
 //! and what they see (exit codes, stderr lines, JSON).
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use pgkit::testing::{cluster, TestDatabase};
-
-const PGKIT: &str = env!("CARGO_BIN_EXE_pgkit");
+use support::stderr;
 
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../pgkit/tests/fixtures/migrate/standard")
@@ -34,24 +35,11 @@ fn copy_dir(from: &Path, to: &Path) {
 
 /// `pgkit ARGS` with a clean environment: only the URL and environment given.
 fn pgkit(url: Option<&str>, environment: &str, args: &[&str]) -> Command {
-    let mut cmd = Command::new(PGKIT);
-    cmd.args(args)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("APP_ENVIRONMENT", environment)
-        .current_dir(std::env::temp_dir());
-    if let Some(url) = url {
-        cmd.env("DATABASE_URL", url);
-    }
-    cmd
+    support::pgkit(url, &[("APP_ENVIRONMENT", environment)], args)
 }
 
 fn run(url: Option<&str>, environment: &str, args: &[&str]) -> Output {
     pgkit(url, environment, args).output().expect("pgkit runs")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 fn ok(out: Output) -> Output {
@@ -65,14 +53,7 @@ fn ok(out: Output) -> Output {
 }
 
 async fn client(db: &TestDatabase) -> tokio_postgres::Client {
-    let (client, conn) = pgkit::dsn::Dsn::parse(db.url())
-        .unwrap()
-        .pg_config()
-        .connect(tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    client
+    support::connect(db.url()).await
 }
 
 async fn count(db: &TestDatabase, sql: &str) -> i64 {

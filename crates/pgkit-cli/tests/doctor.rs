@@ -2,34 +2,20 @@
 //! broken connection, the words on stdout, the fix on stderr, exit code 1;
 //! a healthy DSN exits 0; bad usage exits 2.
 
+mod support;
+
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use pgkit::testing::{self, TestDatabase};
-use tokio_postgres::NoTls;
-
-const PGKIT: &str = env!("CARGO_BIN_EXE_pgkit");
+use support::{connect, stderr, stdout, PGKIT};
 
 /// `pgkit doctor ARGS` with a clean environment: the URL and `env` only.
 fn doctor(url: &str, env: &[(&str, &str)], args: &[&str]) -> Output {
-    Command::new(PGKIT)
-        .arg("doctor")
+    support::pgkit(Some(url), env, &["doctor"])
         .args(args)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("DATABASE_URL", url)
-        .envs(env.iter().copied())
-        .current_dir(std::env::temp_dir())
         .output()
         .expect("pgkit runs")
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// Exit 1, `FAIL step: problem` on stdout, the error and the fix on stderr.
@@ -62,17 +48,6 @@ fn url_as(db: &TestDatabase, user: &str, password: Option<&str>) -> String {
         Some(p) => format!("postgresql://{user}:{p}@{rest}"),
         None => format!("postgresql://{user}@{rest}"),
     }
-}
-
-async fn admin(db: &TestDatabase) -> tokio_postgres::Client {
-    let (client, conn) = pgkit::dsn::Dsn::parse(db.url())
-        .unwrap()
-        .pg_config()
-        .connect(NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    client
 }
 
 #[tokio::test]
@@ -149,7 +124,7 @@ async fn a_tcp_port_where_nothing_listens() {
 async fn a_wrong_password_with_scram_authentication() {
     let cluster = testing::dedicated_cluster().await;
     let db = cluster.database().await;
-    admin(&db)
+    connect(db.url())
         .await
         .batch_execute("CREATE ROLE cli_doc_app LOGIN PASSWORD 'right-pw'")
         .await
@@ -161,7 +136,7 @@ async fn a_wrong_password_with_scram_authentication() {
         "local all postgres trust\nlocal all all scram-sha-256\n",
     )
     .unwrap();
-    admin(&db)
+    connect(db.url())
         .await
         .batch_execute("SELECT pg_reload_conf()")
         .await
@@ -212,7 +187,7 @@ async fn an_unknown_database() {
 #[tokio::test]
 async fn a_role_without_grants() {
     let db = testing::cluster().await.database().await;
-    admin(&db)
+    connect(db.url())
         .await
         .batch_execute(
             "CREATE ROLE cli_doc_nogrants LOGIN;

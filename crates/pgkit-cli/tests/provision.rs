@@ -2,50 +2,25 @@
 //! variable and is never printed, `--dry-run` prints the SQL without
 //! connecting, a second run changes nothing, usage errors exit 2.
 
-use std::process::{Command, Output};
+mod support;
+
+use std::process::Output;
 
 use pgkit::testing::{self, TestDatabase};
-use tokio_postgres::NoTls;
+use support::{connect, stderr, stdout};
 
-const PGKIT: &str = env!("CARGO_BIN_EXE_pgkit");
 const PASSWORD: &str = "Cli-Provision-Pw-31";
 
 fn provision(url: Option<&str>, env: &[(&str, &str)], args: &[&str]) -> Output {
-    let mut cmd = Command::new(PGKIT);
-    cmd.arg("provision")
+    support::pgkit(url, env, &["provision"])
         .args(args)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .envs(env.iter().copied())
-        .current_dir(std::env::temp_dir());
-    if let Some(url) = url {
-        cmd.env("DATABASE_URL", url);
-    }
-    cmd.output().expect("pgkit runs")
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
+        .output()
+        .expect("pgkit runs")
 }
 
 fn assert_no_password(out: &Output) {
     assert!(!stdout(out).contains(PASSWORD), "{}", stdout(out));
     assert!(!stderr(out).contains(PASSWORD), "{}", stderr(out));
-}
-
-async fn client(url: &str) -> tokio_postgres::Client {
-    let (client, conn) = pgkit::dsn::Dsn::parse(url)
-        .unwrap()
-        .pg_config()
-        .connect(NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    client
 }
 
 fn url_as(db: &TestDatabase, user: &str) -> String {
@@ -84,7 +59,7 @@ fn dry_run_prints_the_sql_with_the_password_hidden_and_connects_nowhere() {
 #[tokio::test]
 async fn provisions_once_and_the_second_run_changes_nothing() {
     let db = testing::cluster().await.database().await;
-    let admin = client(db.url()).await;
+    let admin = connect(db.url()).await;
     admin
         .batch_execute("CREATE ROLE cli_prov_owner NOLOGIN")
         .await
@@ -139,7 +114,7 @@ async fn provisions_once_and_the_second_run_changes_nothing() {
         )
         .await
         .unwrap();
-    let app = client(&url_as(&db, "cli_prov_app")).await;
+    let app = connect(&url_as(&db, "cli_prov_app")).await;
     app.execute("INSERT INTO later VALUES (1)", &[])
         .await
         .unwrap();
