@@ -6,17 +6,16 @@ mod support;
 
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use pgkit::connect::SessionParams;
 use pgkit::doctor::{diagnose, Diagnosis, DoctorInput, Outcome, StepName};
 use pgkit::secret::Secret;
 use pgkit::settings::{DbSettings, Env};
-use pgkit::testing::{self, TestCluster, TestDatabase};
+use pgkit::testing;
 use rand::Rng;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
-use support::{give_to_server, set_mode, OwnCluster};
-use tokio_postgres::{Client, NoTls};
+use support::{give_to_server, require_scram, set_mode, url_as, OwnCluster};
+use tokio_postgres::Client;
 
 fn input(url: &str) -> DoctorInput {
     let settings =
@@ -55,19 +54,7 @@ fn failure(d: &Diagnosis) -> (&'static str, &str, &str) {
 }
 
 async fn connect(url: &str) -> Client {
-    let dsn = pgkit::dsn::Dsn::parse(url).unwrap();
-    let (client, conn) = dsn.pg_config().connect(NoTls).await.unwrap();
-    tokio::spawn(conn);
-    client
-}
-
-/// The test database's URL, logging in as `user` (with `password`).
-fn url_as(db: &TestDatabase, user: &str, password: Option<&str>) -> String {
-    let rest = db.url().strip_prefix("postgresql://postgres@").unwrap();
-    match password {
-        Some(p) => format!("postgresql://{user}:{p}@{rest}"),
-        None => format!("postgresql://{user}@{rest}"),
-    }
+    support::connect(url).await.unwrap()
 }
 
 #[tokio::test]
@@ -343,41 +330,6 @@ async fn a_pool_larger_than_the_connection_budget() {
         fix.starts_with("lower DB_POOL_MAX_SIZE to 2 or less, or cap Cloud Run's --max-instances at 19, or raise max_connections"),
         "{fix}"
     );
-}
-
-/// Makes the cluster ask every role but `postgres` for a SCRAM password on
-/// its socket, and waits until the server uses the new rules.
-async fn require_scram(cluster: &TestCluster, db: &TestDatabase, probe_role: &str) {
-    let hba = cluster.data_dir().join("pg_hba.conf");
-    // Overwriting keeps the file's owner (postgres) and mode.
-    std::fs::write(
-        &hba,
-        "local all postgres trust\nlocal all all scram-sha-256\n",
-    )
-    .unwrap();
-    let admin = connect(db.url()).await;
-    admin
-        .batch_execute("SELECT pg_reload_conf()")
-        .await
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let attempt = pgkit::dsn::Dsn::parse(&url_as(db, probe_role, None))
-            .unwrap()
-            .pg_config()
-            .connect(NoTls)
-            .await;
-        match attempt {
-            Err(e)
-                if std::error::Error::source(&e)
-                    .is_some_and(|c| c.to_string() == "password missing") =>
-            {
-                return
-            }
-            _ if Instant::now() > deadline => panic!("pg_hba.conf reload not seen within 10 s"),
-            _ => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
 }
 
 #[tokio::test]

@@ -3,30 +3,14 @@
 //! role over its own connection; other services' schemas stay closed to it;
 //! a second run changes nothing; the password works with scram-sha-256.
 
-use std::time::{Duration, Instant};
+mod support;
 
 use pgkit::provision::{Login, Plan, ProvisionError, ProvisionRequest};
 use pgkit::secret::Secret;
-use pgkit::testing::{self, TestCluster, TestDatabase};
+use pgkit::testing;
+use support::{connect, require_scram, url_as};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, NoTls};
-
-async fn connect(url: &str) -> Result<Client, tokio_postgres::Error> {
-    let dsn = pgkit::dsn::Dsn::parse(url).unwrap();
-    let (client, conn) = dsn.pg_config().connect(NoTls).await?;
-    tokio::spawn(conn);
-    Ok(client)
-}
-
-/// The test database's URL, logging in as `user` (with `password`).
-fn url_as(db: &TestDatabase, user: &str, password: Option<&str>) -> String {
-    let rest = db.url().strip_prefix("postgresql://postgres@").unwrap();
-    let user = user.replace('@', "%40");
-    match password {
-        Some(p) => format!("postgresql://{user}:{p}@{rest}"),
-        None => format!("postgresql://{user}@{rest}"),
-    }
-}
+use tokio_postgres::Client;
 
 fn password_request(schema: &str, role: &str, owner: &str, password: &str) -> ProvisionRequest {
     ProvisionRequest {
@@ -317,39 +301,6 @@ async fn a_missing_iam_user_fails_with_the_gcloud_command_and_changes_nothing() 
         .unwrap()
         .get(0);
     assert_eq!(left, 0, "the transaction rolled back");
-}
-
-/// The driver's error with its cause (its Display leaves the cause out).
-fn cause(e: &tokio_postgres::Error) -> String {
-    match std::error::Error::source(e) {
-        Some(c) => format!("{e}: {c}"),
-        None => e.to_string(),
-    }
-}
-
-/// Makes the cluster ask every role but `postgres` for a SCRAM password on
-/// its socket, and waits until the server uses the new rules.
-async fn require_scram(cluster: &TestCluster, db: &TestDatabase, probe_role: &str) {
-    let hba = cluster.data_dir().join("pg_hba.conf");
-    // Overwriting keeps the file's owner (postgres) and mode.
-    std::fs::write(
-        &hba,
-        "local all postgres trust\nlocal all all scram-sha-256\n",
-    )
-    .unwrap();
-    let admin = connect(db.url()).await.unwrap();
-    admin
-        .batch_execute("SELECT pg_reload_conf()")
-        .await
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match connect(&url_as(db, probe_role, None)).await {
-            Err(e) if cause(&e).contains("password missing") => return,
-            _ if Instant::now() > deadline => panic!("pg_hba.conf reload not seen within 10 s"),
-            _ => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
 }
 
 #[tokio::test]

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use pgkit::connect::SessionParams;
 use pgkit::local::{LocalCluster, LocalOptions, LocalStatus};
+use pgkit::testing::{TestCluster, TestDatabase};
 use tempfile::TempDir;
+use tokio_postgres::{Client, NoTls};
 
 /// A supervised cluster in a temp dir; stopped and removed on drop.
 pub struct OwnCluster {
@@ -129,6 +131,50 @@ fn id_of(flag: &str) -> u32 {
         .trim()
         .parse()
         .expect("id of the postgres user")
+}
+
+/// A plain connection to `url` (test set-up and checks, not the code under
+/// test); the error is the driver's, for tests that expect a refusal.
+pub async fn connect(url: &str) -> Result<Client, tokio_postgres::Error> {
+    let dsn = pgkit::dsn::Dsn::parse(url).unwrap();
+    let (client, conn) = dsn.pg_config().connect(NoTls).await?;
+    tokio::spawn(conn);
+    Ok(client)
+}
+
+/// The test database's URL, logging in as `user` (with `password`).
+pub fn url_as(db: &TestDatabase, user: &str, password: Option<&str>) -> String {
+    let rest = db.url().strip_prefix("postgresql://postgres@").unwrap();
+    let user = user.replace('@', "%40");
+    match password {
+        Some(p) => format!("postgresql://{user}:{p}@{rest}"),
+        None => format!("postgresql://{user}@{rest}"),
+    }
+}
+
+/// Makes the cluster ask every role but `postgres` for a SCRAM password on
+/// its socket, and waits until the server uses the new rules.
+pub async fn require_scram(cluster: &TestCluster, db: &TestDatabase, probe_role: &str) {
+    let hba = cluster.data_dir().join("pg_hba.conf");
+    // Overwriting keeps the file's owner (postgres) and mode.
+    std::fs::write(
+        &hba,
+        "local all postgres trust\nlocal all all scram-sha-256\n",
+    )
+    .unwrap();
+    let admin = connect(db.url()).await.unwrap();
+    admin
+        .batch_execute("SELECT pg_reload_conf()")
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match connect(&url_as(db, probe_role, None)).await {
+            Err(e) if full_message(&e).contains("password missing") => return,
+            _ if Instant::now() > deadline => panic!("pg_hba.conf reload not seen within 10 s"),
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
 }
 
 /// Session settings for test connections.
