@@ -1,9 +1,13 @@
 //! What every handler shares: the database handle, the configuration, the
-//! metrics and the credential keys, each behind a cheap clone.
+//! metrics and the credential keys, behind one `Arc`.
 //!
-//! The keys (JWT verifier, session signer) are prepared once here rather than
-//! per request, and a bad key fails at start-up with the variable's name.
+//! axum clones the state for every extractor and middleware of every
+//! request, so it is one reference count, not one per field. The keys (JWT
+//! verifier, session signer, cursor codec) are prepared once here rather
+//! than per request, and a bad key fails at start-up with the variable's
+//! name.
 
+use std::ops::Deref;
 use std::sync::Arc;
 
 use pgkit::pool::Database;
@@ -12,15 +16,26 @@ use pgkit::settings::SettingsError;
 use crate::auth::jwt::JwtVerifier;
 use crate::auth::session::SessionSigner;
 use crate::config::Config;
+use crate::cursor::CursorCodec;
 use crate::metrics::Metrics;
 
-/// The axum state of every route.
+/// The axum state of every route: a cheap handle on [`Shared`].
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+/// What [`AppState`] points at.
+pub struct Shared {
     pub db: Database,
-    pub config: Arc<Config>,
-    pub metrics: Arc<Metrics>,
-    pub auth: Arc<AuthKeys>,
+    pub config: Config,
+    pub metrics: Metrics,
+    pub auth: AuthKeys,
+}
+
+impl Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 impl std::fmt::Debug for AppState {
@@ -38,6 +53,8 @@ pub struct AuthKeys {
     /// `None` when `JWT_SECRET` is unset: bearer auth is off (a bearer token is then a 401).
     pub jwt: Option<JwtVerifier>,
     pub sessions: SessionSigner,
+    /// Pagination cursors, keyed by `CURSOR_SECRET`.
+    pub cursors: CursorCodec,
 }
 
 impl AuthKeys {
@@ -52,7 +69,12 @@ impl AuthKeys {
             SessionSigner::new(config.session_secret.expose().as_bytes()).map_err(|e| {
                 SettingsError::new("SESSION_SECRET", e.to_string(), "a long random value")
             })?;
-        Ok(AuthKeys { jwt, sessions })
+        let cursors = CursorCodec::new(config.cursor_secret.expose().as_bytes());
+        Ok(AuthKeys {
+            jwt,
+            sessions,
+            cursors,
+        })
     }
 }
 
@@ -60,11 +82,11 @@ impl AppState {
     /// The state for `db` and `config`, with fresh metrics.
     pub fn new(db: Database, config: Config) -> Result<AppState, SettingsError> {
         let auth = AuthKeys::from_config(&config)?;
-        Ok(AppState {
+        Ok(AppState(Arc::new(Shared {
             db,
-            config: Arc::new(config),
-            metrics: Arc::new(Metrics::new()),
-            auth: Arc::new(auth),
-        })
+            config,
+            metrics: Metrics::new(),
+            auth,
+        })))
     }
 }

@@ -8,9 +8,17 @@
 //! cheap: one prepared statement on a pooled connection, no background work.
 //! The reason text is built from classified errors, which never carry a
 //! password or a DSN.
+//!
+//! Concurrent probes share one check: a probe that arrives while a
+//! `SELECT 1` is in flight awaits that check's answer instead of sending
+//! another. An answer is never kept once it has arrived, so no probe sees a
+//! result that was already known before it came; under a burst of probes
+//! the database sees one query per round trip instead of one per probe.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
+use futures_util::future::{BoxFuture, FutureExt, Shared};
 use serde::Serialize;
 
 use crate::pool::Database;
@@ -60,14 +68,7 @@ impl Readiness {
 
 /// Checks the database and reports in DESIGN §3's shape.
 pub async fn readiness(db: &Database) -> Readiness {
-    let outcome = match tokio::time::timeout(READY_TIMEOUT, select_one(db)).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(reason)) => Err(reason),
-        Err(_) => Err(format!(
-            "no answer to SELECT 1 within {}s",
-            READY_TIMEOUT.as_secs()
-        )),
-    };
+    let outcome = shared_check(db).await;
     let status = db.status();
     Readiness {
         status: if outcome.is_ok() {
@@ -89,6 +90,45 @@ pub async fn readiness(db: &Database) -> Readiness {
                 max_size: status.max_size,
             },
         },
+    }
+}
+
+type Check = Shared<BoxFuture<'static, Result<(), String>>>;
+
+/// The check in flight, if any; lives in the [`Database`] it checks.
+#[derive(Default)]
+pub(crate) struct InFlight(Mutex<Option<Check>>);
+
+/// Joins the check in flight, or starts one.
+async fn shared_check(db: &Database) -> Result<(), String> {
+    let slot = &db.in_flight_check().0;
+    let check = {
+        let mut current = slot.lock().unwrap_or_else(|p| p.into_inner());
+        match current.as_ref() {
+            // A finished check whose starter went away before clearing it is stale.
+            Some(check) if check.peek().is_none() => check.clone(),
+            _ => {
+                let check = timed_check(db.clone()).boxed().shared();
+                *current = Some(check.clone());
+                check
+            }
+        }
+    };
+    let outcome = check.clone().await;
+    let mut current = slot.lock().unwrap_or_else(|p| p.into_inner());
+    if current.as_ref().is_some_and(|c| c.ptr_eq(&check)) {
+        *current = None;
+    }
+    outcome
+}
+
+async fn timed_check(db: Database) -> Result<(), String> {
+    match tokio::time::timeout(READY_TIMEOUT, select_one(&db)).await {
+        Ok(result) => result,
+        Err(_) => Err(format!(
+            "no answer to SELECT 1 within {}s",
+            READY_TIMEOUT.as_secs()
+        )),
     }
 }
 

@@ -158,6 +158,7 @@ struct Shared {
     /// False until the first connection of the process has been opened.
     started: AtomicBool,
     counters: Counters,
+    readiness: crate::health::InFlight,
 }
 
 /// The handle services share: cheap to clone, one pool behind it.
@@ -240,8 +241,13 @@ impl Database {
                 topping_up: AtomicBool::new(false),
                 started: AtomicBool::new(false),
                 counters: Counters::default(),
+                readiness: Default::default(),
             }),
         })
+    }
+
+    pub(crate) fn in_flight_check(&self) -> &crate::health::InFlight {
+        &self.shared.readiness
     }
 
     pub fn settings(&self) -> &DbSettings {

@@ -351,3 +351,33 @@ async fn a_distinctive_password_is_never_shown() {
     assert!(!not_ready.is_ready());
     assert!(not_ready.checks.database.starts_with("error: "));
 }
+
+#[tokio::test]
+async fn concurrent_readiness_probes_share_one_check() {
+    let test_db = testing::cluster().await.database().await;
+    let db = Database::new(settings(
+        test_db.url(),
+        &[("DB_POOL_MIN_SIZE", "1"), ("DB_POOL_MAX_SIZE", "10")],
+    ))
+    .unwrap();
+    db.warm_up().await.unwrap();
+    let probes: Vec<_> = (0..50)
+        .map(|_| {
+            let db = db.clone();
+            tokio::spawn(async move { readiness(&db).await.is_ready() })
+        })
+        .collect();
+    for p in probes {
+        assert!(p.await.unwrap());
+    }
+    // One check at a time needs one connection; a query per probe would have opened up to 10.
+    assert_eq!(db.status().size, 1, "{:?}", db.status());
+    // Answers are not kept: after an outage starts, the next probe sees it.
+    drop(test_db);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            !readiness(&db).await.is_ready()
+        })
+        .await
+    );
+}

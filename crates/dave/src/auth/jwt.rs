@@ -15,9 +15,10 @@ use std::time::Duration;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::Utc;
-use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use hmac::{Hmac, Mac};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
+use sha2::Sha256;
 use uuid::Uuid;
 
 /// Why a bearer token was refused. Every variant is a 401 for the client;
@@ -56,17 +57,6 @@ pub struct BearerIdentity {
     pub is_admin: bool,
 }
 
-/// The claims this service reads; others are ignored.
-#[derive(Deserialize)]
-struct Claims {
-    // Optional here so that a missing `sub` is reported by the validation as
-    // a missing claim, not as a JSON error.
-    #[serde(default)]
-    sub: Option<String>,
-    #[serde(default)]
-    role: Option<serde_json::Value>,
-}
-
 /// The claims [`issue`] writes.
 #[derive(Serialize)]
 struct IssuedClaims<'a> {
@@ -77,11 +67,38 @@ struct IssuedClaims<'a> {
     role: Option<&'a str>,
 }
 
-/// Verifies bearer tokens with one key and one set of rules, built once.
+/// The header fields read; the algorithm is borrowed when it can be.
+#[derive(Deserialize)]
+struct RawHeader<'a> {
+    #[serde(borrow)]
+    alg: std::borrow::Cow<'a, str>,
+}
+
+/// The claims this service reads, kept as JSON so a claim of the wrong type
+/// is told apart from a missing one; others are ignored.
+#[derive(Deserialize)]
+struct RawClaims {
+    #[serde(default)]
+    sub: Option<serde_json::Value>,
+    #[serde(default)]
+    exp: Option<serde_json::Value>,
+    #[serde(default)]
+    nbf: Option<serde_json::Value>,
+    #[serde(default)]
+    aud: Option<serde_json::Value>,
+    #[serde(default)]
+    role: Option<serde_json::Value>,
+}
+
+/// Verifies bearer tokens with one key, prepared once.
+///
+/// Written out rather than through `jsonwebtoken::decode`, which decodes the
+/// header twice, the claims twice and keys a new HMAC per token: this path
+/// runs on every bearer request (docs/benchmarks.md). `jsonwebtoken` still
+/// signs tokens in [`issue`] and the tests, which check both agree.
 #[derive(Clone)]
 pub struct JwtVerifier {
-    key: DecodingKey,
-    validation: Validation,
+    mac: Hmac<Sha256>,
 }
 
 impl fmt::Debug for JwtVerifier {
@@ -96,34 +113,74 @@ impl JwtVerifier {
         if secret.is_empty() {
             return Err(JwtError::EmptySecret);
         }
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 0;
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        Ok(Self {
-            key: DecodingKey::from_secret(secret),
-            validation,
-        })
+        let mac = Hmac::<Sha256>::new_from_slice(secret).map_err(|_| JwtError::EmptySecret)?;
+        Ok(Self { mac })
     }
 
-    /// The identity in `token`, or why it is refused.
+    /// The identity in `token`, or why it is refused. Checks in this order:
+    /// shape, `alg`, signature, then the claims (`exp`, `nbf`, `aud`, `sub`).
     pub fn verify(&self, token: &str) -> Result<BearerIdentity, JwtError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
-            .map_err(|e| classify(token, e.kind()))?;
-        let sub = data
-            .claims
-            .sub
-            .ok_or_else(|| JwtError::MissingClaim("sub".to_owned()))?;
-        let user_id = Uuid::try_parse(&sub).map_err(|_| JwtError::SubjectNotUuid)?;
-        let is_admin = data
-            .claims
-            .role
-            .as_ref()
-            .and_then(serde_json::Value::as_str)
-            == Some("admin");
-        Ok(BearerIdentity { user_id, is_admin })
+        let (signed, signature) = token.rsplit_once('.').ok_or(JwtError::Malformed)?;
+        let (header, claims) = signed.split_once('.').ok_or(JwtError::Malformed)?;
+        let header_json = decode_part(header)?;
+        let header: RawHeader<'_> =
+            serde_json::from_slice(&header_json).map_err(|_| JwtError::Malformed)?;
+        if header.alg != "HS256" {
+            return Err(JwtError::WrongAlgorithm(truncate(&header.alg)));
+        }
+        let signature = decode_part(signature)?;
+        let mut mac = self.mac.clone();
+        mac.update(signed.as_bytes());
+        mac.verify_slice(&signature)
+            .map_err(|_| JwtError::BadSignature)?;
+        let claims: RawClaims =
+            serde_json::from_slice(&decode_part(claims)?).map_err(|_| JwtError::Malformed)?;
+        check_claims(&claims, Utc::now().timestamp())
     }
+}
+
+/// The registered claims' rules, at `now` (seconds since the epoch).
+fn check_claims(claims: &RawClaims, now: i64) -> Result<BearerIdentity, JwtError> {
+    let exp = claims
+        .exp
+        .as_ref()
+        .ok_or_else(|| JwtError::MissingClaim("exp".to_owned()))?;
+    let sub = claims
+        .sub
+        .as_ref()
+        .ok_or_else(|| JwtError::MissingClaim("sub".to_owned()))?;
+    let exp = exp
+        .as_i64()
+        .ok_or_else(|| JwtError::BadClaim("exp".to_owned()))?;
+    let nbf = match &claims.nbf {
+        None => None,
+        Some(v) => Some(
+            v.as_i64()
+                .ok_or_else(|| JwtError::BadClaim("nbf".to_owned()))?,
+        ),
+    };
+    if exp < now {
+        return Err(JwtError::Expired);
+    }
+    if nbf.is_some_and(|nbf| nbf > now) {
+        return Err(JwtError::NotYetValid);
+    }
+    if claims.aud.is_some() {
+        return Err(JwtError::Audience);
+    }
+    let sub = sub
+        .as_str()
+        .ok_or_else(|| JwtError::BadClaim("sub".to_owned()))?;
+    let user_id = Uuid::try_parse(sub).map_err(|_| JwtError::SubjectNotUuid)?;
+    let is_admin = claims.role.as_ref().and_then(serde_json::Value::as_str) == Some("admin");
+    Ok(BearerIdentity { user_id, is_admin })
+}
+
+/// One base64url part of the token (unpadded, as JWTs are written).
+fn decode_part(part: &str) -> Result<Vec<u8>, JwtError> {
+    URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| JwtError::Malformed)
 }
 
 /// A token for `user_id` valid for `ttl`, signed like an identity provider
@@ -151,55 +208,6 @@ pub fn issue(
         &EncodingKey::from_secret(secret),
     )
     .map_err(|e| JwtError::Signing(e.to_string()))
-}
-
-/// The header's `alg` as written, for the message when it is not one the
-/// library knows (e.g. `none`); only read after decoding already failed.
-fn header_alg(token: &str) -> Option<String> {
-    #[derive(Deserialize)]
-    struct RawHeader {
-        alg: String,
-    }
-    let header = token.split('.').next()?;
-    let bytes = URL_SAFE_NO_PAD.decode(header).ok()?;
-    serde_json::from_slice::<RawHeader>(&bytes)
-        .ok()
-        .map(|h| h.alg)
-}
-
-fn classify(token: &str, kind: &ErrorKind) -> JwtError {
-    match kind {
-        ErrorKind::InvalidSignature => JwtError::BadSignature,
-        ErrorKind::ExpiredSignature => JwtError::Expired,
-        ErrorKind::ImmatureSignature => JwtError::NotYetValid,
-        ErrorKind::MissingRequiredClaim(claim) => JwtError::MissingClaim(claim.clone()),
-        ErrorKind::InvalidClaimFormat(claim) => JwtError::BadClaim(claim.clone()),
-        ErrorKind::InvalidAudience => JwtError::Audience,
-        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName | ErrorKind::Json(_) => {
-            match header_alg(token) {
-                Some(alg) if alg != "HS256" => JwtError::WrongAlgorithm(truncate(&alg)),
-                _ if matches!(kind, ErrorKind::Json(_)) => claims_problem(token),
-                _ => JwtError::Malformed,
-            }
-        }
-        _ => JwtError::Malformed,
-    }
-}
-
-/// A JSON error with an HS256 header is about the claims: e.g. `sub` is not a
-/// string. Says which claim when it can.
-fn claims_problem(token: &str) -> JwtError {
-    let claims = token
-        .split('.')
-        .nth(1)
-        .and_then(|part| URL_SAFE_NO_PAD.decode(part).ok())
-        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok());
-    match claims {
-        Some(value) if value.get("sub").is_some_and(|sub| !sub.is_string()) => {
-            JwtError::BadClaim("sub".to_owned())
-        }
-        _ => JwtError::Malformed,
-    }
 }
 
 /// An attacker-chosen `alg` goes into the message: keep it short.

@@ -104,11 +104,9 @@ fn conversation_not_found() -> ApiError {
     ApiError::not_found("conversation")
 }
 
-/// Pagination cursors for `state`'s configured secret. Keyed per call (two
-/// HMAC key setups, about a microsecond), and only when a cursor is read or
-/// a next page exists; a codec held in `AppState` would save even that.
-fn cursor_codec(state: &AppState) -> CursorCodec {
-    CursorCodec::new(state.config.cursor_secret.expose().as_bytes())
+/// Pagination cursors for `state`'s configured secret, keyed once at start-up.
+fn cursor_codec(state: &AppState) -> &CursorCodec {
+    &state.auth.cursors
 }
 
 /// The position a client's `cursor` names, checked against its listing; an
