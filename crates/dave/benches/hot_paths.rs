@@ -53,8 +53,8 @@ fn conversation(n: u128) -> Conversation {
         id: Uuid::from_u128(n),
         user_id: user_id(),
         title: format!("Sizing the connection pool, take {n}"),
-        context: object(json!({"product": "dave", "locale": "en-GB", "channel": "web"})),
-        metadata: object(json!({"source": "bench", "tags": ["pool", "postgres"]})),
+        context: (&object(json!({"product": "dave", "locale": "en-GB", "channel": "web"}))).into(),
+        metadata: (&object(json!({"source": "bench", "tags": ["pool", "postgres"]}))).into(),
         created_at: at(),
         updated_at: at(),
     }
@@ -78,7 +78,7 @@ fn message() -> Message {
             "What happens when the pool is exhausted?".into(),
             "Should each Cloud Run instance have its own pool?".into(),
         ],
-        metadata: object(json!({"model": "bench-1", "tokens": 120, "latency_ms": 840})),
+        metadata: (&object(json!({"model": "bench-1", "tokens": 120, "latency_ms": 840}))).into(),
         created_at: at(),
     }
 }

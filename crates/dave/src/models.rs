@@ -22,8 +22,50 @@ use uuid::Uuid;
 
 use crate::error::ApiError;
 
-/// A JSON object (context, metadata).
+/// A JSON object (context, metadata) as a client sends it.
 pub type JsonObject = serde_json::Map<String, Value>;
+
+/// A JSON object as the database returns it, passed to the response as its
+/// text: no tree is built on the way out (listing pages carry two per row).
+/// The text is JSON-equivalent to what was stored, in jsonb's own key order
+/// and spacing.
+#[derive(Debug, Clone, Serialize)]
+#[serde(transparent)]
+pub struct StoredJson(Box<serde_json::value::RawValue>);
+
+impl StoredJson {
+    /// The JSON text as stored.
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+
+    /// Parses it, for callers that need the values (tests, tools).
+    pub fn to_value(&self) -> Value {
+        serde_json::from_str(self.get()).unwrap_or(Value::Null)
+    }
+}
+
+impl From<Box<serde_json::value::RawValue>> for StoredJson {
+    fn from(raw: Box<serde_json::value::RawValue>) -> StoredJson {
+        StoredJson(raw)
+    }
+}
+
+impl From<&JsonObject> for StoredJson {
+    fn from(object: &JsonObject) -> StoredJson {
+        let text = serde_json::to_string(object).unwrap_or_else(|_| "{}".to_owned());
+        StoredJson(
+            serde_json::value::RawValue::from_string(text).expect("serde_json wrote valid JSON"),
+        )
+    }
+}
+
+/// Equal when they hold the same JSON, whatever the spacing and key order.
+impl PartialEq for StoredJson {
+    fn eq(&self, other: &StoredJson) -> bool {
+        self.get() == other.get() || self.to_value() == other.to_value()
+    }
+}
 
 /// Largest `context` or `metadata` object, as compact JSON (DESIGN §3).
 pub const MAX_JSON_OBJECT_BYTES: usize = 64 * 1024;
@@ -371,9 +413,9 @@ pub struct Conversation {
     pub user_id: Uuid,
     pub title: String,
     #[schema(value_type = Object)]
-    pub context: JsonObject,
+    pub context: StoredJson,
     #[schema(value_type = Object)]
-    pub metadata: JsonObject,
+    pub metadata: StoredJson,
     #[serde(serialize_with = "rfc3339")]
     pub created_at: DateTime<Utc>,
     /// Moves on every change and on every new message.
@@ -482,7 +524,7 @@ pub struct Message {
     pub resources: Vec<String>,
     pub follow_up_suggestions: Vec<String>,
     #[schema(value_type = Object)]
-    pub metadata: JsonObject,
+    pub metadata: StoredJson,
     #[serde(serialize_with = "rfc3339")]
     pub created_at: DateTime<Utc>,
 }
@@ -983,8 +1025,8 @@ mod tests {
             id: Uuid::nil(),
             user_id: Uuid::nil(),
             title: "t".into(),
-            context: JsonObject::new(),
-            metadata: JsonObject::new(),
+            context: (&JsonObject::new()).into(),
+            metadata: (&JsonObject::new()).into(),
             created_at: at,
             updated_at: at,
         };

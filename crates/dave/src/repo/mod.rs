@@ -23,11 +23,11 @@ pub mod prompts;
 use pgkit::error::DbError;
 use pgkit::repo::{col, Json, Row};
 
-use crate::models::JsonObject;
+use crate::models::StoredJson;
 
 /// A `jsonb` column holding an object (context, metadata).
-fn json_object(row: &Row, name: &str) -> Result<JsonObject, DbError> {
-    col::<Json<JsonObject>>(row, name).map(|Json(object)| object)
+fn json_object(row: &Row, name: &str) -> Result<StoredJson, DbError> {
+    col::<Json<Box<serde_json::value::RawValue>>>(row, name).map(|Json(raw)| raw.into())
 }
 
 /// One page of rows: asks for `limit + 1` so the extra row tells whether
