@@ -210,18 +210,23 @@ impl Target {
         open_database(settings, &self.env)
     }
 
-    /// Stops the local cluster if this command started it.
+    /// Stops the local cluster if this command started it (another
+    /// command, such as a running `dave serve`, may be using it).
     async fn finish(self) -> anyhow::Result<()> {
-        if let Some(cluster) = self.local {
-            cluster.stop().await?;
-        }
-        Ok(())
+        stop_if_started_here(self.local).await
     }
 }
 
 /// The pool, with IAM login when `DB_IAM_AUTH` is on.
 fn open_database(settings: DbSettings, env: &Env) -> anyhow::Result<Database> {
     Ok(Database::from_settings(settings, env)?)
+}
+
+async fn stop_if_started_here(local: Option<LocalCluster>) -> anyhow::Result<()> {
+    match local {
+        Some(cluster) if cluster.started_here() => Ok(cluster.stop().await?),
+        _ => Ok(()),
+    }
 }
 
 /// Starts (or attaches to) the local cluster and makes sure dave's database exists.
@@ -505,9 +510,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let drained = server::serve(listener, app::app(state), stop, grace).await?;
     db.close(Duration::from_secs(2)).await;
     let reason = stop_rx.borrow_and_update().clone();
-    if let Some(cluster) = target.local {
-        cluster.stop().await?;
-    }
+    stop_if_started_here(target.local).await?;
     tracing::info!(?drained, "stopped");
     match reason {
         Some(StopReason::DatabaseUnreachable(e)) => Err(anyhow!(

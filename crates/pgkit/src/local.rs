@@ -281,6 +281,8 @@ struct Inner {
     server_user: Option<ServerUser>,
     settings: Vec<(String, String)>,
     supervision: Option<Supervision>,
+    /// False when the server was already running and this handle attached.
+    started_here: bool,
 }
 
 /// State of a cluster whose server is our child.
@@ -412,6 +414,12 @@ impl LocalCluster {
         self.inner.config(database)
     }
 
+    /// Whether this handle started the server, rather than finding it
+    /// running: a command that only attached must not stop someone else's.
+    pub fn started_here(&self) -> bool {
+        self.inner.started_here
+    }
+
     /// The running server's pid, if it runs.
     pub fn pid(&self) -> Option<u32> {
         match Self::status(&self.inner.data_dir) {
@@ -528,6 +536,7 @@ impl Inner {
             server_user,
             settings: opts.settings,
             supervision: None,
+            started_here: false,
         })
     }
 
@@ -552,6 +561,7 @@ impl Inner {
         if inner.attach() {
             return Ok(inner);
         }
+        inner.started_here = true;
         if LocalCluster::status(&inner.data_dir) == LocalStatus::NotInitialized {
             inner.initdb()?;
             // Canonical from here on, so the socket path is the real one.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use pgkit::local::{LocalCluster, LocalStatus};
 
-use crate::helpers::{client, spawn_binary, wait_ready, WAIT};
+use crate::helpers::{client, run_binary, spawn_binary, wait_ready, WAIT};
 
 #[tokio::test]
 async fn serve_without_a_dsn_runs_on_a_local_postgres_and_stops_it() {
@@ -35,6 +35,33 @@ async fn serve_without_a_dsn_runs_on_a_local_postgres_and_stops_it() {
         LocalCluster::status(&data_dir),
         LocalStatus::Running { .. }
     ));
+
+    // A second command on the same local cluster attaches to it and must
+    // leave it running for the service.
+    let (status, _, stderr) = run_binary(
+        &[
+            "apikey",
+            "create",
+            "--user-id",
+            "7a1e1b2c-0000-4000-8000-000000000001",
+        ],
+        &[],
+        dir.path(),
+    )
+    .await;
+    assert!(status.success(), "{stderr}");
+    let after = http
+        .get(format!("{url}/health/ready"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        after.status(),
+        200,
+        "the service lost its database: {}",
+        child.output()
+    );
+
     child.signal(rustix::process::Signal::INT);
     let status = child.wait_exit(WAIT).await;
     assert_eq!(status.code(), Some(0), "{}", child.output());
