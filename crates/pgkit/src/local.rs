@@ -447,7 +447,8 @@ impl LocalCluster {
         .await
     }
 
-    /// The blocking form of [`stop`](Self::stop), for `Drop` impls.
+    /// The blocking form of [`stop`](Self::stop), for the test harness's `Drop` impls.
+    #[cfg(feature = "testing")]
     pub(crate) fn stop_blocking(&self) -> Result<(), LocalError> {
         self.inner.stop_blocking()
     }
