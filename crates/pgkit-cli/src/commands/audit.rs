@@ -12,7 +12,7 @@ use super::{connection, print_report, UserError};
 use crate::cli::AuditArgs;
 
 pub async fn run(args: AuditArgs) -> anyhow::Result<()> {
-    let (dsn, params) = connection(&args.db)?;
+    let (dsn, params) = connection(&args.db).await?;
     let client = open(&dsn, &params, None).await?;
     let options = AuditOptions {
         schema: args.schema.clone(),

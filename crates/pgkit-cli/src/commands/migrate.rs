@@ -29,7 +29,7 @@ pub async fn run(args: MigrateArgs) -> anyhow::Result<()> {
             Ok(())
         }
         MigrateAction::Status { json } => {
-            let (dsn, params) = connection(&args.db)?;
+            let (dsn, params) = connection(&args.db).await?;
             let status = migrator.status(&dsn, &params).await?;
             if *json {
                 println!(
@@ -42,7 +42,7 @@ pub async fn run(args: MigrateArgs) -> anyhow::Result<()> {
             Ok(())
         }
         MigrateAction::Up => {
-            let (dsn, params) = connection(&args.db)?;
+            let (dsn, params) = connection(&args.db).await?;
             let report = migrator.up(&dsn, &params, progress).await?;
             if !report.applied.is_empty() {
                 let ms: u128 = report.applied.iter().map(|(_, d)| d.as_millis()).sum();
@@ -55,7 +55,7 @@ pub async fn run(args: MigrateArgs) -> anyhow::Result<()> {
             Ok(())
         }
         MigrateAction::Repair => {
-            let (dsn, params) = connection(&args.db)?;
+            let (dsn, params) = connection(&args.db).await?;
             let repaired = migrator.repair(&dsn, &params, progress).await?;
             if repaired.is_empty() {
                 eprintln!("nothing to repair: no applied file changed");
@@ -63,7 +63,7 @@ pub async fn run(args: MigrateArgs) -> anyhow::Result<()> {
             Ok(())
         }
         MigrateAction::Baseline { to } => {
-            let (dsn, params) = connection(&args.db)?;
+            let (dsn, params) = connection(&args.db).await?;
             let recorded = migrator.baseline(&dsn, &params, *to, progress).await?;
             eprintln!(
                 "recorded {} migration(s) as applied, up to {to}",

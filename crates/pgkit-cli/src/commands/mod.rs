@@ -119,7 +119,11 @@ pub fn hint(e: &anyhow::Error) -> String {
 
 /// The DSN and session settings: --database-url / DATABASE_URL, then the
 /// DB_* and APP_ENVIRONMENT variables (and .env), as every service reads them.
-pub fn connection(db: &DbArgs) -> anyhow::Result<(Dsn, SessionParams)> {
+/// The DSN and session settings of a command. With `DB_IAM_AUTH=true` the
+/// password is an IAM access token from the environment's credentials
+/// (metadata server on Cloud Run, Application Default Credentials on a
+/// laptop), fetched once for the command.
+pub async fn connection(db: &DbArgs) -> anyhow::Result<(Dsn, SessionParams)> {
     let env = Env::from_process()?;
     let mut settings = DbSettings::from_env(&env, "DATABASE_URL", "pgkit")?;
     if let Some(url) = &db.database_url {
@@ -131,12 +135,20 @@ pub fn connection(db: &DbArgs) -> anyhow::Result<(Dsn, SessionParams)> {
         })?;
         settings.dsn = Some(dsn);
     }
-    let dsn = settings.dsn.clone().ok_or_else(|| {
+    let mut dsn = settings.dsn.clone().ok_or_else(|| {
         UserError::new(
             "no database URL",
             "pass --database-url URL, or set DATABASE_URL (or DATABASE_URL_FILE)",
         )
     })?;
+    if settings.iam_auth {
+        let token = pgkit::iam::token_source_from_env(&env)
+            .map_err(|e| UserError::new(format!("DB_IAM_AUTH=true but {e}"), "run `gcloud auth application-default login`, or run on Cloud Run with a service account"))?
+            .token()
+            .await
+            .map_err(|e| UserError::new(format!("cannot get an IAM access token: {e}"), "check the service account's roles/cloudsql.instanceUser and the credentials"))?;
+        dsn = dsn.with_password(Some(token));
+    }
     let mut params = SessionParams::from_settings(&settings);
     if let Some(e) = db.environment {
         params.environment = environment_name(e).into();

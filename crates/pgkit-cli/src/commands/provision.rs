@@ -36,7 +36,7 @@ pub async fn run(args: ProvisionArgs) -> anyhow::Result<()> {
         return Ok(());
     }
 
-    let (dsn, params) = connection(&args.db)?;
+    let (dsn, params) = connection(&args.db).await?;
     let (tx, mut notices) = tokio::sync::mpsc::unbounded_channel();
     let client = open(&dsn, &params, Some(tx)).await?;
     let applied = plan.apply(&client).await;

@@ -14,7 +14,7 @@ pub async fn run(args: SeedArgs) -> anyhow::Result<()> {
         .into());
     }
     let (lock_timeout, statement_timeout) = timeouts(&args.run)?;
-    let (dsn, params) = connection(&args.db)?;
+    let (dsn, params) = connection(&args.db).await?;
     let options = SeedOptions {
         lock_timeout,
         statement_timeout,
