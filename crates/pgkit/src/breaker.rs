@@ -3,8 +3,15 @@
 //! When the database is down, every request that waits for a connection
 //! timeout holds a client and a worker for seconds. The breaker counts
 //! consecutive connection-level failures (refused, reset, authentication,
-//! connect timeout); at `DB_BREAKER_THRESHOLD` it opens and every call fails
-//! at once with a retry-after. After `DB_BREAKER_RESET` exactly one caller
+//! connect timeout, no answer within the call bound); at
+//! `DB_BREAKER_THRESHOLD` it opens and every call fails at once with a
+//! retry-after. "Consecutive" means one after another, not side by side: a
+//! restart kills every call in flight at once, and those casualties of one
+//! event count as one failure. Each call carries the failure count's epoch
+//! from when it entered; its failure counts only if no other failure was
+//! counted since (the way resilience4j and HikariCP users expect a restart
+//! to cost a few seconds, not `DB_BREAKER_RESET`). Any success — a call, or
+//! a new connection opened — sets the count back to zero. After `DB_BREAKER_RESET` exactly one caller
 //! gets through as a trial (half-open): its success closes the breaker, its
 //! failure re-opens it. Query errors (constraint violations, syntax, a
 //! single statement's timeout) say nothing about the connection and are not
@@ -50,11 +57,13 @@ pub struct Rejected {
     pub retry_after: Duration,
 }
 
-/// What a caller holds while its call runs: whether it is the half-open trial.
+/// What a caller holds while its call runs: whether it is the half-open
+/// trial, and the failure epoch it entered in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use]
 pub struct Ticket {
     pub trial: bool,
+    epoch: u64,
 }
 
 const CLOSED: u8 = 0;
@@ -68,6 +77,8 @@ pub struct Breaker {
     /// Fast path: readers check this without the lock.
     state: AtomicU8,
     failures: AtomicU32,
+    /// Bumped by every counted failure; see the module doc.
+    epoch: AtomicU64,
     slow: Mutex<Slow>,
     opened: AtomicU64,
     half_opened: AtomicU64,
@@ -87,6 +98,7 @@ impl Breaker {
             reset,
             state: AtomicU8::new(CLOSED),
             failures: AtomicU32::new(0),
+            epoch: AtomicU64::new(0),
             slow: Mutex::new(Slow {
                 opened_at: None,
                 trial_out: false,
@@ -129,13 +141,20 @@ impl Breaker {
     /// Asks to make a call. Closed: yes. Open: no, with the time left.
     /// Half-open: yes for exactly one caller at a time (the trial).
     pub fn enter(&self) -> Result<Ticket, Rejected> {
+        let epoch = self.epoch.load(Ordering::Acquire);
         if self.state.load(Ordering::Acquire) == CLOSED {
-            return Ok(Ticket { trial: false });
+            return Ok(Ticket {
+                trial: false,
+                epoch,
+            });
         }
         let mut slow = self.lock();
         let state = self.state.load(Ordering::Acquire);
         if state == CLOSED {
-            return Ok(Ticket { trial: false });
+            return Ok(Ticket {
+                trial: false,
+                epoch,
+            });
         }
         let opened_at = slow.opened_at.unwrap_or_else(Instant::now);
         let elapsed = opened_at.elapsed();
@@ -155,7 +174,7 @@ impl Breaker {
             tracing::info!("circuit breaker half-open: letting one trial call through");
         }
         slow.trial_out = true;
-        Ok(Ticket { trial: true })
+        Ok(Ticket { trial: true, epoch })
     }
 
     /// The call reached the database and the connection worked.
@@ -182,12 +201,31 @@ impl Breaker {
     /// Closes the breaker from outside a call: start-up retries (which do
     /// not go through the breaker) have reached the database.
     pub fn reset(&self) {
-        self.success(Ticket { trial: true });
+        self.success(Ticket {
+            trial: true,
+            epoch: 0,
+        });
+    }
+
+    /// A new connection was opened: the database answers, whatever calls
+    /// in flight before may still report. Closes a breaker that was not
+    /// open (an open one waits for its trial, so `DB_BREAKER_RESET` keeps
+    /// its meaning).
+    pub fn connected(&self) {
+        if self.state.load(Ordering::Acquire) == CLOSED {
+            self.failures.store(0, Ordering::Relaxed);
+        }
     }
 
     /// The call failed at the connection level.
     pub fn failure(&self, ticket: Ticket) {
         let mut slow = self.lock();
+        if !ticket.trial && ticket.epoch != self.epoch.load(Ordering::Acquire) {
+            // Another failure was counted after this call entered: the
+            // same event (a restart) seen by one more call in flight.
+            return;
+        }
+        self.epoch.fetch_add(1, Ordering::AcqRel);
         let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
         if ticket.trial {
             slow.trial_out = false;
@@ -241,6 +279,33 @@ mod tests {
         let rejected = b.enter().unwrap_err();
         assert!(rejected.retry_after > Duration::from_secs(59));
         assert_eq!(b.transitions().opened, 1);
+    }
+
+    #[test]
+    fn calls_in_flight_when_the_server_goes_away_count_once() {
+        let b = Breaker::new(3, Duration::from_secs(60));
+        let in_flight: Vec<Ticket> = (0..16).map(|_| b.enter().unwrap()).collect();
+        for t in in_flight {
+            b.failure(t);
+        }
+        assert_eq!(b.failures(), 1, "sixteen casualties of one restart");
+        assert_eq!(b.state(), BreakerState::Closed);
+        // Calls made after that failure count again, one after another.
+        b.failure(b.enter().unwrap());
+        b.failure(b.enter().unwrap());
+        assert_eq!(b.state(), BreakerState::Open);
+    }
+
+    #[test]
+    fn a_new_connection_resets_the_count_of_a_closed_breaker() {
+        let b = Breaker::new(3, Duration::from_secs(60));
+        b.failure(b.enter().unwrap());
+        b.failure(b.enter().unwrap());
+        b.connected();
+        assert_eq!(b.failures(), 0);
+        b.failure(b.enter().unwrap());
+        b.failure(b.enter().unwrap());
+        assert_eq!(b.state(), BreakerState::Closed);
     }
 
     #[test]

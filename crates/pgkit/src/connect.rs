@@ -6,7 +6,9 @@
 //! `app.environment`. These travel in the start-up packet (`options`), so
 //! setting them costs no extra round trip. The driver's connection task is
 //! spawned here; NOTICEs from the server can be forwarded to a channel (the
-//! migration runner shows them to the user).
+//! migration runner shows them to the user). TCP connections get keepalives
+//! and `TCP_USER_TIMEOUT`, so a peer that vanished (a black-holed network,
+//! a frozen host) is given up by the kernel in seconds, not minutes.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -15,7 +17,8 @@ use std::time::Duration;
 use futures_util::future::poll_fn;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc::UnboundedSender;
-use tokio_postgres::{AsyncMessage, Client, Connection, NoTls};
+use tokio::task::AbortHandle;
+use tokio_postgres::{AsyncMessage, CancelToken, Client, Connection, NoTls};
 
 use crate::dsn::{Dsn, Host, SslMode};
 use crate::error::DbError;
@@ -60,6 +63,19 @@ impl SessionParams {
             .map(|(k, v)| format!("-c {k}={}", escape_option(v)))
             .collect::<Vec<_>>()
             .join(" ")
+    }
+}
+
+/// How long past `statement_timeout` a client waits for an answer before
+/// it stops trusting the connection: the server cancels a slow statement
+/// itself at `statement_timeout` and answers at once, so silence beyond
+/// this margin means the server or the path to it no longer answers.
+pub const ANSWER_MARGIN: Duration = Duration::from_secs(1);
+
+impl SessionParams {
+    /// The most a database call may take on the client's clock.
+    pub fn call_bound(&self) -> Duration {
+        self.statement_timeout + ANSWER_MARGIN
     }
 }
 
@@ -127,6 +143,21 @@ pub async fn connect(
     password: Option<&Secret>,
     notices: Option<UnboundedSender<Notice>>,
 ) -> Result<Client, ConnectError> {
+    connect_driven(dsn, params, password, notices)
+        .await
+        .map(|(client, _driver)| client)
+}
+
+/// [`connect`], also returning the handle of the task that drives the
+/// connection: the pool aborts it when it discards a connection whose call
+/// was abandoned, so the socket closes now instead of when the server
+/// finally answers.
+pub(crate) async fn connect_driven(
+    dsn: &Dsn,
+    params: &SessionParams,
+    password: Option<&Secret>,
+    notices: Option<UnboundedSender<Notice>>,
+) -> Result<(Client, AbortHandle), ConnectError> {
     let mut config = dsn.pg_config();
     config
         .application_name(&params.application_name)
@@ -138,7 +169,8 @@ pub async fn connect(
     if matches!(dsn.host, Host::Tcp(_)) {
         config
             .keepalives(true)
-            .keepalives_idle(Duration::from_secs(60));
+            .keepalives_idle(Duration::from_secs(60))
+            .tcp_user_timeout(params.call_bound());
     }
     let open = open(&config, dsn, notices);
     match tokio::time::timeout(params.connect_timeout, open).await {
@@ -151,17 +183,35 @@ async fn open(
     config: &tokio_postgres::Config,
     dsn: &Dsn,
     notices: Option<UnboundedSender<Notice>>,
-) -> Result<Client, ConnectError> {
+) -> Result<(Client, AbortHandle), ConnectError> {
     let wants_tls = matches!(dsn.host, Host::Tcp(_)) && dsn.sslmode != SslMode::Disable;
     if wants_tls {
         let tls = crate::tls::make_connector(dsn)?;
         let (client, conn) = config.connect(tls).await?;
-        tokio::spawn(drive(conn, notices));
-        Ok(client)
+        Ok((client, tokio::spawn(drive(conn, notices)).abort_handle()))
     } else {
         let (client, conn) = config.connect(NoTls).await?;
-        tokio::spawn(drive(conn, notices));
-        Ok(client)
+        Ok((client, tokio::spawn(drive(conn, notices)).abort_handle()))
+    }
+}
+
+/// Asks the server to stop whatever `client`'s session is running (a
+/// CancelRequest on a new connection, as libpq's `PQcancel`), bounded by
+/// `DB_CONNECT_TIMEOUT`; a server that does not answer is not waited for.
+pub(crate) async fn cancel(dsn: &Dsn, token: CancelToken, bound: Duration) {
+    let sent = async {
+        let wants_tls = matches!(dsn.host, Host::Tcp(_)) && dsn.sslmode != SslMode::Disable;
+        if wants_tls {
+            let tls = crate::tls::make_connector(dsn).map_err(|e| e.to_string())?;
+            token.cancel_query(tls).await.map_err(|e| e.to_string())
+        } else {
+            token.cancel_query(NoTls).await.map_err(|e| e.to_string())
+        }
+    };
+    match tokio::time::timeout(bound, sent).await {
+        Ok(Ok(())) => tracing::debug!("cancel request sent for an abandoned statement"),
+        Ok(Err(e)) => tracing::debug!(error = %e, "could not send a cancel request"),
+        Err(_) => tracing::debug!("no answer to a cancel request within DB_CONNECT_TIMEOUT"),
     }
 }
 

@@ -82,14 +82,20 @@ pub(crate) enum Level {
 /// Classifies a driver error. SQLSTATE classes: 08 connection exception,
 /// 28 invalid authorization, 53300 too many connections, 57P01..57P03
 /// shutdown / cannot connect now, 3D000 no such database. Errors without a
-/// SQLSTATE are I/O or protocol failures of the connection itself, except
-/// conversion errors, which the driver reports before anything is sent.
+/// SQLSTATE are connection-level only when they are I/O or protocol
+/// failures; the rest (a wrong parameter count, more rows than `query_opt`
+/// allows, a type that does not convert) are the caller's bugs, reported
+/// before or after a healthy exchange: counting them against the breaker or
+/// discarding the connection would turn one bad query into an outage.
 pub(crate) fn classify(e: &tokio_postgres::Error) -> (DbError, Level) {
     use tokio_postgres::error::SqlState;
     let Some(db) = e.as_db_error() else {
         let text = crate::connect::error_chain(e);
         if text.starts_with("error serializing") || text.starts_with("error deserializing") {
             return (DbError::Decode(text), Level::Query);
+        }
+        if !is_transport_failure(e) {
+            return (DbError::Query(text), Level::Query);
         }
         return (
             DbError::Unavailable {
@@ -99,6 +105,15 @@ pub(crate) fn classify(e: &tokio_postgres::Error) -> (DbError, Level) {
             Level::Connection,
         );
     };
+    if is_stale_plan(e) {
+        // A live migration changed a column a cached statement returns; the
+        // statement was evicted, so the same call works when tried again.
+        let err = DbError::Unavailable {
+            reason: "a migration changed a table this statement reads; retry the request".into(),
+            retry_after: Duration::from_secs(1),
+        };
+        return (err, Level::Query);
+    }
     let code = db.code();
     let connection_level = code.code().starts_with("08")
         || code.code().starts_with("28")
@@ -131,4 +146,37 @@ pub(crate) fn classify(e: &tokio_postgres::Error) -> (DbError, Level) {
         DbError::Query(db.message().to_string())
     };
     (err, Level::Query)
+}
+
+/// The driver's own failures of the connection (its `Kind`s Io, Closed,
+/// UnexpectedMessage, Parse, Encode, Tls, Authentication, Connect, Timeout),
+/// told apart by the fixed text tokio-postgres gives each kind.
+fn is_transport_failure(e: &tokio_postgres::Error) -> bool {
+    const TRANSPORT: [&str; 9] = [
+        "error communicating with the server",
+        "connection closed",
+        "unexpected message from server",
+        "error parsing response from server",
+        "error encoding message to server",
+        "error performing TLS handshake",
+        "authentication error",
+        "error connecting to server",
+        "timeout waiting for server",
+    ];
+    if e.is_closed() {
+        return true;
+    }
+    let text = e.to_string();
+    TRANSPORT.iter().any(|t| text.starts_with(t))
+}
+
+/// PostgreSQL's answer to a cached statement whose result columns changed
+/// type under it (`ALTER COLUMN ... TYPE` by a migration while we run).
+pub(crate) fn is_stale_plan(e: &tokio_postgres::Error) -> bool {
+    e.as_db_error().is_some_and(|db| {
+        *db.code() == tokio_postgres::error::SqlState::FEATURE_NOT_SUPPORTED
+            && db
+                .message()
+                .contains("cached plan must not change result type")
+    })
 }

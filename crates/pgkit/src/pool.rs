@@ -12,6 +12,17 @@
 //! is kept here: opened at start-up and topped up on the next acquire that
 //! finds the pool below it. There is no background timer anywhere: Cloud
 //! Run throttles CPU between requests.
+//!
+//! Two promises hold under faults. Cancel safety: a request future can be
+//! dropped at any await (the client hung up, Cloud Run's request timeout
+//! fired), so a connection is marked busy before each call is sent and
+//! unmarked only once the whole reply is in; a connection dropped while
+//! marked gets a cancel request and is closed, never handed to the next
+//! caller with a statement or a transaction still running. Bounds: every
+//! call is bounded on the client's clock by `DB_QUERY_TIMEOUT` plus a
+//! margin, and a whole acquire (waiting, checking idle connections, opening
+//! one) by `DB_POOL_TIMEOUT`, so a server that stops answering costs a
+//! request seconds and a 503, not a TCP timeout.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,10 +33,11 @@ use deadpool::managed::{self, Metrics, Object, PoolError, RecycleError, RecycleR
 use deadpool::Runtime;
 use rand::Rng;
 use serde::Serialize;
+use tokio::task::AbortHandle;
 use tokio_postgres::{Client, Statement};
 
 use crate::breaker::{Breaker, Ticket};
-use crate::connect::{connect, ConnectError, SessionParams};
+use crate::connect::{connect_driven, ConnectError, SessionParams};
 use crate::dsn::Dsn;
 use crate::error::{classify, DbError, Level};
 use crate::iam::SharedTokenSource;
@@ -47,6 +59,22 @@ pub struct Conn {
     statements: HashMap<String, Statement>,
     /// Set when a call on it failed at the connection level.
     pub(crate) broken: bool,
+    /// Set while a call is on the wire; still set when its future was
+    /// dropped before the reply came in (see the module doc).
+    pub(crate) busy: bool,
+    /// Set between `BEGIN` and its end: a failed statement aborted the
+    /// transaction, so it is not retried there.
+    pub(crate) in_transaction: bool,
+    /// The task that reads and writes the socket.
+    driver: AbortHandle,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        // Dropping the client alone leaves the task waiting for a reply
+        // that may never come; the socket closes with the task.
+        self.driver.abort();
+    }
 }
 
 impl Conn {
@@ -61,6 +89,63 @@ impl Conn {
         let s = self.client.prepare(sql).await?;
         self.statements.insert(sql.to_string(), s.clone());
         Ok(s)
+    }
+
+    /// Runs `op` with the statement for `sql`. A live migration that
+    /// changed the type of a column the cached statement returns makes the
+    /// server refuse it (0A000); the statement is evicted then, and the
+    /// call tried once more with a fresh one unless a transaction is open
+    /// (the failure aborted it: its caller has to start again).
+    async fn prepared(&mut self, sql: &str, op: &Op<'_>) -> Result<Reply, tokio_postgres::Error> {
+        if let Op::Batch = op {
+            return self.client.batch_execute(sql).await.map(|()| Reply::Done);
+        }
+        let statement = self.statement(sql).await?;
+        match op.send(&self.client, &statement).await {
+            Err(e) if crate::error::is_stale_plan(&e) => {
+                self.statements.remove(sql);
+                if self.in_transaction {
+                    return Err(e);
+                }
+                let statement = self.statement(sql).await?;
+                op.send(&self.client, &statement).await
+            }
+            other => other,
+        }
+    }
+}
+
+/// What a call asks of the connection. An enum rather than a closure: the
+/// futures stay `Send` for any caller (closures over `&mut Conn` would need
+/// higher-ranked bounds the compiler cannot prove for spawned tasks).
+pub(crate) enum Op<'a> {
+    Execute(crate::repo::Params<'a>),
+    Query(crate::repo::Params<'a>),
+    QueryOpt(crate::repo::Params<'a>),
+    /// SQL text through the simple query protocol.
+    Batch,
+}
+
+/// The reply to an [`Op`], of the matching kind.
+pub(crate) enum Reply {
+    Count(u64),
+    Rows(Vec<tokio_postgres::Row>),
+    Row(Option<tokio_postgres::Row>),
+    Done,
+}
+
+impl Op<'_> {
+    async fn send(
+        &self,
+        client: &Client,
+        statement: &Statement,
+    ) -> Result<Reply, tokio_postgres::Error> {
+        match self {
+            Op::Execute(p) => client.execute(statement, p).await.map(Reply::Count),
+            Op::Query(p) => client.query(statement, p).await.map(Reply::Rows),
+            Op::QueryOpt(p) => client.query_opt(statement, p).await.map(Reply::Row),
+            Op::Batch => Ok(Reply::Done),
+        }
     }
 }
 
@@ -87,16 +172,20 @@ impl managed::Manager for Manager {
             ),
             None => None,
         };
-        let client = connect(&self.dsn, &self.params, token.as_ref(), None).await?;
+        let (client, driver) =
+            connect_driven(&self.dsn, &self.params, token.as_ref(), None).await?;
         Ok(Conn {
             client,
             statements: HashMap::new(),
             broken: false,
+            busy: false,
+            in_transaction: false,
+            driver,
         })
     }
 
     async fn recycle(&self, conn: &mut Conn, metrics: &Metrics) -> RecycleResult<ConnectError> {
-        if conn.broken || conn.client.is_closed() {
+        if conn.broken || conn.busy || conn.in_transaction || conn.client.is_closed() {
             return Err(RecycleError::message("connection closed"));
         }
         if metrics.age() >= self.max_lifetime {
@@ -154,6 +243,8 @@ struct Shared {
     breaker: Breaker,
     settings: DbSettings,
     timeouts: Timeouts,
+    /// `DB_QUERY_TIMEOUT` plus a margin: the most one call may take.
+    call_bound: Duration,
     topping_up: AtomicBool,
     /// False until the first connection of the process has been opened.
     started: AtomicBool,
@@ -212,9 +303,11 @@ impl Database {
         tokens: Option<SharedTokenSource>,
     ) -> Result<Database, PoolBuildError> {
         let dsn = settings.dsn.clone().ok_or(PoolBuildError::NoDsn)?;
+        let params = SessionParams::from_settings(&settings);
+        let call_bound = params.call_bound();
         let manager = Manager {
             dsn,
-            params: SessionParams::from_settings(&settings),
+            params,
             tokens,
             max_lifetime: settings.max_lifetime,
             idle_timeout: settings.idle_timeout,
@@ -238,6 +331,7 @@ impl Database {
                 breaker,
                 settings,
                 timeouts,
+                call_bound,
                 topping_up: AtomicBool::new(false),
                 started: AtomicBool::new(false),
                 counters: Counters::default(),
@@ -332,10 +426,13 @@ impl Database {
             wait,
             ..shared.timeouts
         };
-        match shared.pool.timeout_get(&timeouts).await {
+        match bounded_get(&shared.pool, &timeouts).await {
             Ok(obj) => {
                 if !shared.started.load(Ordering::Relaxed) {
                     shared.started.store(true, Ordering::Release);
+                }
+                if Object::metrics(&obj).recycle_count == 0 {
+                    shared.breaker.connected();
                 }
                 self.top_up_if_low();
                 Ok(PooledConn {
@@ -430,6 +527,25 @@ impl Database {
     }
 }
 
+/// deadpool bounds each step of an acquire (the wait for a slot, each
+/// idle connection's check, opening one) but not their sum: with a frozen
+/// server, checking ten idle connections one after another takes ten
+/// check timeouts. The whole acquire gets the wait bound here.
+async fn bounded_get(
+    pool: &Pool,
+    timeouts: &Timeouts,
+) -> Result<Object<Manager>, PoolError<ConnectError>> {
+    let Some(bound) = timeouts.wait else {
+        return pool.timeout_get(timeouts).await;
+    };
+    match tokio::time::timeout(bound, pool.timeout_get(timeouts)).await {
+        Ok(result) => result,
+        // Not an exhausted pool: a slot was had, but checking or opening a
+        // connection did not finish in time.
+        Err(_) => Err(PoolError::Timeout(managed::TimeoutType::Create)),
+    }
+}
+
 fn pool_error(e: PoolError<ConnectError>) -> DbError {
     match e {
         PoolError::Timeout(managed::TimeoutType::Wait) => DbError::Unavailable {
@@ -437,7 +553,9 @@ fn pool_error(e: PoolError<ConnectError>) -> DbError {
             retry_after: Duration::from_secs(1),
         },
         PoolError::Timeout(_) => DbError::Unavailable {
-            reason: "connecting to the database timed out".into(),
+            reason:
+                "no usable connection within DB_POOL_TIMEOUT: opening or checking one timed out"
+                    .into(),
             retry_after: Duration::from_secs(1),
         },
         PoolError::Backend(e) => e.to_db_error(),
@@ -465,11 +583,44 @@ impl PooledConn {
         self.obj.as_mut().expect("present until drop")
     }
 
+    /// Runs one call on the wire: marks the connection busy, bounds the
+    /// call by `DB_QUERY_TIMEOUT` plus a margin, and turns the outcome into
+    /// ours. The mark is cleared only here, after the whole reply; if this
+    /// future is dropped first, the mark stays and `Drop` cancels.
+    pub(crate) async fn call(&mut self, sql: &str, op: Op<'_>) -> Result<Reply, DbError> {
+        let bound = self.db.shared.call_bound;
+        let conn = self.conn();
+        conn.busy = true;
+        match tokio::time::timeout(bound, conn.prepared(sql, &op)).await {
+            Ok(result) => {
+                conn.busy = false;
+                self.observe(result)
+            }
+            Err(_) => Err(self.no_answer(bound)),
+        }
+    }
+
+    /// The server did not answer within the call bound: the connection is
+    /// done for (it stays busy, so dropping it cancels and closes it), and
+    /// the breaker hears of a connection-level failure.
+    fn no_answer(&mut self, bound: Duration) -> DbError {
+        self.conn().broken = true;
+        if let Some(t) = self.ticket.take() {
+            self.db.shared.breaker.failure(t);
+        }
+        let err = DbError::Unavailable {
+            reason: format!(
+                "no answer from the database within {:.1}s (DB_QUERY_TIMEOUT plus a margin)",
+                bound.as_secs_f64()
+            ),
+            retry_after: Duration::from_secs(1),
+        };
+        self.db.count_error(&err);
+        err
+    }
+
     /// Turns a driver result into ours, telling the breaker what it means.
-    pub(crate) fn observe<T>(
-        &mut self,
-        result: Result<T, tokio_postgres::Error>,
-    ) -> Result<T, DbError> {
+    fn observe<T>(&mut self, result: Result<T, tokio_postgres::Error>) -> Result<T, DbError> {
         let breaker = &self.db.shared.breaker;
         match result {
             Ok(v) => {
@@ -517,11 +668,20 @@ impl Drop for PooledConn {
         if let Some(t) = self.ticket.take() {
             self.db.shared.breaker.neutral(t);
         }
-        if let Some(obj) = self.obj.take() {
-            if obj.broken {
-                // Detach: a broken connection never goes back to the pool.
-                drop(Object::take(obj));
+        let Some(obj) = self.obj.take() else { return };
+        if obj.busy {
+            // A call's future was dropped mid-flight: stop the statement on
+            // the server, or it runs on, holding its locks.
+            let dsn = self.db.shared.pool.manager().dsn.clone();
+            let token = obj.client.cancel_token();
+            let bound = self.db.shared.settings.connect_timeout;
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move { crate::connect::cancel(&dsn, token, bound).await });
             }
+        }
+        if obj.broken || obj.busy || obj.in_transaction {
+            // Detach: such a connection never goes back to the pool.
+            drop(Object::take(obj));
         }
     }
 }

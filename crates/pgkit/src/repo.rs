@@ -14,7 +14,12 @@ pub use tokio_postgres::types::{FromSql, Json, ToSql};
 pub use tokio_postgres::Row;
 
 use crate::error::DbError;
-use crate::pool::{Database, PooledConn};
+use crate::pool::{Database, Op, PooledConn, Reply};
+
+/// Each [`Op`] gets its own kind of [`Reply`]; this is never reached.
+fn mismatch() -> DbError {
+    DbError::Decode("internal: the driver's reply does not fit the call".into())
+}
 
 /// Query parameters, as the driver takes them.
 pub type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
@@ -39,10 +44,10 @@ pub fn col<'a, T: FromSql<'a>>(row: &'a Row, name: &str) -> Result<T, DbError> {
 impl PooledConn {
     /// Runs a statement; returns the number of rows it touched.
     pub async fn execute(&mut self, sql: &str, params: Params<'_>) -> Result<u64, DbError> {
-        let result = self
-            .run(sql, |c, s| async move { c.execute(&s, params).await })
-            .await;
-        self.observe(result)
+        match self.call(sql, Op::Execute(params)).await? {
+            Reply::Count(n) => Ok(n),
+            _ => Err(mismatch()),
+        }
     }
 
     /// All rows, each built with [`FromRow`].
@@ -51,10 +56,10 @@ impl PooledConn {
         sql: &str,
         params: Params<'_>,
     ) -> Result<Vec<T>, DbError> {
-        let result = self
-            .run(sql, |c, s| async move { c.query(&s, params).await })
-            .await;
-        self.observe(result)?.iter().map(T::from_row).collect()
+        match self.call(sql, Op::Query(params)).await? {
+            Reply::Rows(rows) => rows.iter().map(T::from_row).collect(),
+            _ => Err(mismatch()),
+        }
     }
 
     /// The first row if there is one.
@@ -63,10 +68,10 @@ impl PooledConn {
         sql: &str,
         params: Params<'_>,
     ) -> Result<Option<T>, DbError> {
-        let result = self
-            .run(sql, |c, s| async move { c.query_opt(&s, params).await })
-            .await;
-        self.observe(result)?.as_ref().map(T::from_row).transpose()
+        match self.call(sql, Op::QueryOpt(params)).await? {
+            Reply::Row(row) => row.as_ref().map(T::from_row).transpose(),
+            _ => Err(mismatch()),
+        }
     }
 
     /// Exactly one row; none is [`DbError::NotFound`].
@@ -96,30 +101,23 @@ impl PooledConn {
     /// Runs SQL text through the simple query protocol (no parameters):
     /// for `BEGIN`, `COMMIT` and scripts.
     pub async fn batch(&mut self, sql: &str) -> Result<(), DbError> {
-        let result = self.conn().client.batch_execute(sql).await;
-        self.observe(result)
+        self.call(sql, Op::Batch).await.map(|_| ())
     }
 
     /// Starts a transaction on this connection. Commit it explicitly: one
     /// dropped without commit or rollback takes its connection out of the
     /// pool (closing it rolls the transaction back on the server), so a
-    /// half-done transaction can never reach the next caller.
+    /// half-done transaction can never reach the next caller. The guard
+    /// exists before `BEGIN` is sent: a caller dropped while awaiting it
+    /// must not leave a transaction open on a pooled connection.
     pub async fn begin(&mut self) -> Result<Transaction<'_>, DbError> {
-        self.batch("BEGIN").await?;
-        Ok(Transaction {
+        self.conn().in_transaction = true;
+        let tx = Transaction {
             conn: self,
             done: false,
-        })
-    }
-
-    async fn run<'c, F, Fut, T>(&'c mut self, sql: &str, f: F) -> Result<T, tokio_postgres::Error>
-    where
-        F: FnOnce(&'c tokio_postgres::Client, tokio_postgres::Statement) -> Fut,
-        Fut: std::future::Future<Output = Result<T, tokio_postgres::Error>> + 'c,
-    {
-        let conn = self.conn();
-        let statement = conn.statement(sql).await?;
-        f(&conn.client, statement).await
+        };
+        tx.conn.batch("BEGIN").await?;
+        Ok(tx)
     }
 }
 
@@ -130,14 +128,21 @@ pub struct Transaction<'a> {
 }
 
 impl Transaction<'_> {
-    pub async fn commit(mut self) -> Result<(), DbError> {
-        self.done = true;
-        self.conn.batch("COMMIT").await
+    pub async fn commit(self) -> Result<(), DbError> {
+        self.end("COMMIT").await
     }
 
-    pub async fn rollback(mut self) -> Result<(), DbError> {
+    pub async fn rollback(self) -> Result<(), DbError> {
+        self.end("ROLLBACK").await
+    }
+
+    /// Only an answered COMMIT or ROLLBACK frees the connection for reuse;
+    /// until then (a failure, a dropped future) the guard discards it.
+    async fn end(mut self, sql: &str) -> Result<(), DbError> {
+        self.conn.batch(sql).await?;
+        self.conn.conn().in_transaction = false;
         self.done = true;
-        self.conn.batch("ROLLBACK").await
+        Ok(())
     }
 }
 
