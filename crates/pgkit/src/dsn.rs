@@ -110,31 +110,63 @@ pub struct Dsn {
 }
 
 impl Dsn {
+    /// Parses a libpq URL.
+    ///
+    /// Generated passwords (base64 has `/`; password managers add `?`, `#`,
+    /// `@`) get pasted in unencoded, so the user information does not end at
+    /// the first `/` or `?` as RFC 3986 would have it. Each `@` is tried in
+    /// turn as its end, earliest first, and the first reading that leaves no
+    /// `@` in the host or database name and parses wins: the password runs to
+    /// the last `@` of the authority. An `@` in a query value therefore
+    /// stays there. Errors never quote the authority, which may hold a piece
+    /// of the password.
     pub fn parse(url: &str) -> Result<Dsn, DsnError> {
         let rest = url
             .strip_prefix("postgresql://")
             .or_else(|| url.strip_prefix("postgres://"))
             .ok_or_else(|| DsnError::new("a DSN must start with postgresql:// (or postgres://)"))?;
-        let (before_query, query) = match rest.split_once('?') {
-            Some((a, q)) => (a, Some(q)),
-            None => (rest, None),
-        };
-        let (authority, path) = match before_query.split_once('/') {
-            Some((a, p)) => (a, p),
-            None => (before_query, ""),
-        };
-        let mut dsn = Dsn::from_authority(authority)?;
-        if !path.is_empty() {
-            dsn.dbname = decode(path, "database name")?;
+        // The last reading's error is the one reported: it keeps the most
+        // text in the (never quoted) user information.
+        let mut error = None;
+        for reading in readings(rest) {
+            match Dsn::from_reading(&reading) {
+                Ok(dsn) => return Ok(dsn),
+                Err(e) => error = Some(e),
+            }
         }
-        if let Some(query) = query {
+        Err(error.unwrap_or_else(|| {
+            DsnError::new(format!(
+                "cannot tell where the user name and password end and the host begins; {ENCODE_HINT}"
+            ))
+        }))
+    }
+
+    fn from_reading(reading: &Reading<'_>) -> Result<Dsn, DsnError> {
+        let mut dsn = Dsn::from_authority(reading.userinfo, reading.hostport)?;
+        if !reading.path.is_empty() {
+            dsn.dbname = decode(reading.path, "database name")?;
+        }
+        if let Some(query) = reading.query {
+            // A password given as a query parameter may hold `&` or `=`
+            // unencoded; then any odd piece of the query may be a piece of it.
+            let has_password = query
+                .split('&')
+                .any(|p| p == "password" || p.starts_with("password="));
             for pair in query.split('&').filter(|p| !p.is_empty()) {
-                let (key, value) = pair.split_once('=').ok_or_else(|| {
-                    DsnError::new(format!(
-                        "query parameter {key:?} has no value; write {key}=VALUE",
-                        key = pair
-                    ))
-                })?;
+                let Some((key, value)) = pair.split_once('=') else {
+                    return Err(DsnError::new(if is_known_param(pair) {
+                        format!("query parameter {pair} has no value; write {pair}=VALUE")
+                    } else {
+                        format!("a query parameter has no value; write KEY=VALUE pairs joined by &; {QUERY_HINT}; {ENCODE_HINT}")
+                    }));
+                };
+                if !is_known_param(key) {
+                    return Err(DsnError::new(if has_password {
+                        format!("the query has an unknown parameter (not shown: this query carries a password); accepted: {KNOWN_PARAMS}; {QUERY_HINT}")
+                    } else {
+                        format!("unknown query parameter {key:?}; accepted: {KNOWN_PARAMS}")
+                    }));
+                }
                 dsn.apply_param(key, &decode(value, key)?)?;
             }
         }
@@ -142,18 +174,14 @@ impl Dsn {
         Ok(dsn)
     }
 
-    fn from_authority(authority: &str) -> Result<Dsn, DsnError> {
-        let (userinfo, hostport) = match authority.rsplit_once('@') {
-            Some((u, h)) => (u, h),
-            None => ("", authority),
-        };
-        let (user, password) = match userinfo.split_once(':') {
-            Some((u, p)) => (u, Some(p)),
-            None => (userinfo, None),
+    fn from_authority(userinfo: Option<&str>, hostport: &str) -> Result<Dsn, DsnError> {
+        let (user, password) = match userinfo.map(|u| u.split_once(':').ok_or(u)) {
+            Some(Ok((u, p))) => (u, Some(p)),
+            Some(Err(u)) => (u, None),
+            None => ("", None),
         };
         let mut dsn = Dsn {
             user: decode(user, "user name")?,
-            // Decoding errors must not echo the password, so the field name is generic.
             password: match password {
                 Some(p) => Some(Secret::new(decode(p, "password")?)),
                 None => None,
@@ -174,7 +202,11 @@ impl Dsn {
                 dsn.set_host(&decode(host, "host")?);
             }
             if let Some(port) = port {
-                dsn.port = parse_port(port)?;
+                dsn.port = port.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| {
+                    DsnError::new(format!(
+                        "the port after the host is not a number from 1 to 65535; {ENCODE_HINT}"
+                    ))
+                })?;
             }
         }
         Ok(dsn)
@@ -183,7 +215,15 @@ impl Dsn {
     fn apply_param(&mut self, key: &str, value: &str) -> Result<(), DsnError> {
         match key {
             "host" => self.set_host(value),
-            "port" => self.port = parse_port(value)?,
+            "port" => {
+                self.port = value
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or_else(|| {
+                        DsnError::new(format!("port={value:?} is not a number from 1 to 65535"))
+                    })?
+            }
             "user" => self.user = value.to_string(),
             "password" => self.password = Some(Secret::new(value)),
             "dbname" => self.dbname = value.to_string(),
@@ -200,9 +240,10 @@ impl Dsn {
                 })?;
                 self.connect_timeout = Some(Duration::from_secs(secs));
             }
-            other => {
+            // `from_reading` refuses unknown keys first, with a better message.
+            _ => {
                 return Err(DsnError::new(format!(
-                    "unknown query parameter {other:?}; accepted: host, port, user, password, dbname, sslmode, sslrootcert, sslcert, sslkey, application_name, connect_timeout"
+                    "unknown query parameter; accepted: {KNOWN_PARAMS}"
                 )))
             }
         }
@@ -304,7 +345,12 @@ impl Dsn {
         url.push('@');
         let mut params: Vec<(String, String)> = Vec::new();
         match &self.host {
-            Host::Tcp(h) => url.push_str(&format!("{h}:{}", self.port)),
+            Host::Tcp(h) if h.contains(':') => url.push_str(&format!(
+                "[{}]:{}",
+                utf8_percent_encode(h, IPV6_HOST),
+                self.port
+            )),
+            Host::Tcp(h) => url.push_str(&format!("{}:{}", encode(h), self.port)),
             Host::Socket(dir) => {
                 params.push(("host".into(), dir.display().to_string()));
                 if self.port != 5432 {
@@ -393,30 +439,94 @@ impl fmt::Debug for Dsn {
     }
 }
 
+/// One way of cutting the text after `postgresql://` into its parts.
+struct Reading<'a> {
+    userinfo: Option<&'a str>,
+    hostport: &'a str,
+    path: &'a str,
+    query: Option<&'a str>,
+}
+
+/// The plausible readings, earliest end of the user information first: none
+/// at all, then each `@` in turn. A reading is dropped when its host or
+/// database name would hold an `@` (the password did not end there), when
+/// its user name would hold `/ ? #` (it ended too late), or when a
+/// `#fragment` follows the host (libpq URLs have none).
+fn readings(rest: &str) -> impl Iterator<Item = Reading<'_>> {
+    std::iter::once(None)
+        .chain(rest.match_indices('@').map(|(i, _)| Some(i)))
+        .filter_map(move |at| {
+            let (userinfo, after) = match at {
+                Some(i) => (Some(&rest[..i]), &rest[i + 1..]),
+                None => (None, rest),
+            };
+            if let Some(userinfo) = userinfo {
+                let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+                if user.contains(['/', '?', '#']) {
+                    return None;
+                }
+            }
+            let host_end = after.find(['/', '?', '#', '@']).unwrap_or(after.len());
+            let (hostport, tail) = after.split_at(host_end);
+            if tail.starts_with(['@', '#']) {
+                return None;
+            }
+            let (path, query) = match tail.split_once('?') {
+                Some((p, q)) => (p, Some(q)),
+                None => (tail, None),
+            };
+            let path = path.strip_prefix('/').unwrap_or(path);
+            if path.contains('@') {
+                return None;
+            }
+            Some(Reading {
+                userinfo,
+                hostport,
+                path,
+                query,
+            })
+        })
+}
+
+/// Said wherever the user information may have been cut in the wrong place.
+const ENCODE_HINT: &str = "if the user name or password contains @ / ? # or :, percent-encode them (@ as %40, / as %2F, ? as %3F, # as %23, : as %3A)";
+
+/// Said when a query may have been cut in the wrong place.
+const QUERY_HINT: &str = "percent-encode & = # in query values (as %26 %3D %23)";
+
+const KNOWN_PARAMS: &str = "host, port, user, password, dbname, sslmode, sslrootcert, sslcert, sslkey, application_name, connect_timeout";
+
+fn is_known_param(key: &str) -> bool {
+    KNOWN_PARAMS.split(", ").any(|k| k == key)
+}
+
 fn split_host_port(hostport: &str) -> Result<(&str, Option<&str>), DsnError> {
     if let Some(rest) = hostport.strip_prefix('[') {
         // [ipv6]:port
-        let (host, after) = rest
-            .split_once(']')
-            .ok_or_else(|| DsnError::new("an IPv6 host must be closed with ]"))?;
-        return Ok((host, after.strip_prefix(':')));
+        let (host, after) = rest.split_once(']').ok_or_else(|| {
+            DsnError::new(format!(
+                "an IPv6 host must be closed with ] (postgresql://USER@[::1]:5432/DBNAME); {ENCODE_HINT}"
+            ))
+        })?;
+        return match after {
+            "" => Ok((host, None)),
+            _ => match after.strip_prefix(':') {
+                Some(port) => Ok((host, Some(port))),
+                None => Err(DsnError::new(format!(
+                    "only :PORT may follow an IPv6 host's ]; {ENCODE_HINT}"
+                ))),
+            },
+        };
     }
     if hostport.contains(',') {
-        return Err(DsnError::new(
-            "several hosts in one DSN are not supported; name one host",
-        ));
+        return Err(DsnError::new(format!(
+            "several hosts in one DSN are not supported; name one host ({ENCODE_HINT})"
+        )));
     }
     Ok(match hostport.rsplit_once(':') {
         Some((h, p)) => (h, Some(p)),
         None => (hostport, None),
     })
-}
-
-fn parse_port(port: &str) -> Result<u16, DsnError> {
-    port.parse::<u16>()
-        .ok()
-        .filter(|p| *p > 0)
-        .ok_or_else(|| DsnError::new(format!("port {port:?} is not a number from 1 to 65535")))
 }
 
 fn decode(s: &str, what: &str) -> Result<String, DsnError> {
@@ -426,13 +536,18 @@ fn decode(s: &str, what: &str) -> Result<String, DsnError> {
         .map_err(|_| DsnError::new(format!("the {what} is not valid percent-encoded UTF-8")))
 }
 
+/// Everything but RFC 3986's unreserved characters.
+const UNRESERVED: &percent_encoding::AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// An IPv6 address between brackets keeps its colons.
+const IPV6_HOST: &percent_encoding::AsciiSet = &UNRESERVED.remove(b':');
+
 /// Percent-encodes a URL part, keeping RFC 3986's unreserved characters.
 fn encode(s: &str) -> String {
-    const UNRESERVED: &percent_encoding::AsciiSet = &NON_ALPHANUMERIC
-        .remove(b'-')
-        .remove(b'_')
-        .remove(b'.')
-        .remove(b'~');
     utf8_percent_encode(s, UNRESERVED).to_string()
 }
 
@@ -521,6 +636,126 @@ mod tests {
         assert!(!format!("{dsn}").contains("Distinctive-Pw-42"));
         assert!(!format!("{dsn:?}").contains("Distinctive-Pw-42"));
         assert!(dsn.to_url_with_password().contains("Distinctive-Pw-42"));
+    }
+
+    /// Generated passwords (base64, password managers) carry `/ ? # @ :`
+    /// unencoded; each must end up whole in the password, never split into
+    /// host, port, path or query.
+    #[test]
+    fn raw_special_characters_in_the_password_stay_in_the_password() {
+        for (url, password, host, port, dbname) in [
+            (
+                "postgresql://user:ab/c?d#e@host:5432/db?sslmode=disable",
+                "ab/c?d#e",
+                "host",
+                5432,
+                "db",
+            ),
+            (
+                "postgresql://app:q8Zx/+Yb2kL9vW3n/Tr7Aw==@10.0.0.7:6432/dave",
+                "q8Zx/+Yb2kL9vW3n/Tr7Aw==",
+                "10.0.0.7",
+                6432,
+                "dave",
+            ),
+            (
+                "postgresql://app:a?b=c@db.internal/dave?sslmode=require",
+                "a?b=c",
+                "db.internal",
+                5432,
+                "dave",
+            ),
+            (
+                "postgresql://app:p@ss/w:rd#1@db.internal:5433/dave",
+                "p@ss/w:rd#1",
+                "db.internal",
+                5433,
+                "dave",
+            ),
+            (
+                "postgresql://app:abc/def@db.internal",
+                "abc/def",
+                "db.internal",
+                5432,
+                "app",
+            ),
+        ] {
+            let dsn = Dsn::parse(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+            assert_eq!(dsn.password().map(Secret::expose), Some(password), "{url}");
+            assert_eq!(dsn.host, Host::Tcp(host.into()), "{url}");
+            assert_eq!(dsn.port, port, "{url}");
+            assert_eq!(dsn.dbname, dbname, "{url}");
+        }
+        let dsn = Dsn::parse("postgresql://dave:ab/cd?ef@/dave?host=/cloudsql/p:r:i").unwrap();
+        assert_eq!(dsn.password().unwrap().expose(), "ab/cd?ef");
+        assert!(dsn.is_cloud_sql_socket());
+    }
+
+    /// The earliest `@` that gives a sound URL wins, so an `@` further on in
+    /// a query value does not swallow the host into the password.
+    #[test]
+    fn an_at_sign_in_a_query_value_is_not_the_end_of_the_password() {
+        let dsn =
+            Dsn::parse("postgresql://u:pw@h/db?application_name=me@home&password=p@ss").unwrap();
+        assert_eq!(dsn.user, "u");
+        assert_eq!(dsn.password().unwrap().expose(), "p@ss");
+        assert_eq!(dsn.host, Host::Tcp("h".into()));
+        assert_eq!(dsn.application_name.as_deref(), Some("me@home"));
+        let dsn = Dsn::parse("postgresql://alice@example.com@/db?host=/cloudsql/p:r:i").unwrap();
+        assert_eq!(dsn.user, "alice@example.com");
+        assert!(dsn.password().is_none());
+    }
+
+    #[test]
+    fn errors_never_contain_the_password_and_say_to_percent_encode() {
+        const PW: &str = "Kx7Qp/9Lr?mN4e#Tk2w";
+        for bad in [
+            format!("postgresql://u:{PW}@h:notaport/d"),
+            format!("postgresql://u:{PW}@h:70000/d"),
+            format!("postgresql://u:{PW}@h/d?colour=blue"),
+            format!("postgresql://u:{PW}@h/d?sslmode"),
+            format!("postgresql://u:{PW}@h/d?sslmode=sometimes"),
+            format!("postgresql://u:{PW}@[::1/d"),
+            format!("postgresql://u:{PW}@h1,h2/d"),
+            format!("postgresql://u:{PW}@h#frag"),
+            format!("postgresql://u/x:{PW}@h/d"),
+            format!("postgresql://u:{PW}"),
+            format!("postgresql://u:{PW}@h/%ff"),
+            format!("postgresql://u:Kx7Qp%2F9Lr%3FmN4e%23Tk2w%ff@h/d"),
+            format!("postgresql://:{PW}@h/d"),
+            format!("postgresql://u@h/d?password={PW}&colour=blue"),
+            format!("postgresql://u@h/d?password=Kx7Qp&9Lr?mN4e&Tk2w"),
+            format!("postgres://u:{PW}@h/d?sslmode=verify-full"),
+            format!("mysql://u:{PW}@h/d"),
+        ] {
+            let err = Dsn::parse(&bad).expect_err(&bad);
+            for shown in [err.to_string(), format!("{err:?}")] {
+                for piece in [PW, "Kx7Qp", "9Lr", "mN4e", "Tk2w"] {
+                    assert!(!shown.contains(piece), "{bad}: {shown}");
+                }
+            }
+        }
+        for bad in [
+            format!("postgresql://u:{PW}@h:notaport/d"),
+            format!("postgresql://u:{PW}"),
+            format!("postgresql://u/x:{PW}@h/d"),
+        ] {
+            let err = Dsn::parse(&bad).unwrap_err().to_string();
+            assert!(err.contains("percent-encode"), "{bad}: {err}");
+            assert!(err.contains("%2F"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn urls_with_odd_hosts_round_trip() {
+        for host in ["::1", "fe80::1", "db.example.com", "a-b_c"] {
+            let dsn = Dsn::parse("postgresql://u:p@localhost/d").unwrap();
+            let dsn = Dsn {
+                host: Host::Tcp(host.into()),
+                ..dsn
+            };
+            assert_eq!(Dsn::parse(&dsn.to_url_with_password()).unwrap(), dsn);
+        }
     }
 
     #[test]
