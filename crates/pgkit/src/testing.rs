@@ -51,6 +51,21 @@ const FAST_SETTINGS: &[(&str, &str)] = &[
     ("shared_buffers", "64MB"),
 ];
 
+/// Settings for fault tests ([`durable_cluster`]): every acknowledged commit
+/// survives a crash, so a write lost across a restart is the service's fault,
+/// never the harness's.
+const DURABLE_SETTINGS: &[(&str, &str)] = &[
+    ("fsync", "on"),
+    ("synchronous_commit", "on"),
+    ("full_page_writes", "on"),
+    ("autovacuum", "off"),
+    ("max_connections", "100"),
+    ("shared_buffers", "64MB"),
+];
+
+/// How long a signalled server may take to exit or to show as stopped.
+const SIGNAL_TIMEOUT: Duration = Duration::from_secs(15);
+
 static CLUSTER: OnceCell<TestCluster> = OnceCell::const_new();
 
 /// The process's shared test cluster, started on first use.
@@ -58,7 +73,9 @@ static CLUSTER: OnceCell<TestCluster> = OnceCell::const_new();
 /// Panics (failing the test) when PostgreSQL cannot be started, e.g. when its
 /// binaries are missing; the message says how to install them.
 pub async fn cluster() -> &'static TestCluster {
-    let started = CLUSTER.get_or_try_init(TestCluster::start).await;
+    let started = CLUSTER
+        .get_or_try_init(|| TestCluster::start(FAST_SETTINGS))
+        .await;
     match started {
         Ok(cluster) => cluster,
         Err(e) => panic!("pgkit test harness: {}", with_causes(&e)),
@@ -89,12 +106,12 @@ pub struct TestCluster {
 }
 
 impl TestCluster {
-    async fn start() -> Result<TestCluster, LocalError> {
+    async fn start(settings: &[(&str, &str)]) -> Result<TestCluster, LocalError> {
         // Best effort: a failure to sweep must not stop the tests.
         let _ = off_runtime(sweep_leftovers).await;
         let root = create_root()?;
         let mut opts = LocalOptions::new(root.join("data"));
-        for (name, value) in FAST_SETTINGS {
+        for (name, value) in settings {
             opts = opts.setting(*name, *value);
         }
         let lifetime = Lifetime::Supervised {
@@ -334,7 +351,18 @@ pub struct DedicatedCluster {
 
 /// Starts a [`DedicatedCluster`]; panics (failing the test) when it cannot.
 pub async fn dedicated_cluster() -> DedicatedCluster {
-    match TestCluster::start().await {
+    dedicated_with(FAST_SETTINGS).await
+}
+
+/// A [`DedicatedCluster`] with full durability (`fsync`, `synchronous_commit`
+/// and `full_page_writes` on), for fault tests that crash the server and then
+/// count what survived; panics (failing the test) when it cannot start.
+pub async fn durable_cluster() -> DedicatedCluster {
+    dedicated_with(DURABLE_SETTINGS).await
+}
+
+async fn dedicated_with(settings: &[(&str, &str)]) -> DedicatedCluster {
+    match TestCluster::start(settings).await {
         Ok(cluster) => DedicatedCluster { cluster },
         Err(e) => panic!("pgkit test harness: {}", with_causes(&e)),
     }
@@ -349,6 +377,171 @@ impl DedicatedCluster {
     /// Starts the stopped server again and waits until it accepts connections.
     pub async fn start(&self) -> Result<(), LocalError> {
         self.cluster.local.start_again().await
+    }
+
+    /// Immediate shutdown (`pg_ctl stop -m immediate`: SIGQUIT, no
+    /// checkpoint), i.e. a crash: the next [`start`](Self::start) runs WAL
+    /// recovery. Waits until the postmaster is gone.
+    pub async fn stop_immediate(&self) -> Result<(), LocalError> {
+        let Some(pid) = self.cluster.pid() else {
+            return Ok(());
+        };
+        let data_dir = self.cluster.data_dir().to_owned();
+        off_runtime(move || {
+            send_signal(pid, rustix::process::Signal::QUIT, &data_dir)?;
+            if poll_until(SIGNAL_TIMEOUT, || !is_live_postgres(pid)) {
+                Ok(())
+            } else {
+                Err(LocalError::Stop {
+                    data_dir,
+                    reason: format!(
+                        "process {pid} still runs {} s after SIGQUIT",
+                        SIGNAL_TIMEOUT.as_secs()
+                    ),
+                })
+            }
+        })
+        .await
+        .map_err(|source| LocalError::Io {
+            action: "run a thread to stop",
+            path: self.cluster.data_dir().to_owned(),
+            source,
+        })?
+    }
+
+    /// Freezes the server (SIGSTOP to the postmaster, then to each of its
+    /// children: backends call `setsid()`, so the process group does not
+    /// reach them) and returns once every one of them shows as stopped. The
+    /// returned guard sends SIGCONT when dropped, panics included, so a
+    /// failing test never leaves a frozen cluster behind.
+    pub fn freeze(&self) -> Result<Frozen, LocalError> {
+        let data_dir = self.cluster.data_dir().to_owned();
+        let Some(postmaster) = self.cluster.pid() else {
+            return Err(LocalError::Stop {
+                data_dir,
+                reason: "no server runs to freeze".to_owned(),
+            });
+        };
+        let mut frozen = Frozen {
+            pids: Vec::new(),
+            data_dir,
+        };
+        // Stopped first, the postmaster forks no new backend while the
+        // children are collected; a child forked just before shows up in a
+        // later pass.
+        frozen.stop(postmaster)?;
+        loop {
+            let new: Vec<u32> = children_of(postmaster)
+                .into_iter()
+                .filter(|pid| !frozen.pids.contains(pid))
+                .collect();
+            if new.is_empty() {
+                break;
+            }
+            for pid in new {
+                frozen.stop(pid)?;
+            }
+        }
+        let all_stopped = poll_until(SIGNAL_TIMEOUT, || {
+            frozen
+                .pids
+                .iter()
+                .all(|&pid| matches!(process_state(pid), None | Some('T' | 't')))
+        });
+        if !all_stopped {
+            return Err(LocalError::Stop {
+                data_dir: frozen.data_dir.clone(),
+                reason: "its processes did not show as stopped after SIGSTOP".to_owned(),
+            });
+        }
+        Ok(frozen)
+    }
+}
+
+/// A frozen cluster ([`DedicatedCluster::freeze`]); dropping it thaws it.
+#[derive(Debug)]
+pub struct Frozen {
+    pids: Vec<u32>,
+    data_dir: PathBuf,
+}
+
+impl Frozen {
+    /// The stopped processes: the postmaster first, then its children.
+    pub fn pids(&self) -> &[u32] {
+        &self.pids
+    }
+
+    /// Sends SIGCONT to every frozen process (what dropping does).
+    pub fn thaw(self) {}
+
+    fn stop(&mut self, pid: u32) -> Result<(), LocalError> {
+        send_signal(pid, rustix::process::Signal::STOP, &self.data_dir)?;
+        self.pids.push(pid);
+        Ok(())
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        for &pid in &self.pids {
+            if let Err(e) = send_signal(pid, rustix::process::Signal::CONT, &self.data_dir) {
+                eprintln!("pgkit test harness: could not thaw process {pid}: {e}");
+            }
+        }
+    }
+}
+
+/// Signals `pid`; one that is already gone is fine.
+fn send_signal(pid: u32, sig: rustix::process::Signal, data_dir: &Path) -> Result<(), LocalError> {
+    let Some(target) = rustix::process::Pid::from_raw(pid as i32) else {
+        return Ok(());
+    };
+    match rustix::process::kill_process(target, sig) {
+        Ok(()) => Ok(()),
+        Err(e) if e == rustix::io::Errno::SRCH => Ok(()),
+        Err(e) => Err(LocalError::Io {
+            action: "signal a server process of",
+            path: data_dir.to_owned(),
+            source: e.into(),
+        }),
+    }
+}
+
+/// The pids whose parent is `parent` (Linux `/proc`).
+fn children_of(parent: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| proc_stat_fields(pid).and_then(|f| f.get(1)?.parse().ok()) == Some(parent))
+        .collect()
+}
+
+/// The state letter of `pid` (`T` when stopped), `None` when it is gone.
+fn process_state(pid: u32) -> Option<char> {
+    proc_stat_fields(pid)?.first()?.chars().next()
+}
+
+/// The fields of `/proc/<pid>/stat` after the command name: state, ppid, ...
+fn proc_stat_fields(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_comm = &stat[stat.rfind(')')? + 1..];
+    Some(after_comm.split_whitespace().map(str::to_owned).collect())
+}
+
+/// Polls `done` (blocking) until it holds or `timeout` passes.
+fn poll_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if done() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -515,6 +708,23 @@ mod tests {
         let started = process_start_time(me).expect("linux /proc");
         assert!(owner_is_alive((me, started)));
         assert!(!owner_is_alive((me, started + 1)));
+    }
+
+    #[test]
+    fn children_and_stopped_state_are_read_from_proc() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("sleep runs");
+        let pid = child.id();
+        assert!(children_of(std::process::id()).contains(&pid));
+        send_signal(pid, rustix::process::Signal::STOP, Path::new("/")).unwrap();
+        assert!(poll_until(SIGNAL_TIMEOUT, || process_state(pid) == Some('T')));
+        send_signal(pid, rustix::process::Signal::CONT, Path::new("/")).unwrap();
+        assert!(poll_until(SIGNAL_TIMEOUT, || process_state(pid) != Some('T')));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(process_state(pid), None, "reaped");
     }
 
     #[test]
