@@ -4,7 +4,10 @@
 //! Requests are counted per (method, route template, status) with a latency
 //! histogram; the route is the template (`/api/v1/conversations/{id}`), never
 //! the raw path, so ids cannot blow up the number of series, and unknown
-//! routes share one `unmatched` label. Pool and breaker figures are read from
+//! routes share one `unmatched` label. HTTP lets a client send any token as
+//! the method (`curl -X RND123`), so only the standard methods are labelled
+//! as themselves and every other one is `other`: no client can add series.
+//! Pool and breaker figures are read from
 //! the [`Database`] when scraped (nothing runs in between: Cloud Run throttles
 //! CPU between requests). A recorded request costs a read lock and a few
 //! atomic adds; a new series takes the write lock once.
@@ -26,9 +29,23 @@ const BUCKETS: [f64; 14] = [
 /// The route label of requests that matched no route.
 pub const UNMATCHED: &str = "unmatched";
 
+/// The method label of requests with a method outside RFC 9110 and PATCH.
+pub const OTHER_METHOD: &str = "other";
+
+/// The label for `method`: itself when standard, else [`OTHER_METHOD`].
+pub fn method_label(method: &str) -> &'static str {
+    const STANDARD: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+    ];
+    STANDARD
+        .into_iter()
+        .find(|m| *m == method)
+        .unwrap_or(OTHER_METHOD)
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct SeriesKey {
-    method: String,
+    method: &'static str,
     route: String,
     status: u16,
 }
@@ -99,10 +116,10 @@ impl Metrics {
     }
 
     /// Records one finished request. `route` is the matched template, or
-    /// [`UNMATCHED`].
+    /// [`UNMATCHED`]; `method` is labelled by [`method_label`].
     pub fn record(&self, method: &str, route: &str, status: u16, latency: Duration) {
         let key = SeriesKey {
-            method: method.to_owned(),
+            method: method_label(method),
             route: route.to_owned(),
             status,
         };
@@ -199,7 +216,7 @@ impl Metrics {
 fn labels(key: &SeriesKey) -> String {
     format!(
         "method=\"{}\",route=\"{}\",status=\"{}\"",
-        escape(&key.method),
+        escape(key.method),
         escape(&key.route),
         key.status
     )
@@ -385,6 +402,28 @@ mod tests {
         drop(a);
         drop(b);
         assert!(requests_only(&m).contains("dave_http_requests_in_flight 0\n"));
+    }
+
+    #[test]
+    fn made_up_methods_share_one_label() {
+        let m = Metrics::new();
+        for method in ["RND123", "get", "PROPFIND", "X\"Y"] {
+            m.record(method, UNMATCHED, 404, Duration::from_millis(1));
+        }
+        m.record("PATCH", UNMATCHED, 404, Duration::from_millis(1));
+        let text = requests_only(&m);
+        let totals: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("dave_http_requests_total{"))
+            .collect();
+        assert_eq!(
+            totals,
+            [
+                "dave_http_requests_total{method=\"PATCH\",route=\"unmatched\",status=\"404\"} 1",
+                "dave_http_requests_total{method=\"other\",route=\"unmatched\",status=\"404\"} 4",
+            ],
+            "{text}"
+        );
     }
 
     #[test]

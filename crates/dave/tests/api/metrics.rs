@@ -121,3 +121,58 @@ async fn histogram_buckets_are_cumulative() {
     assert!(counts.windows(2).all(|w| w[0] <= w[1]), "{counts:?}");
     assert_eq!(*counts.last().unwrap(), 3.0);
 }
+
+/// The number of request series (`dave_http_requests_total` samples).
+async fn request_series(app: &crate::helpers::TestApp) -> usize {
+    let text = app.get("/metrics").await.text().await.unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("dave_http_requests_total{"))
+        .count()
+}
+
+/// A request with a made-up method to a made-up path, or to a real route.
+async fn made_up(app: &crate::helpers::TestApp, i: usize, real_route: bool) -> u16 {
+    let method =
+        reqwest::Method::from_bytes(format!("RND{}{i}", rand::random::<u32>()).as_bytes()).unwrap();
+    let path = if real_route {
+        format!("/api/v1/conversations/{}", uuid::Uuid::new_v4())
+    } else {
+        format!("/made/up/{}/{i}", uuid::Uuid::new_v4())
+    };
+    app.client
+        .request(method, app.url(&path))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn made_up_methods_and_paths_add_no_series() {
+    let app = spawn_app().await;
+    // The shared `other` and `unmatched` series exist after one of each.
+    let first = [made_up(&app, 0, false).await, made_up(&app, 0, true).await];
+    assert_eq!(first, [404, 405]);
+    app.get("/metrics").await;
+    let before = request_series(&app).await;
+
+    for i in 1..=100 {
+        let status = made_up(&app, i, i % 2 == 0).await;
+        assert!(status == 404 || status == 405, "{status}");
+    }
+    let text = app.get("/metrics").await.text().await.unwrap();
+    assert_eq!(request_series(&app).await, before, "{text}");
+    assert!(!text.contains("RND"), "{text}");
+    assert!(!text.contains("/made/up"), "{text}");
+    let s = samples(&text);
+    assert_eq!(
+        s["dave_http_requests_total{method=\"other\",route=\"unmatched\",status=\"404\"}"], 51.0,
+        "{text}"
+    );
+    assert_eq!(
+        s["dave_http_requests_total{method=\"other\",route=\"/api/v1/conversations/{id}\",status=\"405\"}"],
+        51.0,
+        "{text}"
+    );
+}
