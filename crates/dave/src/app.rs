@@ -6,7 +6,10 @@
 //! request's tracing span (request id, method, route template, trace context)
 //! in which the handler and every log line it writes run, refuses a declared
 //! body over 1 MiB with the contract's 413, records the request in the
-//! metrics, writes the access-log line and returns the request id. Inside it,
+//! metrics, writes the access-log line and returns the request id. Every
+//! response under `/api/` (and any carrying a session token) gets
+//! `Cache-Control: no-store`: they hold user data or credentials, which no
+//! browser, proxy or CDN may keep. Inside it,
 //! a panic in a handler becomes the contract's 500 and is logged with the
 //! request id, instead of dropping the connection.
 
@@ -23,6 +26,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tracing::field::Empty;
 use tracing::Instrument;
 
+use crate::auth::SESSION_HEADER;
 use crate::error::{route_not_found, ApiError};
 use crate::extract::declares_too_large;
 use crate::metrics::UNMATCHED;
@@ -135,6 +139,7 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
         (request.uri().path().to_owned(), user_agent)
     });
 
+    let private = request.uri().path().starts_with("/api/");
     let in_flight = state.metrics.start_request();
     let mut response = if declares_too_large(request.headers()) {
         span.in_scope(|| ApiError::PayloadTooLarge.into_response())
@@ -147,6 +152,11 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
 
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID.clone(), value);
+    }
+    if private || response.headers().contains_key(SESSION_HEADER) {
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     let latency = started.elapsed();
     let status = response.status().as_u16();

@@ -508,7 +508,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     };
     let drained = server::serve(listener, app::app(state), stop, grace).await?;
-    db.close(Duration::from_secs(2)).await;
+    // Bounded: after the grace period every connection task has ended, so
+    // nothing should be in use; a stuck one must not eat Cloud Run's 10 s.
+    db.close(crate::config::POOL_CLOSE_WAIT).await;
     let reason = stop_rx.borrow_and_update().clone();
     stop_if_started_here(target.local).await?;
     tracing::info!(?drained, "stopped");

@@ -8,10 +8,13 @@
 //! `CURSOR_SECRET` (derived from the session secret when unset), `LOG_FORMAT`
 //! (`json` in production, `pretty` elsewhere), `LOG_LEVEL` (a tracing filter,
 //! `info`), `ACCESS_LOG` (true), `GOOGLE_CLOUD_PROJECT`, `K_SERVICE`,
-//! `K_REVISION`, `DAVE_MIGRATE_ON_START` (false) and `SHUTDOWN_GRACE` (8
-//! seconds). Every secret may come from `<NAME>_FILE` instead. Invalid values
-//! fail with one line naming the variable; secrets are held as [`Secret`] and
-//! never printed.
+//! `K_REVISION`, `DAVE_MIGRATE_ON_START` (false) and `SHUTDOWN_GRACE` (7
+//! seconds, at most 60). Every secret may come from `<NAME>_FILE` instead.
+//! Invalid values fail with one line naming the variable; secrets are held as
+//! [`Secret`] and never printed. In production each secret given must be at
+//! least [`MIN_SECRET_BYTES`] long: an HS256 token or an HMAC-signed session
+//! token is enough to brute-force a short key offline, and a forged token is
+//! any user's identity.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
@@ -28,6 +31,18 @@ pub const SERVICE: &str = "dave";
 
 /// The variable holding the DSN.
 pub const DSN_VAR: &str = "DAVE_DB_DSN";
+
+/// The shortest secret accepted in production: 256 bits, the HMAC-SHA256
+/// block's security level.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// The default of `SHUTDOWN_GRACE`: Cloud Run sends SIGKILL 10 s after
+/// SIGTERM, and after the grace period the process still cuts the requests
+/// left, closes the pool (at most [`POOL_CLOSE_WAIT`]) and exits.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(7);
+
+/// How long closing the pool at shutdown may wait for connections in use.
+pub const POOL_CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 /// The bearer-token key [`Config::for_tests`] uses, so tests can mint tokens.
 pub const TEST_JWT_SECRET: &str = "test-jwt-secret-not-for-production-0123456789";
@@ -112,7 +127,17 @@ impl Config {
             }
             None => (random_secret(), true),
         };
-        let cursor_secret = match env.secret("CURSOR_SECRET")? {
+        let explicit_cursor_secret = env.secret("CURSOR_SECRET")?;
+        if production {
+            for (name, secret) in [
+                ("JWT_SECRET", jwt_secret.as_ref()),
+                ("SESSION_SECRET", Some(&session_secret)),
+                ("CURSOR_SECRET", explicit_cursor_secret.as_ref()),
+            ] {
+                check_secret_length(name, secret)?;
+            }
+        }
+        let cursor_secret = match explicit_cursor_secret {
             Some(s) => s,
             None => derive_secret(&session_secret, "dave pagination cursors"),
         };
@@ -134,7 +159,13 @@ impl Config {
             k_service: env.get("K_SERVICE").map(str::to_owned),
             k_revision: env.get("K_REVISION").map(str::to_owned),
             migrate_on_start: env.bool_or("DAVE_MIGRATE_ON_START", false)?,
-            shutdown_grace: env.seconds_or("SHUTDOWN_GRACE", 8.0)?,
+            shutdown_grace: env.seconds_within(
+                "SHUTDOWN_GRACE",
+                DEFAULT_SHUTDOWN_GRACE.as_secs_f64(),
+                Duration::from_millis(1),
+                Duration::from_secs(60),
+                "keep it below the platform's kill deadline minus 2 s: 7 on Cloud Run",
+            )?,
             db,
         })
     }
@@ -167,7 +198,7 @@ impl Config {
             k_service: None,
             k_revision: None,
             migrate_on_start: false,
-            shutdown_grace: Duration::from_secs(8),
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         }
     }
 
@@ -185,6 +216,19 @@ fn log_level(env: &Env) -> Result<String, SettingsError> {
             format!("{level:?} is not a filter: {e}"),
             "error, warn, info, debug or trace, optionally per target (dave=debug,info)",
         )),
+    }
+}
+
+/// Refuses a production secret shorter than [`MIN_SECRET_BYTES`], naming
+/// the variable and never the value (nor its length, a hint to an attacker).
+fn check_secret_length(name: &str, secret: Option<&Secret>) -> Result<(), SettingsError> {
+    match secret {
+        Some(s) if s.expose().len() < MIN_SECRET_BYTES => Err(SettingsError::new(
+            name,
+            format!("is shorter than {MIN_SECRET_BYTES} bytes, which APP_ENVIRONMENT=production refuses (a short HMAC key can be brute-forced offline from one signed token)"),
+            format!("at least {MIN_SECRET_BYTES} random bytes, e.g. `openssl rand -hex 32` (64 characters), or {name}_FILE naming a file that holds it"),
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -223,7 +267,7 @@ mod tests {
         assert_eq!(c.log_format, LogFormat::Pretty);
         assert!(c.access_log);
         assert!(!c.migrate_on_start);
-        assert_eq!(c.shutdown_grace, Duration::from_secs(8));
+        assert_eq!(c.shutdown_grace, Duration::from_secs(7));
         assert!(c.db.dsn.is_none());
     }
 
@@ -260,8 +304,8 @@ mod tests {
             ("HOST", "127.0.0.1"),
             ("PORT", "18080"),
             ("DAVE_DB_DSN", "postgresql://app@/bench?host=/tmp/x"),
-            ("JWT_SECRET", "j"),
-            ("SESSION_SECRET", "s"),
+            ("JWT_SECRET", LONG_JWT),
+            ("SESSION_SECRET", LONG_SESSION),
         ])
         .unwrap();
         assert_eq!(c.host, IpAddr::V4(Ipv4Addr::LOCALHOST));
@@ -269,6 +313,53 @@ mod tests {
         assert_eq!(c.log_format, LogFormat::Json);
         assert!(!c.session_secret_is_random);
         assert!(!c.migrate_on_start, "never implicit in production");
+    }
+
+    const LONG_JWT: &str = "jwt-secret-of-exactly-32-bytes!!";
+    const LONG_SESSION: &str = "session-secret-0123456789abcdef0123456789";
+    const PROD_DSN: &str = "postgresql://app@/d?host=/tmp/x";
+
+    #[test]
+    fn production_refuses_short_secrets_naming_the_variable_only() {
+        let base = [
+            ("APP_ENVIRONMENT", "production"),
+            ("DAVE_DB_DSN", PROD_DSN),
+            ("JWT_SECRET", LONG_JWT),
+            ("SESSION_SECRET", LONG_SESSION),
+            ("CURSOR_SECRET", LONG_SESSION),
+        ];
+        assert_eq!(LONG_JWT.len(), MIN_SECRET_BYTES);
+        config(&base).unwrap();
+        let short = "short-secret-31-bytes-long-xxxx";
+        assert_eq!(short.len(), MIN_SECRET_BYTES - 1);
+        for name in ["JWT_SECRET", "SESSION_SECRET", "CURSOR_SECRET"] {
+            let pairs: Vec<(&str, &str)> = base
+                .iter()
+                .map(|&(k, v)| if k == name { (k, short) } else { (k, v) })
+                .collect();
+            let err = config(&pairs).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("invalid {name}: is shorter than 32 bytes")),
+                "{err}"
+            );
+            assert!(err.contains("openssl rand -hex 32"), "{err}");
+            assert!(!err.contains(short), "{err}");
+            assert!(!err.contains("31"), "no hint of the length: {err}");
+            assert!(!err.contains('\n'), "{err}");
+        }
+    }
+
+    #[test]
+    fn short_secrets_are_fine_outside_production() {
+        for environment in ["development", "test", "staging"] {
+            config(&[
+                ("APP_ENVIRONMENT", environment),
+                ("JWT_SECRET", "j"),
+                ("SESSION_SECRET", "s"),
+                ("CURSOR_SECRET", "c"),
+            ])
+            .unwrap();
+        }
     }
 
     #[test]
@@ -289,6 +380,14 @@ mod tests {
             (&[("LOG_LEVEL", "dave=loud")][..], "invalid LOG_LEVEL"),
             (&[("ACCESS_LOG", "maybe")][..], "invalid ACCESS_LOG"),
             (&[("SHUTDOWN_GRACE", "0")][..], "invalid SHUTDOWN_GRACE"),
+            (
+                &[("SHUTDOWN_GRACE", "600")][..],
+                "invalid SHUTDOWN_GRACE: 600 is above the maximum of 60",
+            ),
+            (
+                &[("DB_QUERY_TIMEOUT", "2147484")][..],
+                "invalid DB_QUERY_TIMEOUT: 2147484 is above the maximum",
+            ),
             (
                 &[("DAVE_MIGRATE_ON_START", "2")][..],
                 "invalid DAVE_MIGRATE_ON_START",

@@ -1,28 +1,39 @@
 //! Binding the port and serving the application until told to stop, with a
 //! bounded graceful shutdown.
 //!
-//! On the stop signal (SIGTERM from Cloud Run, Ctrl-C in a terminal) the
-//! listener stops accepting, idle keep-alive connections are closed, and
-//! requests in flight get `SHUTDOWN_GRACE` (8 s by default; Cloud Run kills
-//! the container 10 s after SIGTERM) to finish. Whatever is still running
-//! then is dropped, so shutdown always ends within the bound.
+//! Each accepted connection is served by its own task, held in a `JoinSet`
+//! owned here rather than spawned loose (as `axum::serve` does), so that
+//! shutdown can end them. On the stop signal (SIGTERM from Cloud Run, Ctrl-C
+//! in a terminal) the listener is closed, idle keep-alive connections are
+//! closed, and requests in flight get `SHUTDOWN_GRACE` (7 s by default) to
+//! finish. The connection tasks still running then are aborted: their
+//! requests' futures are dropped (a pooled connection in use is dropped with
+//! them) and their sockets closed, so the client sees the connection cut.
+//! `serve` returns only once every connection task has ended, which leaves
+//! the caller the rest of Cloud Run's 10 s to close the pool and exit.
 
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::pin;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
+use axum::extract::Request;
 use axum::Router;
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tower::ServiceExt;
 
 /// How serving ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Drained {
     /// Every request in flight finished within the grace period.
     Completed,
-    /// The grace period ran out; the requests still running were dropped.
+    /// The grace period ran out; the connections still open were aborted.
     GraceExpired,
 }
 
@@ -40,43 +51,88 @@ pub fn display_url(addr: SocketAddr) -> String {
     }
 }
 
-/// Serves `app` on `listener` until `stop` completes, then drains within `grace`.
+/// Serves `app` on `listener` until `stop` completes, then drains within
+/// `grace` and aborts what is left. Returns once no connection task runs.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     stop: impl Future<Output = ()> + Send + 'static,
     grace: Duration,
 ) -> io::Result<Drained> {
-    let (stopped_tx, stopped_rx) = oneshot::channel::<()>();
-    let signal = async move {
-        stop.await;
-        tracing::info!(
-            grace_seconds = grace.as_secs_f64(),
-            "shutting down: no new connections; waiting for requests in flight"
-        );
-        let _ = stopped_tx.send(());
-    };
-    // Responses are written whole; Nagle's algorithm would only add latency.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let server = axum::serve(listener, app).with_graceful_shutdown(signal);
-    let deadline = async move {
-        if stopped_rx.await.is_ok() {
-            tokio::time::sleep(grace).await;
-        } else {
-            // The server ended without a stop signal; never fire.
-            std::future::pending::<()>().await;
+    let (draining_tx, draining_rx) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    let mut stop = pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => break,
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => {
+                    connections.spawn(serve_connection(tcp, app.clone(), draining_rx.clone()));
+                }
+                Err(e) => {
+                    // EMFILE and the like: the error is not the listener's
+                    // fault and may pass; backing off avoids a busy loop.
+                    tracing::warn!(error = %e, "cannot accept a connection; retrying in 100 ms");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            // Reap finished connections so the set does not grow.
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
-    };
-    tokio::select! {
-        result = server => result.map(|()| Drained::Completed),
-        () = deadline => {
-            tracing::warn!(
-                grace_seconds = grace.as_secs_f64(),
-                "requests still in flight after the grace period were dropped"
-            );
-            Ok(Drained::GraceExpired)
+    }
+    drop(listener);
+    tracing::info!(
+        grace_seconds = grace.as_secs_f64(),
+        connections = connections.len(),
+        "shutting down: no new connections; waiting for requests in flight"
+    );
+    let _ = draining_tx.send(true);
+    let drained = tokio::time::timeout(grace, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_ok() {
+        return Ok(Drained::Completed);
+    }
+    let cut = connections.len();
+    connections.abort_all();
+    // Wait for the aborted tasks to be dropped, so their pooled connections
+    // are back (or discarded) before the caller closes the pool.
+    while connections.join_next().await.is_some() {}
+    tracing::warn!(
+        grace_seconds = grace.as_secs_f64(),
+        connections = cut,
+        "requests still in flight after the grace period were cut off"
+    );
+    Ok(Drained::GraceExpired)
+}
+
+/// Serves HTTP/1.1 on one connection until the client closes it or, once
+/// `draining` turns true, until its request in flight (if any) is answered.
+async fn serve_connection(tcp: TcpStream, app: Router, mut draining: watch::Receiver<bool>) {
+    // Responses are written whole; Nagle's algorithm would only add latency.
+    let _ = tcp.set_nodelay(true);
+    let service = TowerToHyperService::new(
+        app.map_request(|request: Request<Incoming>| request.map(axum::body::Body::new)),
+    );
+    let mut connection = pin!(
+        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), service)
+    );
+    let mut drain_started = false;
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            changed = draining.wait_for(|d| *d), if !drain_started => {
+                drain_started = true;
+                if changed.is_ok() {
+                    connection.as_mut().graceful_shutdown();
+                }
+            }
         }
     }
 }

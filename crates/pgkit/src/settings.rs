@@ -11,8 +11,11 @@
 //! names (`DAVE_DB_DSN`, `DATABASE_URL`, ...), `DB_POOL_MIN_SIZE`,
 //! `DB_POOL_MAX_SIZE`, `DB_POOL_TIMEOUT`, `DB_QUERY_TIMEOUT`,
 //! `DB_CONNECT_TIMEOUT`, `DB_CONNECT_RETRY`, `DB_MAX_LIFETIME`,
-//! `DB_IDLE_TIMEOUT`, `DB_BREAKER_THRESHOLD`, `DB_BREAKER_RESET`,
-//! `DB_IAM_AUTH`, `APP_ENVIRONMENT`, `MAX_INSTANCES`, `K_REVISION`.
+//! `DB_IDLE_TIMEOUT`, `DB_IDLE_IN_TRANSACTION_TIMEOUT`,
+//! `DB_BREAKER_THRESHOLD`, `DB_BREAKER_RESET`, `DB_IAM_AUTH`,
+//! `APP_ENVIRONMENT`, `MAX_INSTANCES`, `K_REVISION`. Durations are bounded
+//! at start-up: the two sent to PostgreSQL by what it accepts, the others by
+//! caps that catch a unit mistake.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -161,6 +164,49 @@ impl Env {
         Ok(Duration::from_secs_f64(secs))
     }
 
+    /// Seconds within `[min, max]` (or the default when unset), where the
+    /// bounds come from what the value is handed to: PostgreSQL refuses a
+    /// `statement_timeout` above `i32::MAX` milliseconds, and a connection
+    /// started with such a value would fail on every attempt, far from the
+    /// setting that caused it. `limit` says where `max` comes from.
+    pub fn seconds_within(
+        &self,
+        name: &str,
+        default: f64,
+        min: Duration,
+        max: Duration,
+        limit: &str,
+    ) -> Result<Duration, SettingsError> {
+        let accepted = format!(
+            "a number of seconds from {} to {} ({limit})",
+            min.as_secs_f64(),
+            max.as_secs_f64()
+        );
+        let secs: f64 = self.parse_or(name, default, &accepted)?;
+        if !secs.is_finite() || secs <= 0.0 {
+            return Err(SettingsError::new(
+                name,
+                format!("{secs} is out of range"),
+                accepted,
+            ));
+        }
+        if secs < min.as_secs_f64() {
+            return Err(SettingsError::new(
+                name,
+                format!("{secs} is below the minimum of {}", min.as_secs_f64()),
+                accepted,
+            ));
+        }
+        if secs > max.as_secs_f64() {
+            return Err(SettingsError::new(
+                name,
+                format!("{secs} is above the maximum of {}", max.as_secs_f64()),
+                accepted,
+            ));
+        }
+        Ok(Duration::from_secs_f64(secs))
+    }
+
     /// A boolean: true/false, 1/0, yes/no, on/off.
     pub fn bool_or(&self, name: &str, default: bool) -> Result<bool, SettingsError> {
         match self.get(name).map(|v| v.trim().to_ascii_lowercase()) {
@@ -257,16 +303,16 @@ impl DbSettings {
             dsn,
             pool_min_size: count(env, "DB_POOL_MIN_SIZE", 5, 0)?,
             pool_max_size: count(env, "DB_POOL_MAX_SIZE", 15, 1)?,
-            pool_timeout: env.seconds_or("DB_POOL_TIMEOUT", 30.0)?,
-            query_timeout: env.seconds_or("DB_QUERY_TIMEOUT", 60.0)?,
-            connect_timeout: env.seconds_or("DB_CONNECT_TIMEOUT", 10.0)?,
-            connect_retry: env.seconds_or("DB_CONNECT_RETRY", 30.0)?,
-            max_lifetime: env.seconds_or("DB_MAX_LIFETIME", 1800.0)?,
-            idle_timeout: env.seconds_or("DB_IDLE_TIMEOUT", 600.0)?,
+            pool_timeout: bounded(env, "DB_POOL_TIMEOUT", 30.0, MINUTES_5)?,
+            query_timeout: pg_timeout(env, "DB_QUERY_TIMEOUT", 60.0)?,
+            connect_timeout: bounded(env, "DB_CONNECT_TIMEOUT", 10.0, MINUTES_5)?,
+            connect_retry: bounded(env, "DB_CONNECT_RETRY", 30.0, HOUR)?,
+            max_lifetime: bounded(env, "DB_MAX_LIFETIME", 1800.0, WEEK)?,
+            idle_timeout: bounded(env, "DB_IDLE_TIMEOUT", 600.0, WEEK)?,
             validate_after_idle: Duration::from_secs(10),
-            idle_in_transaction_timeout: env.seconds_or("DB_IDLE_IN_TRANSACTION_TIMEOUT", 60.0)?,
+            idle_in_transaction_timeout: pg_timeout(env, "DB_IDLE_IN_TRANSACTION_TIMEOUT", 60.0)?,
             breaker_threshold: count(env, "DB_BREAKER_THRESHOLD", 5, 1)? as u32,
-            breaker_reset: env.seconds_or("DB_BREAKER_RESET", 30.0)?,
+            breaker_reset: bounded(env, "DB_BREAKER_RESET", 30.0, HOUR)?,
             iam_auth: env.bool_or("DB_IAM_AUTH", false)?,
             environment: Environment::from_env(env)?,
             application_name: application_name(service, env.get("K_REVISION")),
@@ -313,6 +359,41 @@ pub fn application_name(service: &str, revision: Option<&str>) -> String {
         name.pop();
     }
     name
+}
+
+/// The largest `statement_timeout` / `idle_in_transaction_session_timeout`
+/// PostgreSQL accepts: `i32::MAX` milliseconds (24.8 days).
+pub const PG_MAX_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
+/// The smallest: 1 ms (0 would turn the timeout off).
+const PG_MIN_TIMEOUT: Duration = Duration::from_millis(1);
+const MINUTES_5: Duration = Duration::from_secs(300);
+const HOUR: Duration = Duration::from_secs(3600);
+const WEEK: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// A duration sent to PostgreSQL as a timeout setting
+/// (`statement_timeout`, `lock_timeout`, ...): 1 ms to [`PG_MAX_TIMEOUT`].
+pub fn pg_timeout(env: &Env, name: &str, default: f64) -> Result<Duration, SettingsError> {
+    env.seconds_within(
+        name,
+        default,
+        PG_MIN_TIMEOUT,
+        PG_MAX_TIMEOUT,
+        "PostgreSQL's limit for a timeout",
+    )
+}
+
+/// A duration of the pool or the breaker. The caps are far above any sane
+/// value; they catch a unit mistake (milliseconds given as seconds) that
+/// would otherwise make a request or a start-up wait for days.
+fn bounded(env: &Env, name: &str, default: f64, max: Duration) -> Result<Duration, SettingsError> {
+    let limit = if max == MINUTES_5 {
+        "at most 5 minutes"
+    } else if max == HOUR {
+        "at most an hour"
+    } else {
+        "at most a week"
+    };
+    env.seconds_within(name, default, PG_MIN_TIMEOUT, max, limit)
 }
 
 fn count(env: &Env, name: &str, default: usize, min: usize) -> Result<usize, SettingsError> {
@@ -382,6 +463,42 @@ mod tests {
             ),
             (&[("APP_ENVIRONMENT", "prod")], "invalid APP_ENVIRONMENT"),
             (&[("DB_IAM_AUTH", "sure")], "invalid DB_IAM_AUTH"),
+            (
+                &[("DB_QUERY_TIMEOUT", "2147484")],
+                "invalid DB_QUERY_TIMEOUT: 2147484 is above the maximum of 2147483.647",
+            ),
+            (
+                &[("DB_IDLE_IN_TRANSACTION_TIMEOUT", "1e12")],
+                "invalid DB_IDLE_IN_TRANSACTION_TIMEOUT: 1000000000000 is above the maximum",
+            ),
+            (
+                &[("DB_QUERY_TIMEOUT", "0.0001")],
+                "invalid DB_QUERY_TIMEOUT: 0.0001 is below the minimum of 0.001",
+            ),
+            (
+                &[("DB_QUERY_TIMEOUT", "0")],
+                "invalid DB_QUERY_TIMEOUT: 0 is out of range",
+            ),
+            (
+                &[("DB_QUERY_TIMEOUT", "inf")],
+                "invalid DB_QUERY_TIMEOUT: inf is out of range",
+            ),
+            (
+                &[("DB_QUERY_TIMEOUT", "NaN")],
+                "invalid DB_QUERY_TIMEOUT: NaN is out of range",
+            ),
+            (
+                &[("DB_CONNECT_TIMEOUT", "10000")],
+                "invalid DB_CONNECT_TIMEOUT: 10000 is above the maximum of 300",
+            ),
+            (
+                &[("DB_POOL_TIMEOUT", "30000")],
+                "invalid DB_POOL_TIMEOUT: 30000 is above the maximum of 300",
+            ),
+            (&[("DB_CONNECT_RETRY", "86400")], "invalid DB_CONNECT_RETRY"),
+            (&[("DB_BREAKER_RESET", "7200")], "invalid DB_BREAKER_RESET"),
+            (&[("DB_MAX_LIFETIME", "1e7")], "invalid DB_MAX_LIFETIME"),
+            (&[("DB_IDLE_TIMEOUT", "1e7")], "invalid DB_IDLE_TIMEOUT"),
         ];
         for (pairs, expected) in cases {
             let err = settings(pairs).unwrap_err().to_string();
@@ -390,6 +507,26 @@ mod tests {
             assert!(!err.contains('\n'), "{err}");
             assert!(!err.contains("pw@"), "{err}");
         }
+    }
+
+    #[test]
+    fn timeouts_up_to_postgresqls_limit_are_accepted() {
+        let s = settings(&[
+            ("DB_QUERY_TIMEOUT", "2147483.647"),
+            ("DB_IDLE_IN_TRANSACTION_TIMEOUT", "0.001"),
+            ("DB_CONNECT_TIMEOUT", "300"),
+        ])
+        .unwrap();
+        assert_eq!(s.query_timeout, PG_MAX_TIMEOUT);
+        assert_eq!(s.idle_in_transaction_timeout, Duration::from_millis(1));
+        assert_eq!(s.connect_timeout, Duration::from_secs(300));
+        let err = settings(&[("DB_QUERY_TIMEOUT", "3000000")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.ends_with("(accepted: a number of seconds from 0.001 to 2147483.647 (PostgreSQL's limit for a timeout))"),
+            "{err}"
+        );
     }
 
     #[test]

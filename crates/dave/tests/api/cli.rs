@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use crate::helpers::{migrated_database, run_binary, side_pool, start};
+use crate::helpers::{migrated_database, run_binary, side_pool, start, CHILD_SESSION_SECRET};
 
 fn dir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
@@ -222,7 +222,7 @@ async fn serve_migrates_at_start_up_only_when_asked() {
         ("HOST", "127.0.0.1"),
         ("PORT", "0"),
         ("DAVE_DB_DSN", database.url()),
-        ("SESSION_SECRET", "s"),
+        ("SESSION_SECRET", CHILD_SESSION_SECRET),
         ("LOG_FORMAT", "json"),
     ];
     let side = side_pool(database.url());

@@ -19,6 +19,7 @@ mod startup;
 // The API routes.
 mod auth;
 mod authz_matrix;
+mod cache_control;
 mod calls;
 mod conversations;
 mod knowledge;

@@ -141,3 +141,97 @@ async fn requests_past_the_grace_period_are_cut_and_the_exit_is_bounded() {
     drop(lock);
     side.close(Duration::from_secs(1)).await;
 }
+
+/// The backends of the service waiting for a lock.
+async fn blocked_backends(pool: &Database) -> Vec<i32> {
+    let mut conn = pool.acquire().await.unwrap();
+    conn.fetch_val(
+        "SELECT coalesce(array_agg(pid), '{}') FROM pg_stat_activity \
+         WHERE datname = current_database() AND wait_event_type = 'Lock' \
+         AND application_name = 'dave'",
+        &[],
+    )
+    .await
+    .unwrap()
+}
+
+/// Cloud Run sends SIGKILL 10 s after SIGTERM. With the default grace, a
+/// request still blocked in the database when it ends is cut off (the
+/// client's connection closes), the process exits 0 with time to spare, and
+/// the statement does not live on in PostgreSQL: it neither keeps waiting
+/// there nor commits once the lock goes away.
+#[tokio::test]
+async fn a_request_blocked_at_the_deadline_is_cut_here_and_on_the_server() {
+    let db = migrated_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    // No SHUTDOWN_GRACE: the default is what Cloud Run gets.
+    let (mut child, url) = serve_binary(db.url(), &[], dir.path()).await;
+    let http = client();
+    wait_ready(&http, &url).await;
+
+    let side = side_pool(db.url());
+    let mut lock = lock_conversations(&side).await;
+    let title = format!("cut at shutdown {}", uuid::Uuid::new_v4());
+    let stuck = tokio::spawn(
+        http.post(format!("{url}/api/v1/conversations"))
+            .bearer_auth(child_bearer(uuid::Uuid::new_v4()))
+            .json(&serde_json::json!({ "title": title }))
+            .send(),
+    );
+    wait_for_blocked_statement(&side).await;
+    let backends = blocked_backends(&side).await;
+    assert_eq!(backends.len(), 1, "{backends:?}");
+
+    let signalled = Instant::now();
+    child.signal(rustix::process::Signal::TERM);
+    let status = child.wait_exit(WAIT).await;
+    let took = signalled.elapsed();
+    assert_eq!(status.code(), Some(0), "{}", child.output());
+    assert!(
+        took >= Duration::from_secs(7),
+        "the default grace period was given: {took:?}"
+    );
+    assert!(
+        took < Duration::from_secs(9),
+        "well inside Cloud Run's 10 s: {took:?}\n{}",
+        child.output()
+    );
+    let outcome = tokio::time::timeout(WAIT, stuck).await.unwrap().unwrap();
+    assert!(
+        outcome.is_err(),
+        "the cut request gets no answer: {outcome:?}"
+    );
+
+    // While the test still holds the lock, the service's statement must be
+    // gone from the server: cancelled, its connection closed.
+    eventually(
+        "the cut statement to stop on the server",
+        Duration::from_secs(5),
+        || async {
+            let mut conn = side.acquire().await.ok()?;
+            let running: i64 = conn
+                .fetch_val(
+                    "SELECT count(*) FROM pg_stat_activity \
+                     WHERE pid = ANY($1) AND state = 'active'",
+                    &[&backends],
+                )
+                .await
+                .ok()?;
+            (running == 0).then_some(())
+        },
+    )
+    .await;
+    lock.batch("ROLLBACK").await.unwrap();
+    drop(lock);
+    let mut conn = side.acquire().await.unwrap();
+    let inserted: i64 = conn
+        .fetch_val(
+            "SELECT count(*) FROM ai_conversations WHERE title = $1",
+            &[&title],
+        )
+        .await
+        .unwrap();
+    assert_eq!(inserted, 0, "the cut insert never ran");
+    drop(conn);
+    side.close(Duration::from_secs(1)).await;
+}

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::helpers::{client, eventually, serve_binary, spawn_binary, WAIT};
+use crate::helpers::{client, eventually, serve_binary, spawn_binary, CHILD_SESSION_SECRET, WAIT};
 
 #[tokio::test]
 async fn becomes_ready_when_the_database_starts_three_seconds_later() {
@@ -88,7 +88,7 @@ async fn gives_up_after_db_connect_retry_with_exit_code_1() {
             ("HOST", "127.0.0.1"),
             ("PORT", "0"),
             ("DAVE_DB_DSN", &url),
-            ("SESSION_SECRET", "s"),
+            ("SESSION_SECRET", CHILD_SESSION_SECRET),
             ("LOG_FORMAT", "json"),
             ("DB_CONNECT_RETRY", "1"),
         ],
