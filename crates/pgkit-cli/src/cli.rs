@@ -118,8 +118,31 @@ pub struct MigrateArgs {
     #[command(flatten)]
     pub run: RunArgs,
 
+    #[command(flatten)]
+    pub ddl: DdlLockArgs,
+
     #[command(subcommand)]
     pub action: MigrateAction,
+}
+
+/// How long a migration statement may wait for a table or row lock. Unset
+/// flags fall back to the variables in .env, then to the defaults.
+#[derive(Debug, Args)]
+pub struct DdlLockArgs {
+    /// lock_timeout in seconds for each migration statement [default: 5]: an ALTER TABLE
+    /// waiting longer behind another session's lock (while every query on the table queues
+    /// behind it) is rolled back and the file retried.
+    #[arg(
+        long,
+        env = "DB_MIGRATE_LOCK_TIMEOUT",
+        value_name = "SECS",
+        global = true
+    )]
+    pub ddl_lock_timeout: Option<f64>,
+
+    /// How many times a file that hit --ddl-lock-timeout is tried again, with backoff [default: 3].
+    #[arg(long, env = "DB_MIGRATE_LOCK_RETRIES", value_name = "N", global = true)]
+    pub ddl_lock_retries: Option<u32>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -349,5 +372,22 @@ mod tests {
         assert_eq!(m.dir, PathBuf::from("db/m"));
         assert_eq!(m.schema, "ops");
         assert!(matches!(m.action, MigrateAction::Up));
+        assert_eq!(m.ddl.ddl_lock_timeout, None);
+
+        let cli = Cli::try_parse_from([
+            "pgkit",
+            "migrate",
+            "up",
+            "--ddl-lock-timeout",
+            "0.5",
+            "--ddl-lock-retries",
+            "0",
+        ])
+        .unwrap();
+        let Command::Migrate(m) = cli.command else {
+            panic!("not migrate")
+        };
+        assert_eq!(m.ddl.ddl_lock_timeout, Some(0.5));
+        assert_eq!(m.ddl.ddl_lock_retries, Some(0));
     }
 }

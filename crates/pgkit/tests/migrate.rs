@@ -589,3 +589,314 @@ async fn the_bundle_run_twice_with_psql_leaves_the_same_state_as_up() {
         .applied
         .is_empty());
 }
+
+// ---- lock_timeout: a migration never queues behind live traffic for long ----
+
+/// A table with a row, and a session that read it in a transaction it keeps
+/// open: an "idle in transaction" request holding ACCESS SHARE, which is
+/// all it takes to make an `ALTER TABLE` (and every query after it) wait.
+async fn busy_table(db: &TestDatabase) -> tokio_postgres::Client {
+    let blocker = client(db).await;
+    blocker
+        .batch_execute("CREATE TABLE busy (id int); INSERT INTO busy VALUES (1);")
+        .await
+        .unwrap();
+    blocker
+        .batch_execute("BEGIN; SELECT count(*) FROM busy;")
+        .await
+        .unwrap();
+    blocker
+}
+
+fn lock_options(timeout_ms: u64, retries: u32) -> MigrateOptions {
+    MigrateOptions {
+        ddl_lock_timeout: Duration::from_millis(timeout_ms),
+        ddl_lock_retries: retries,
+        ddl_lock_retry_delay: Duration::from_millis(50),
+        ..MigrateOptions::default()
+    }
+}
+
+async fn has_column(db: &TestDatabase, table: &str, column: &str) -> bool {
+    client(db)
+        .await
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM information_schema.columns \
+             WHERE table_name = $1 AND column_name = $2)",
+            &[&table, &column],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Runs `up` in its own task, its events on a channel, so the test can act
+/// when one arrives.
+fn up_in_background(
+    m: Migrator,
+    dsn: Dsn,
+    params: SessionParams,
+) -> (
+    tokio::task::JoinHandle<Result<pgkit::migrate::UpReport, MigrateError>>,
+    tokio::sync::mpsc::UnboundedReceiver<Event>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let task = tokio::spawn(async move {
+        m.up(&dsn, &params, move |e: &Event| {
+            let _ = tx.send(e.clone());
+        })
+        .await
+    });
+    (task, rx)
+}
+
+/// Events until (and including) the first one `stop` accepts.
+async fn events_until(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<Event>,
+    stop: impl Fn(&Event) -> bool,
+) -> Vec<Event> {
+    let mut seen = Vec::new();
+    loop {
+        let e = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no such event within 30 s; saw {seen:?}"))
+            .unwrap_or_else(|| panic!("the runner ended first; saw {seen:?}"));
+        let done = stop(&e);
+        seen.push(e);
+        if done {
+            return seen;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_file_blocked_by_a_lock_gives_up_after_its_retries_and_leaves_nothing() {
+    static FILES: &[(&str, &str)] = &[
+        ("001_side.sql", "CREATE TABLE side (id int);\n"),
+        (
+            "002_alter_busy.sql",
+            "BEGIN;\nCREATE TABLE made_first (id int);\nALTER TABLE busy ADD COLUMN note text;\nCOMMIT;\n",
+        ),
+    ];
+    let db = cluster().await.database().await;
+    let (dsn, params) = params(&db, "development");
+    let _blocker = busy_table(&db).await;
+    let m = Migrator::new(MigrationSource::Embedded(FILES), lock_options(200, 2));
+    let (events, sink) = collect();
+
+    let started = std::time::Instant::now();
+    let err = tokio::time::timeout(Duration::from_secs(30), m.up(&dsn, &params, sink))
+        .await
+        .expect("the runner gives up instead of queueing behind the lock")
+        .unwrap_err();
+    let took = started.elapsed();
+
+    let MigrateError::Blocked {
+        failure,
+        lock_timeout,
+        attempts,
+    } = &err
+    else {
+        panic!("{err}")
+    };
+    assert_eq!(
+        (failure.name.as_str(), failure.line, failure.code.as_deref()),
+        ("002_alter_busy.sql", 3, Some("55P03"))
+    );
+    assert_eq!((*lock_timeout, *attempts), (Duration::from_millis(200), 3));
+    assert!(
+        took >= Duration::from_millis(600) && took < Duration::from_secs(10),
+        "three waits of 200 ms and two short pauses, not more: {took:?}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.starts_with("migration blocked at 002_alter_busy.sql:3:")
+            && message.contains("3 attempt(s) of lock_timeout 0.2s"),
+        "{message}"
+    );
+    let hint = err.hint().unwrap();
+    for needle in [
+        "nothing of 002_alter_busy.sql was applied or recorded",
+        "pg_stat_activity",
+        "pg_locks",
+        "DB_MIGRATE_LOCK_TIMEOUT",
+        "--ddl-lock-timeout",
+    ] {
+        assert!(hint.contains(needle), "{needle}: {hint}");
+    }
+
+    let retries: Vec<String> = events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| matches!(e, Event::LockRetry { .. }))
+        .map(Event::to_string)
+        .collect();
+    assert_eq!(retries.len(), 2, "{retries:?}");
+    assert!(
+        retries[0].contains("002_alter_busy.sql:3: waited lock_timeout 0.2s")
+            && retries[0].contains("(ALTER TABLE busy ADD COLUMN note text;)")
+            && retries[0].contains("retry 1 of 2 in"),
+        "{}",
+        retries[0]
+    );
+    assert!(retries[1].contains("retry 2 of 2"), "{}", retries[1]);
+
+    // The file was rolled back whole, every time; the one before it stays.
+    assert!(!exists(&db, "made_first").await);
+    assert!(!has_column(&db, "busy", "note").await);
+    let names: Vec<String> = tracking_rows(&db, "public")
+        .await
+        .into_iter()
+        .map(|r| r.1)
+        .collect();
+    assert_eq!(names, ["001_side.sql"]);
+}
+
+#[tokio::test]
+async fn a_blocked_file_is_applied_on_a_retry_once_the_blocker_lets_go() {
+    static FILES: &[(&str, &str)] = &[(
+        "001_alter_busy.sql",
+        "CREATE TABLE made_first (id int);\nALTER TABLE busy ADD COLUMN note text;\n",
+    )];
+    let db = cluster().await.database().await;
+    let (dsn, params) = params(&db, "development");
+    let blocker = busy_table(&db).await;
+    // Retries to spare: the retry after the release must find the lock
+    // free, however slow this machine is at delivering the COMMIT.
+    let m = Migrator::new(MigrationSource::Embedded(FILES), lock_options(300, 8));
+    let (task, mut rx) = up_in_background(m, dsn, params);
+
+    let before = events_until(&mut rx, |e| matches!(e, Event::LockRetry { .. })).await;
+    assert!(
+        !before.iter().any(|e| matches!(e, Event::Applied { .. })),
+        "{before:?}"
+    );
+    blocker.batch_execute("COMMIT").await.unwrap();
+
+    let report = tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .expect("up finishes once the lock is free")
+        .unwrap()
+        .unwrap();
+    assert_eq!(report.applied.len(), 1);
+    let mut after = Vec::new();
+    while let Ok(e) = rx.try_recv() {
+        after.push(e);
+    }
+    assert!(
+        matches!(after.last(), Some(Event::Applied { name, .. }) if name == "001_alter_busy.sql"),
+        "{after:?}"
+    );
+    assert!(has_column(&db, "busy", "note").await);
+    assert!(exists(&db, "made_first").await);
+    assert_eq!(tracking_rows(&db, "public").await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_no_transaction_file_resumes_at_the_statement_that_timed_out() {
+    // Run twice from the top, the CREATE TABLE (no IF NOT EXISTS) would fail.
+    static FILES: &[(&str, &str)] = &[(
+        "001_outside.sql",
+        "-- pgkit:no-transaction\nCREATE TABLE made_first (id int);\nALTER TABLE busy ADD COLUMN note text;\n",
+    )];
+    let db = cluster().await.database().await;
+    let (dsn, params) = params(&db, "development");
+    let blocker = busy_table(&db).await;
+    let m = Migrator::new(MigrationSource::Embedded(FILES), lock_options(300, 8));
+    let (task, mut rx) = up_in_background(m, dsn, params);
+
+    let seen = events_until(&mut rx, |e| matches!(e, Event::LockRetry { .. })).await;
+    assert!(
+        matches!(seen.last(), Some(Event::LockRetry { line: 3, .. })),
+        "{seen:?}"
+    );
+    assert!(
+        exists(&db, "made_first").await,
+        "the statement before stays"
+    );
+    blocker.batch_execute("COMMIT").await.unwrap();
+
+    tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .expect("up finishes once the lock is free")
+        .unwrap()
+        .unwrap();
+    assert!(has_column(&db, "busy", "note").await);
+    assert_eq!(tracking_rows(&db, "public").await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_concurrent_index_build_waits_past_the_lock_timeout_instead_of_leaving_an_invalid_index()
+{
+    static FILES: &[(&str, &str)] = &[(
+        "001_index.sql",
+        "-- pgkit:no-transaction\nCREATE INDEX CONCURRENTLY IF NOT EXISTS busy_id ON busy (id);\n",
+    )];
+    let db = cluster().await.database().await;
+    let (dsn, params) = params(&db, "development");
+    // A writer in an open transaction: the build must wait for it to end.
+    let blocker = client(&db).await;
+    blocker
+        .batch_execute("CREATE TABLE busy (id int);")
+        .await
+        .unwrap();
+    blocker
+        .batch_execute("BEGIN; INSERT INTO busy VALUES (1);")
+        .await
+        .unwrap();
+    let m = Migrator::new(MigrationSource::Embedded(FILES), lock_options(100, 1));
+    let (task, mut rx) = up_in_background(m, dsn, params);
+
+    // Wait until the build has waited on a lock for ten times the lock timeout.
+    let watcher = client(&db).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let waited: bool = watcher
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE query LIKE 'CREATE INDEX CONCURRENTLY%' \
+                 AND wait_event_type = 'Lock' AND now() - query_start > interval '1 second')",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if waited {
+            break;
+        }
+        assert!(
+            !task.is_finished(),
+            "the build ended while the writer was open: {:?}",
+            task.await
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the build never waited on the writer"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    blocker.batch_execute("COMMIT").await.unwrap();
+
+    tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .expect("the build finishes once the writer commits")
+        .unwrap()
+        .unwrap();
+    let mut events = Vec::new();
+    while let Ok(e) = rx.try_recv() {
+        events.push(e);
+    }
+    assert!(
+        !events.iter().any(|e| matches!(e, Event::LockRetry { .. })),
+        "{events:?}"
+    );
+    let valid: bool = watcher
+        .query_one(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = 'busy_id'::regclass",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(valid);
+}

@@ -2,9 +2,10 @@
 
 use anyhow::Context;
 use pgkit::migrate::{MigrateOptions, MigrationSource, Migrator, NewFile, State, Status};
+use pgkit::settings::Env;
 
-use super::{connection, progress, timeouts};
-use crate::cli::{MigrateAction, MigrateArgs};
+use super::{connection, progress, seconds, timeouts, UserError};
+use crate::cli::{DdlLockArgs, MigrateAction, MigrateArgs};
 
 pub async fn run(args: MigrateArgs) -> anyhow::Result<()> {
     let (lock_timeout, statement_timeout) = timeouts(&args.run)?;
@@ -12,6 +13,7 @@ pub async fn run(args: MigrateArgs) -> anyhow::Result<()> {
         schema: args.schema.clone(),
         lock_timeout,
         statement_timeout,
+        ..ddl_lock_options(&args.ddl)?
     };
     let migrator = Migrator::new(MigrationSource::Dir(args.dir.clone()), options);
     match &args.action {
@@ -72,6 +74,29 @@ pub async fn run(args: MigrateArgs) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The lock timeout and retries: the flags (or their variables), else the
+/// same variables from .env, else the defaults.
+fn ddl_lock_options(ddl: &DdlLockArgs) -> anyhow::Result<MigrateOptions> {
+    let mut options = MigrateOptions::from_env(&Env::from_process()?)?;
+    if let Some(value) = ddl.ddl_lock_timeout {
+        let timeout = seconds("ddl-lock-timeout", value)?;
+        pgkit::migrate::check_lock_timeout(timeout).map_err(|problem| {
+            UserError::new(
+                format!("invalid --ddl-lock-timeout (DB_MIGRATE_LOCK_TIMEOUT): {problem}"),
+                format!(
+                    "give --ddl-lock-timeout {}",
+                    pgkit::migrate::LOCK_TIMEOUT_ACCEPTED
+                ),
+            )
+        })?;
+        options.ddl_lock_timeout = timeout;
+    }
+    if let Some(retries) = ddl.ddl_lock_retries {
+        options.ddl_lock_retries = retries;
+    }
+    Ok(options)
 }
 
 /// The status as an aligned table with a summary line.

@@ -116,6 +116,18 @@ pub enum MigrateError {
     #[error("migration failed at {0}")]
     Failed(Box<FileFailure>),
 
+    /// A file kept running into `lock_timeout` (SQLSTATE 55P03) on every
+    /// attempt: some other session holds a lock it needs.
+    #[error(
+        "migration blocked at {failure}: another session held a lock it needs through {attempts} attempt(s) of lock_timeout {}",
+        secs(*lock_timeout)
+    )]
+    Blocked {
+        failure: Box<FileFailure>,
+        lock_timeout: Duration,
+        attempts: u32,
+    },
+
     #[error("seed failed at {0}")]
     SeedFailed(Box<FileFailure>),
 
@@ -186,6 +198,16 @@ impl MigrateError {
                 "fix {} and run `up` again: nothing of it was applied or recorded, and the files before it stay applied",
                 f.name
             ),
+            MigrateError::Blocked { failure, .. } => format!(
+                "{}; find the blocker, often a long or idle-in-transaction session (SELECT pid, state, xact_start, left(query, 60) FROM pg_stat_activity WHERE xact_start < now() - interval '1 minute'; pg_locks shows what each pid holds), let it finish or end it (pg_terminate_backend(pid)), then run `up` again; or raise {} (--ddl-lock-timeout) or {} (--ddl-lock-retries), knowing every query on that table queues behind a waiting ALTER",
+                if failure.outside_transaction {
+                    format!("statements of {} before line {} stayed applied, nothing was recorded", failure.name, failure.line)
+                } else {
+                    format!("nothing of {} was applied or recorded", failure.name)
+                },
+                super::LOCK_TIMEOUT_VAR,
+                super::LOCK_RETRIES_VAR
+            ),
             MigrateError::SeedFailed(f) => format!(
                 "fix {} (seeds must be idempotent: INSERT … ON CONFLICT) and run `seed` again",
                 f.name
@@ -205,6 +227,13 @@ impl MigrateError {
             message: server_message(e),
         }
     }
+}
+
+/// Seconds as people write them: `5s`, `0.2s`, `1.25s`.
+pub(crate) fn secs(d: Duration) -> String {
+    let text = format!("{:.3}", d.as_secs_f64());
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    format!("{text}s")
 }
 
 /// The server's message for a database error, the driver's otherwise.

@@ -24,6 +24,13 @@
 //! The runner's session has no `statement_timeout` by default
 //! ([`MigrateOptions::statement_timeout`]): `DB_QUERY_TIMEOUT` is meant for a
 //! request's query, and a long migration cut half-way helps nobody.
+//!
+//! It does have a `lock_timeout` ([`MigrateOptions::ddl_lock_timeout`], 5 s):
+//! an `ALTER TABLE` waiting for its lock behind a long transaction holds up
+//! every later query on that table, so after that long the file is rolled
+//! back and tried again after a pause ([`Event::LockRetry`]), a few times,
+//! before `up` fails with [`MigrateError::Blocked`]. The service's queries
+//! then wait at most the timeout, several times, instead of for minutes.
 
 mod bundle;
 mod checksum;
@@ -53,7 +60,9 @@ pub use tracking::{validate_schema, AppliedRow, TABLE};
 
 use crate::connect::SessionParams;
 use crate::dsn::Dsn;
-use runner::{Record, RunError, Script, Session};
+use crate::settings::{Env, SettingsError};
+use error::secs;
+use runner::{Attempt, Failed, Record, RunError, Script, Session, LOCK_NOT_AVAILABLE};
 use tracking::Tracking;
 
 /// How the runner behaves; `Default` gives the documented defaults.
@@ -67,7 +76,30 @@ pub struct MigrateOptions {
     /// `statement_timeout` for the runner's session; `None` (the default)
     /// means no limit.
     pub statement_timeout: Option<Duration>,
+    /// `lock_timeout` of the files' statements: how long one may wait for
+    /// a table or row lock, while every query that needs the table queues
+    /// behind it, before the file is rolled back. Default 5 s
+    /// ([`LOCK_TIMEOUT_VAR`]); never unlimited.
+    pub ddl_lock_timeout: Duration,
+    /// How many more times a file that ran into `ddl_lock_timeout` is
+    /// tried. Default 3 ([`LOCK_RETRIES_VAR`]).
+    pub ddl_lock_retries: u32,
+    /// The pause before the first retry, doubled for each next one (at
+    /// most 10 s) and jittered by ±50% so runners on several instances do
+    /// not retry in step. Default 0.5 s.
+    pub ddl_lock_retry_delay: Duration,
 }
+
+/// Seconds each migration statement may wait for a lock.
+pub const LOCK_TIMEOUT_VAR: &str = "DB_MIGRATE_LOCK_TIMEOUT";
+/// How many times a file that hit the lock timeout is tried again.
+pub const LOCK_RETRIES_VAR: &str = "DB_MIGRATE_LOCK_RETRIES";
+/// Default of [`MigrateOptions::ddl_lock_timeout`].
+pub const DEFAULT_DDL_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default of [`MigrateOptions::ddl_lock_retries`].
+pub const DEFAULT_DDL_LOCK_RETRIES: u32 = 3;
+/// The longest pause between two attempts, however many retries.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(10);
 
 impl Default for MigrateOptions {
     fn default() -> Self {
@@ -75,7 +107,51 @@ impl Default for MigrateOptions {
             schema: "public".into(),
             lock_timeout: Duration::from_secs(300),
             statement_timeout: None,
+            ddl_lock_timeout: DEFAULT_DDL_LOCK_TIMEOUT,
+            ddl_lock_retries: DEFAULT_DDL_LOCK_RETRIES,
+            ddl_lock_retry_delay: Duration::from_millis(500),
         }
+    }
+}
+
+impl MigrateOptions {
+    /// The defaults, with `DB_MIGRATE_LOCK_TIMEOUT` (seconds) and
+    /// `DB_MIGRATE_LOCK_RETRIES` from the environment, so every binary that
+    /// mounts the migrator reads them the same way.
+    pub fn from_env(env: &Env) -> Result<MigrateOptions, SettingsError> {
+        let timeout = env.seconds_or(LOCK_TIMEOUT_VAR, DEFAULT_DDL_LOCK_TIMEOUT.as_secs_f64())?;
+        check_lock_timeout(timeout).map_err(|problem| {
+            SettingsError::new(LOCK_TIMEOUT_VAR, problem, LOCK_TIMEOUT_ACCEPTED)
+        })?;
+        let retries = env.parse_or(
+            LOCK_RETRIES_VAR,
+            DEFAULT_DDL_LOCK_RETRIES,
+            "a whole number of retries, 0 or more, such as 3",
+        )?;
+        Ok(MigrateOptions {
+            ddl_lock_timeout: timeout,
+            ddl_lock_retries: retries,
+            ..MigrateOptions::default()
+        })
+    }
+}
+
+/// What a lock timeout may be, for error messages.
+pub const LOCK_TIMEOUT_ACCEPTED: &str =
+    "a number of seconds greater than 0 and at most 2147483 (PostgreSQL's limit), such as 5";
+
+/// Refuses a lock timeout PostgreSQL would not take (at most i32::MAX ms),
+/// or one that rounds to no limit.
+pub fn check_lock_timeout(timeout: Duration) -> Result<(), String> {
+    if timeout.as_millis() < 1 {
+        Err(format!("{} is less than a millisecond", secs(timeout)))
+    } else if timeout.as_millis() > i32::MAX as u128 {
+        Err(format!(
+            "{} is more than PostgreSQL accepts for lock_timeout",
+            secs(timeout)
+        ))
+    } else {
+        Ok(())
     }
 }
 
@@ -91,6 +167,20 @@ pub enum Event {
     },
     /// A file starts.
     Applying { name: String },
+    /// A statement of the file waited `lock_timeout` for a lock another
+    /// session holds: the file was rolled back (a no-transaction file keeps
+    /// the statements before it and resumes there) and runs again after
+    /// `delay`.
+    LockRetry {
+        name: String,
+        line: u32,
+        /// The statement's first line, to say which lock it wanted.
+        statement: String,
+        lock_timeout: Duration,
+        retry: u32,
+        retries: u32,
+        delay: Duration,
+    },
     /// A file and its tracking row were committed.
     Applied { name: String, elapsed: Duration },
     /// The server sent a NOTICE (or WARNING) while a file ran.
@@ -129,6 +219,20 @@ impl fmt::Display for Event {
                 timeout.as_secs()
             ),
             Event::Applying { name } => write!(f, "applying {name}"),
+            Event::LockRetry {
+                name,
+                line,
+                statement,
+                lock_timeout,
+                retry,
+                retries,
+                delay,
+            } => write!(
+                f,
+                "  {name}:{line}: waited lock_timeout {} for a lock another session holds ({statement}); rolled back, retry {retry} of {retries} in {:.1}s",
+                secs(*lock_timeout),
+                delay.as_secs_f64()
+            ),
             Event::Applied { name, elapsed } => {
                 write!(f, "applied {name} in {} ms", elapsed.as_millis())
             }
@@ -274,7 +378,7 @@ impl Migrator {
             {
                 continue;
             }
-            let elapsed = apply_one(session, tracking, m, on_event).await?;
+            let elapsed = apply_one(session, tracking, m, &self.options, on_event).await?;
             report.applied.push((m.name.clone(), elapsed));
         }
         if report.applied.is_empty() {
@@ -391,11 +495,13 @@ impl Migrator {
     }
 }
 
-/// Runs one migration with its tracking row, reporting progress.
+/// Runs one migration with its tracking row, reporting progress, and tries
+/// it again when a statement runs into the lock timeout.
 async fn apply_one(
     session: &mut Session,
     tracking: &Tracking,
     m: &Migration,
+    options: &MigrateOptions,
     on_event: &mut (dyn FnMut(&Event) + Send),
 ) -> Result<Duration, MigrateError> {
     on_event(&Event::Applying {
@@ -412,24 +518,92 @@ async fn apply_one(
         version: m.version,
         checksum: &m.checksum,
     };
-    let mut forward = |n: crate::connect::Notice| {
-        on_event(&Event::Notice {
-            name: m.name.clone(),
-            severity: n.severity,
-            message: n.message,
-        })
+    let mut attempt = Attempt {
+        from: 0,
+        lock_timeout: Some(options.ddl_lock_timeout),
     };
-    let outcome = runner::run(session, &script, Some(&record), &mut forward).await;
-    match outcome {
-        Ok(elapsed) => {
-            on_event(&Event::Applied {
+    let mut retry = 0;
+    loop {
+        let mut forward = |n: crate::connect::Notice| {
+            on_event(&Event::Notice {
                 name: m.name.clone(),
-                elapsed,
+                severity: n.severity,
+                message: n.message,
+            })
+        };
+        let outcome =
+            runner::run_attempt(session, &script, Some(&record), &mut forward, &attempt).await;
+        let (failure, statement) = match outcome {
+            Ok(elapsed) => {
+                on_event(&Event::Applied {
+                    name: m.name.clone(),
+                    elapsed,
+                });
+                return Ok(elapsed);
+            }
+            Err(Failed {
+                error: RunError::File(f),
+                statement,
+            }) if f.code.as_deref() == Some(LOCK_NOT_AVAILABLE) => (f, statement),
+            Err(Failed {
+                error: RunError::File(f),
+                ..
+            }) => return Err(MigrateError::Failed(Box::new(f))),
+            Err(Failed {
+                error: RunError::Record(e),
+                ..
+            }) => return Err(e),
+        };
+        // A file in a transaction was rolled back whole: run it again from
+        // the top. A no-transaction file kept the statements before the
+        // failing one (committed each on its own) and resumes at it; the
+        // failing statement itself did nothing, a statement being atomic.
+        let resume_at = match (&m.mode, statement) {
+            (TxMode::NoTransaction, Some(i)) => Some(i),
+            (TxMode::NoTransaction, None) => None,
+            _ => Some(0),
+        };
+        let Some(from) = resume_at.filter(|_| retry < options.ddl_lock_retries) else {
+            return Err(MigrateError::Blocked {
+                failure: Box::new(failure),
+                lock_timeout: options.ddl_lock_timeout,
+                attempts: retry + 1,
             });
-            Ok(elapsed)
-        }
-        Err(RunError::File(f)) => Err(MigrateError::Failed(Box::new(f))),
-        Err(RunError::Record(e)) => Err(e),
+        };
+        retry += 1;
+        let delay = retry_delay(options.ddl_lock_retry_delay, retry);
+        on_event(&Event::LockRetry {
+            name: m.name.clone(),
+            line: failure.line,
+            statement: statement
+                .map(|i| first_line(&m.sql[m.statements[i].range.clone()]))
+                .unwrap_or_default(),
+            lock_timeout: options.ddl_lock_timeout,
+            retry,
+            retries: options.ddl_lock_retries,
+            delay,
+        });
+        tokio::time::sleep(delay).await;
+        attempt.from = from;
+    }
+}
+
+/// The pause before retry `n` (1-based): `base` doubled each time, capped,
+/// times a random factor in [0.5, 1.5).
+fn retry_delay(base: Duration, n: u32) -> Duration {
+    use rand::Rng;
+    let doubled = base.saturating_mul(1u32 << (n - 1).min(16));
+    doubled
+        .min(MAX_RETRY_DELAY)
+        .mul_f64(rand::thread_rng().gen_range(0.5..1.5))
+}
+
+/// A statement's first line, shortened, for a progress line.
+fn first_line(statement: &str) -> String {
+    let line = statement.lines().next().unwrap_or("").trim();
+    match line.char_indices().nth(80) {
+        Some((i, _)) => format!("{}…", &line[..i]),
+        None => line.to_string(),
     }
 }
 
@@ -441,4 +615,64 @@ pub fn new_file(
     today: NaiveDate,
 ) -> Result<std::path::PathBuf, MigrateError> {
     new::create(dir, file, today)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(pairs: &[(&str, &str)]) -> Result<MigrateOptions, SettingsError> {
+        MigrateOptions::from_env(&Env::from_pairs(pairs.iter().copied()))
+    }
+
+    #[test]
+    fn the_lock_timeout_and_retries_come_from_the_environment() {
+        let defaults = options(&[]).unwrap();
+        assert_eq!(defaults.ddl_lock_timeout, Duration::from_secs(5));
+        assert_eq!(defaults.ddl_lock_retries, 3);
+        let set = options(&[(LOCK_TIMEOUT_VAR, "0.25"), (LOCK_RETRIES_VAR, "0")]).unwrap();
+        assert_eq!(set.ddl_lock_timeout, Duration::from_millis(250));
+        assert_eq!(set.ddl_lock_retries, 0);
+        for (var, bad) in [
+            (LOCK_TIMEOUT_VAR, "0"),
+            (LOCK_TIMEOUT_VAR, "soon"),
+            (LOCK_TIMEOUT_VAR, "0.0001"),
+            (LOCK_TIMEOUT_VAR, "3000000"),
+            (LOCK_RETRIES_VAR, "-1"),
+            (LOCK_RETRIES_VAR, "many"),
+        ] {
+            let err = options(&[(var, bad)]).unwrap_err();
+            assert_eq!(err.variable, var, "{bad}");
+        }
+    }
+
+    #[test]
+    fn retry_pauses_double_with_jitter_and_stay_bounded() {
+        let base = Duration::from_millis(400);
+        for n in 1..=3u32 {
+            let nominal = base * 2u32.pow(n - 1);
+            let d = retry_delay(base, n);
+            assert!(d >= nominal / 2 && d < nominal * 3 / 2, "{n}: {d:?}");
+        }
+        assert!(retry_delay(base, 40) < MAX_RETRY_DELAY * 3 / 2);
+    }
+
+    #[test]
+    fn a_retry_line_says_where_what_and_when() {
+        let e = Event::LockRetry {
+            name: "003_add_email.sql".into(),
+            line: 4,
+            statement: "ALTER TABLE users ADD COLUMN email text;".into(),
+            lock_timeout: Duration::from_secs(5),
+            retry: 1,
+            retries: 3,
+            delay: Duration::from_millis(420),
+        };
+        assert_eq!(
+            e.to_string(),
+            "  003_add_email.sql:4: waited lock_timeout 5s for a lock another session holds \
+             (ALTER TABLE users ADD COLUMN email text;); rolled back, retry 1 of 3 in 0.4s"
+        );
+        assert_eq!(first_line(&"x".repeat(100)).chars().count(), 81);
+    }
 }

@@ -10,6 +10,13 @@
 //! `-- pgkit:no-transaction` file. A failure is located in the file (line and
 //! column from the server's error position, else the failing statement's
 //! first line) and the transaction is rolled back.
+//!
+//! Each attempt at a file first sets the session's `lock_timeout`, so a
+//! statement that cannot get its lock (an `ALTER TABLE` behind a long
+//! transaction) fails with 55P03 instead of queueing, with every query on
+//! that table queued behind it. In a `-- pgkit:no-transaction` file the
+//! `CONCURRENTLY` statements run without it: their locks do not block reads
+//! or writes, and one cancelled half-way leaves an invalid index behind.
 
 use std::time::{Duration, Instant};
 
@@ -78,6 +85,28 @@ impl Session {
         }
     }
 
+    /// Runs a statement with `lock_timeout` off, then puts the session's
+    /// value back (the file may have set its own earlier).
+    async fn exec_without_lock_timeout(
+        &mut self,
+        sql: &str,
+        on_notice: &mut (dyn FnMut(Notice) + Send),
+    ) -> Result<(), tokio_postgres::Error> {
+        let before: String = self
+            .client
+            .query_one("SELECT current_setting('lock_timeout')", &[])
+            .await?
+            .get(0);
+        self.client.batch_execute("SET lock_timeout = 0").await?;
+        let result = self.exec(sql, on_notice).await;
+        let restored = self
+            .client
+            .query_one("SELECT set_config('lock_timeout', $1, false)", &[&before])
+            .await;
+        result?;
+        restored.map(|_| ())
+    }
+
     /// Rolls back after a failure, dropping the server's chatter about it.
     async fn rollback(&mut self) {
         let _ = self.client.batch_execute("ROLLBACK").await;
@@ -114,6 +143,27 @@ pub(crate) enum RunError {
     Record(MigrateError),
 }
 
+/// How one attempt at a file runs.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Attempt {
+    /// The first statement to run. Past 0 only for a no-transaction file
+    /// resuming at the statement that timed out: the ones before it are
+    /// committed and must not run twice.
+    pub from: usize,
+    /// The session's `lock_timeout` for this attempt; `None` leaves it as
+    /// it is (seeds).
+    pub lock_timeout: Option<Duration>,
+}
+
+/// A failed attempt, and at which statement of the file.
+pub(crate) struct Failed {
+    pub error: RunError,
+    pub statement: Option<usize>,
+}
+
+/// The SQLSTATE of a statement cancelled by `lock_timeout` (and of `NOWAIT`).
+pub(crate) const LOCK_NOT_AVAILABLE: &str = "55P03";
+
 /// Runs the script, with its tracking row when `record` is given. Returns
 /// the time the file took (the row's execution_ms).
 pub(crate) async fn run(
@@ -122,18 +172,46 @@ pub(crate) async fn run(
     record: Option<&Record<'_>>,
     on_notice: &mut (dyn FnMut(Notice) + Send),
 ) -> Result<Duration, RunError> {
-    let steps = plan(script, record.is_some());
+    run_attempt(session, script, record, on_notice, &Attempt::default())
+        .await
+        .map_err(|f| f.error)
+}
+
+/// [`run`], from statement `attempt.from`, under `attempt.lock_timeout`.
+pub(crate) async fn run_attempt(
+    session: &mut Session,
+    script: &Script<'_>,
+    record: Option<&Record<'_>>,
+    on_notice: &mut (dyn FnMut(Notice) + Send),
+    attempt: &Attempt,
+) -> Result<Duration, Failed> {
+    let steps = plan(script, record.is_some(), attempt.from);
     let in_transaction = !matches!(script.mode, TxMode::NoTransaction);
     let started = Instant::now();
+    // Set per attempt, so a file's own session-level SET does not carry
+    // over into the next file.
+    if let Some(timeout) = attempt.lock_timeout {
+        if let Err(e) = session.exec(&set_lock_timeout(timeout), on_notice).await {
+            return Err(Failed {
+                error: RunError::Record(MigrateError::db("cannot set lock_timeout", &e)),
+                statement: None,
+            });
+        }
+    }
     for step in steps {
         let outcome = match step {
             Step::Runner(sql) => session.exec(sql, on_notice).await.map_err(|e| (e, None)),
             Step::Statement(i) => {
                 let range = script.statements[i].range.clone();
-                session
-                    .exec(&script.sql[range], on_notice)
-                    .await
-                    .map_err(|e| (e, Some(i)))
+                let text = &script.sql[range];
+                let unbounded =
+                    !in_transaction && attempt.lock_timeout.is_some() && sql::is_concurrently(text);
+                if unbounded {
+                    session.exec_without_lock_timeout(text, on_notice).await
+                } else {
+                    session.exec(text, on_notice).await
+                }
+                .map_err(|e| (e, Some(i)))
             }
             Step::Record => {
                 let r = record.expect("a Record step is planned only with a record");
@@ -148,14 +226,17 @@ pub(crate) async fn run(
                         if in_transaction {
                             session.rollback().await;
                         }
-                        return Err(RunError::Record(MigrateError::db(
-                            &format!(
-                                "cannot record {} in {}",
-                                script.name,
-                                r.tracking.qualified()
-                            ),
-                            &e,
-                        )));
+                        return Err(Failed {
+                            error: RunError::Record(MigrateError::db(
+                                &format!(
+                                    "cannot record {} in {}",
+                                    script.name,
+                                    r.tracking.qualified()
+                                ),
+                                &e,
+                            )),
+                            statement: None,
+                        });
                     }
                 }
             }
@@ -164,18 +245,24 @@ pub(crate) async fn run(
             if in_transaction {
                 session.rollback().await;
             }
-            return Err(RunError::File(locate(
-                script,
+            return Err(Failed {
+                error: RunError::File(locate(script, statement, &e, !in_transaction)),
                 statement,
-                &e,
-                !in_transaction,
-            )));
+            });
         }
     }
     Ok(started.elapsed())
 }
 
-fn plan(script: &Script<'_>, record: bool) -> Vec<Step> {
+/// `SET lock_timeout` in milliseconds; at least 1, since 0 would mean no limit.
+fn set_lock_timeout(timeout: Duration) -> String {
+    format!(
+        "SET lock_timeout = {}",
+        timeout.as_millis().clamp(1, i32::MAX as u128)
+    )
+}
+
+fn plan(script: &Script<'_>, record: bool, from: usize) -> Vec<Step> {
     let n = script.statements.len();
     let record = record.then_some(Step::Record);
     match *script.mode {
@@ -189,7 +276,10 @@ fn plan(script: &Script<'_>, record: bool) -> Vec<Step> {
             .chain(record)
             .chain(std::iter::once(Step::Statement(commit)))
             .collect(),
-        TxMode::NoTransaction => (0..n).map(Step::Statement).chain(record).collect(),
+        TxMode::NoTransaction => (from.min(n)..n)
+            .map(Step::Statement)
+            .chain(record)
+            .collect(),
     }
 }
 

@@ -152,6 +152,25 @@ impl Splitter {
     }
 }
 
+/// Whether a statement is one of the `CONCURRENTLY` forms that run outside
+/// a transaction (`CREATE [UNIQUE] INDEX`, `DROP INDEX`, `REINDEX`, `ALTER
+/// TABLE … DETACH PARTITION`): they take locks that let reads and writes go
+/// on, and one cancelled half-way leaves an invalid index (or a pending
+/// detach) behind, so the runner lets them wait rather than time out.
+pub fn is_concurrently(statement: &str) -> bool {
+    let mut words = tokenize(statement)
+        .scan(0usize, |pos, t| {
+            let start = *pos;
+            *pos += t.len as usize;
+            Some((t.kind, start..*pos))
+        })
+        .filter(|(kind, _)| *kind == TokenKind::Ident)
+        .map(|(_, r)| statement[r].to_ascii_uppercase());
+    let first = words.next().unwrap_or_default();
+    matches!(first.as_str(), "CREATE" | "DROP" | "REINDEX" | "ALTER")
+        && words.any(|w| w == "CONCURRENTLY")
+}
+
 /// 1-based line and column (in characters) of a byte offset.
 pub fn line_col(sql: &str, byte: usize) -> (u32, u32) {
     let byte = floor_char_boundary(sql, byte.min(sql.len()));
@@ -238,6 +257,28 @@ mod tests {
             kinds,
             vec![Begin, Begin, Other, Other, Other, Rollback, Commit, Commit, Other, Other]
         );
+    }
+
+    #[test]
+    fn spots_the_concurrently_forms() {
+        for yes in [
+            "CREATE INDEX CONCURRENTLY IF NOT EXISTS i ON t (a);",
+            "create unique index concurrently i on t (a)",
+            "-- why\nDROP INDEX CONCURRENTLY i;",
+            "REINDEX (VERBOSE) TABLE CONCURRENTLY t;",
+            "ALTER TABLE p DETACH PARTITION c CONCURRENTLY;",
+        ] {
+            assert!(is_concurrently(yes), "{yes}");
+        }
+        for no in [
+            "CREATE INDEX i ON t (a);",
+            "ALTER TABLE t ADD COLUMN c int;",
+            "REFRESH MATERIALIZED VIEW CONCURRENTLY v;",
+            "SELECT 'CREATE INDEX CONCURRENTLY';",
+            "CREATE TABLE t (\"concurrently\" int);",
+        ] {
+            assert!(!is_concurrently(no), "{no}");
+        }
     }
 
     #[test]
