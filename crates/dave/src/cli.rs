@@ -74,7 +74,7 @@ pub struct ServeArgs {
 #[derive(Debug, Subcommand)]
 pub enum MigrateAction {
     /// Apply every pending migration, in order, under an advisory lock.
-    Up,
+    Up(UpArgs),
     /// Show each migration: applied, pending, changed or missing.
     Status {
         /// Print the status as JSON.
@@ -90,6 +90,19 @@ pub enum MigrateAction {
         #[arg(long, value_name = "VERSION")]
         to: i64,
     },
+}
+
+/// How long a migration statement may wait for a lock; unset, the
+/// environment decides (DB_MIGRATE_LOCK_TIMEOUT, DB_MIGRATE_LOCK_RETRIES).
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// lock_timeout in seconds for each migration statement (DB_MIGRATE_LOCK_TIMEOUT, default 5):
+    /// an ALTER TABLE waiting longer behind another session's lock is rolled back and retried.
+    #[arg(long, value_name = "SECS")]
+    pub ddl_lock_timeout: Option<f64>,
+    /// How many times a file that hit the lock timeout is tried again (DB_MIGRATE_LOCK_RETRIES, default 3).
+    #[arg(long, value_name = "N")]
+    pub ddl_lock_retries: Option<u32>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -271,11 +284,38 @@ async fn create_local_database(cluster: &LocalCluster) -> anyhow::Result<()> {
     result.context("cannot create the local database")
 }
 
-fn migrator() -> Migrator {
-    Migrator::new(
+/// The migrator over the embedded files, with the lock timeout and retries
+/// of the environment (DB_MIGRATE_LOCK_TIMEOUT, DB_MIGRATE_LOCK_RETRIES).
+fn migrator() -> anyhow::Result<Migrator> {
+    let options = MigrateOptions::from_env(&read_env()?)?;
+    Ok(Migrator::new(
         MigrationSource::Embedded(embedded::MIGRATIONS),
-        MigrateOptions::default(),
-    )
+        options,
+    ))
+}
+
+/// [`migrator`], with `migrate up`'s flags over the environment.
+fn up_migrator(args: &UpArgs) -> anyhow::Result<Migrator> {
+    let mut options = migrator()?.options().clone();
+    if let Some(secs) = args.ddl_lock_timeout {
+        let timeout = Duration::try_from_secs_f64(secs)
+            .map_err(|e| e.to_string())
+            .and_then(|d| pgkit::migrate::check_lock_timeout(d).map(|()| d))
+            .map_err(|problem| {
+                anyhow!(
+                    "invalid --ddl-lock-timeout {secs}: {problem}; give {}",
+                    pgkit::migrate::LOCK_TIMEOUT_ACCEPTED
+                )
+            })?;
+        options.ddl_lock_timeout = timeout;
+    }
+    if let Some(retries) = args.ddl_lock_retries {
+        options.ddl_lock_retries = retries;
+    }
+    Ok(Migrator::new(
+        MigrationSource::Embedded(embedded::MIGRATIONS),
+        options,
+    ))
 }
 
 fn seed_files() -> SeedFiles {
@@ -299,23 +339,28 @@ async fn migrate_and_seed(
     params: &SessionParams,
     report: fn(&Event),
 ) -> anyhow::Result<()> {
-    migrator().up(dsn, params, report).await?;
+    migrator()?.up(dsn, params, report).await?;
     pgkit::seed::run(dsn, params, &seed_files(), &SeedOptions::default(), report).await?;
     Ok(())
 }
 
 async fn migrate(action: MigrateAction) -> anyhow::Result<()> {
     init_cli_logging();
+    // Settings first: a bad value fails before a local cluster is started.
+    let migrator = match &action {
+        MigrateAction::Up(args) => up_migrator(args)?,
+        _ => migrator()?,
+    };
     let target = Target::from_env().await?;
     let params = target.params();
     let result = match action {
-        MigrateAction::Up => migrator()
+        MigrateAction::Up(_) => migrator
             .up(&target.dsn, &params, print_event)
             .await
             .map(|_| ())
             .map_err(anyhow::Error::from),
-        MigrateAction::Status { json } => status(&target.dsn, &params, json).await,
-        MigrateAction::Repair => migrator()
+        MigrateAction::Status { json } => status(&migrator, &target.dsn, &params, json).await,
+        MigrateAction::Repair => migrator
             .repair(&target.dsn, &params, print_event)
             .await
             .map(|changed| {
@@ -324,7 +369,7 @@ async fn migrate(action: MigrateAction) -> anyhow::Result<()> {
                 }
             })
             .map_err(anyhow::Error::from),
-        MigrateAction::Baseline { to } => migrator()
+        MigrateAction::Baseline { to } => migrator
             .baseline(&target.dsn, &params, to, print_event)
             .await
             .map(|recorded| eprintln!("recorded {} migration(s) as applied", recorded.len()))
@@ -334,8 +379,13 @@ async fn migrate(action: MigrateAction) -> anyhow::Result<()> {
     result
 }
 
-async fn status(dsn: &Dsn, params: &SessionParams, json: bool) -> anyhow::Result<()> {
-    let status = migrator().status(dsn, params).await?;
+async fn status(
+    migrator: &Migrator,
+    dsn: &Dsn,
+    params: &SessionParams,
+    json: bool,
+) -> anyhow::Result<()> {
+    let status = migrator.status(dsn, params).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&status)?);
         return Ok(());
@@ -584,8 +634,22 @@ mod tests {
         assert!(matches!(
             parse(&["migrate", "up"]).unwrap().command,
             Command::Migrate {
-                action: MigrateAction::Up
+                action: MigrateAction::Up(UpArgs {
+                    ddl_lock_timeout: None,
+                    ddl_lock_retries: None
+                })
             }
+        ));
+        assert!(matches!(
+            parse(&["migrate", "up", "--ddl-lock-timeout", "2.5", "--ddl-lock-retries", "1"])
+                .unwrap()
+                .command,
+            Command::Migrate {
+                action: MigrateAction::Up(UpArgs {
+                    ddl_lock_timeout: Some(t),
+                    ddl_lock_retries: Some(1)
+                })
+            } if t == 2.5
         ));
         assert!(matches!(
             parse(&["migrate", "baseline", "--to", "6"])
