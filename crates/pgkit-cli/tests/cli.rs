@@ -486,6 +486,71 @@ fn usage_errors_exit_2_and_fixable_errors_exit_1_with_a_hint() {
     assert!(err.contains("\nhint: "), "{err}");
 }
 
+#[tokio::test]
+async fn a_migration_blocked_by_a_lock_reports_its_retries_then_exits_1_naming_the_timeout() {
+    let db = cluster().await.database().await;
+    let blocker = client(&db).await;
+    blocker
+        .batch_execute("CREATE TABLE busy (id int)")
+        .await
+        .unwrap();
+    // A request that read the table and left its transaction open.
+    blocker
+        .batch_execute("BEGIN; SELECT count(*) FROM busy")
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("001_alter_busy.sql"),
+        "ALTER TABLE busy ADD COLUMN note text;\n",
+    )
+    .unwrap();
+    let d = dir.path().to_str().unwrap();
+
+    let started = std::time::Instant::now();
+    let out = support::pgkit(
+        Some(db.url()),
+        &[("DB_MIGRATE_LOCK_RETRIES", "1")],
+        &["migrate", "--dir", d, "up", "--ddl-lock-timeout", "0.2"],
+    )
+    .output()
+    .expect("pgkit runs");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("  001_alter_busy.sql:1: waited lock_timeout 0.2s for a lock another session holds (ALTER TABLE busy ADD COLUMN note text;); rolled back, retry 1 of 1 in "),
+        "{err}"
+    );
+    assert!(
+        err.contains("\nerror: migration blocked at 001_alter_busy.sql:1: canceling statement due to lock timeout (SQLSTATE 55P03): another session held a lock it needs through 2 attempt(s) of lock_timeout 0.2s\n"),
+        "{err}"
+    );
+    let hint = err
+        .lines()
+        .find(|l| l.starts_with("hint: "))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(
+        hint.contains("pg_stat_activity")
+            && hint.contains("DB_MIGRATE_LOCK_TIMEOUT (--ddl-lock-timeout)"),
+        "{hint}"
+    );
+    assert_eq!(count(&db, "SELECT count(*) FROM pgkit_migrations").await, 0);
+
+    // Once the transaction ends, the same command applies the file.
+    blocker.batch_execute("COMMIT").await.unwrap();
+    ok(run(
+        Some(db.url()),
+        "development",
+        &["migrate", "--dir", d, "up"],
+    ));
+    assert_eq!(count(&db, "SELECT count(*) FROM pgkit_migrations").await, 1);
+}
+
 #[test]
 fn every_subcommand_has_help_and_help_never_shows_the_url() {
     for args in [
