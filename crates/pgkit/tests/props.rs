@@ -8,7 +8,9 @@
 //! a DSN error or redacted DSN never shows the password, whatever the
 //! password holds. Case counts stay modest so the file runs in seconds.
 
-use std::path::PathBuf;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use pgkit::dsn::{Dsn, Host};
@@ -348,6 +350,54 @@ proptest! {
 
 // ----------------------------------------------------------------- lint
 
+/// Every `.sql` file of the lint fixtures: real migrations that break (and
+/// follow) each rule, so the mutations below reach every rule's code.
+fn fixture_sql() -> &'static [String] {
+    static FILES: OnceLock<Vec<String>> = OnceLock::new();
+    FILES.get_or_init(|| {
+        let mut files = Vec::new();
+        let mut stack = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lint")];
+        while let Some(dir) = stack.pop() {
+            for entry in fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if path.extension().is_some_and(|e| e == "sql") {
+                    files.push(fs::read_to_string(&path).unwrap());
+                }
+            }
+        }
+        files.sort();
+        assert!(files.len() > 20, "lint fixtures not found");
+        files
+    })
+}
+
+fn fixture() -> impl Strategy<Value = String> {
+    prop::sample::select(fixture_sql())
+}
+
+/// Checks what must hold of any report: findings point into the file, at
+/// a column the line has, and say what to do.
+fn check_findings(text: &str, report: &pgkit::lint::Report) -> Result<(), TestCaseError> {
+    let lines: Vec<&str> = text.split('\n').collect();
+    for finding in report.findings() {
+        prop_assert!(
+            finding.line >= 1 && finding.line as usize <= lines.len(),
+            "{finding:?}"
+        );
+        let width = lines[finding.line as usize - 1].chars().count() as u32;
+        prop_assert!(finding.col >= 1 && finding.col <= width + 1, "{finding:?}");
+        prop_assert!(
+            !finding.message.is_empty() && !finding.fix.is_empty(),
+            "{finding:?}"
+        );
+    }
+    let _ = report.to_text();
+    let _ = report.to_json();
+    Ok(())
+}
+
 fn lint_one(name: &str, folder: Option<&str>, text: &str) -> pgkit::lint::Report {
     let path = match folder {
         Some(f) => PathBuf::from("migrations").join(f).join(name),
@@ -372,15 +422,7 @@ proptest! {
         folder in prop_oneof![Just(None), Just(Some("seeds")), Just(Some("data"))],
     ) {
         let report = lint_one("001_any.sql", folder, &text);
-        let lines: Vec<&str> = text.split('\n').collect();
-        for finding in report.findings() {
-            prop_assert!(finding.line >= 1 && finding.line as usize <= lines.len(), "{finding:?}");
-            let width = lines[finding.line as usize - 1].chars().count() as u32;
-            prop_assert!(finding.col >= 1 && finding.col <= width + 1, "{finding:?}");
-            prop_assert!(!finding.message.is_empty() && !finding.fix.is_empty(), "{finding:?}");
-        }
-        let _ = report.to_text();
-        let _ = report.to_json();
+        check_findings(&text, &report)?;
     }
 
     /// SQL-looking text cut at a random character (an editor crash, a bad
@@ -395,6 +437,50 @@ proptest! {
         let chars: Vec<char> = text.chars().collect();
         let truncated: String = chars[..cut.index(chars.len() + 1)].iter().collect();
         let report = lint_one("001_cut.sql", None, &truncated);
-        let _ = report.to_text();
+        check_findings(&truncated, &report)?;
+    }
+
+    /// The fixtures' real migrations, damaged: cut short, with text (quotes,
+    /// dollar quotes, comments, non-ASCII) dropped in at any character, or
+    /// wrapped whole in a `DO` block whose body offsets must be mapped back.
+    #[test]
+    fn lint_never_panics_on_damaged_real_migrations(
+        file in fixture(),
+        damage in 0u8..3,
+        at in any::<prop::sample::Index>(),
+        insert in prop_oneof![
+            "[ -~]{0,12}",
+            Just("$$".to_string()),
+            Just("'".to_string()),
+            Just("/*".to_string()),
+            Just("--".to_string()),
+            Just("\néé€ \t".to_string()),
+            Just("DO $$ BEGIN ".to_string()),
+        ],
+        folder in prop_oneof![Just(None), Just(Some("seeds")), Just(Some("data"))],
+    ) {
+        let chars: Vec<char> = file.chars().collect();
+        let i = at.index(chars.len() + 1);
+        let text: String = match damage {
+            0 => chars[..i].iter().collect(),
+            1 => {
+                let (a, b) = chars.split_at(i);
+                format!("{}{insert}{}", a.iter().collect::<String>(), b.iter().collect::<String>())
+            }
+            _ => format!("-- é\nDO $body$\nBEGIN\n{file}\nEND\n$body$;\n"),
+        };
+        let report = lint_one("002_damaged.sql", folder, &text);
+        check_findings(&text, &report)?;
+    }
+
+    /// Several real files run together as one, as a careless merge would.
+    #[test]
+    fn lint_never_panics_on_merged_real_migrations(
+        files in prop::collection::vec(fixture(), 1..4),
+        folder in prop_oneof![Just(None), Just(Some("seeds")), Just(Some("data"))],
+    ) {
+        let text = files.join("\n");
+        let report = lint_one("003_merged.sql", folder, &text);
+        check_findings(&text, &report)?;
     }
 }
