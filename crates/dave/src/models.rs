@@ -260,7 +260,8 @@ pub fn rfc3339<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok
 #[derive(Debug, Default, Clone, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
-    /// Items per page, 1 to 100 (default 50).
+    /// Items per page, 1 to 100 (default 50); a page holds fewer when its
+    /// items reach 1 MiB, with a `next_cursor` to carry on.
     #[param(minimum = 1, maximum = 100, default = 50)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page; omit for the first page.

@@ -4,14 +4,15 @@
 //! Pagination is keyset on `(updated_at, id)`, newest first, served by the
 //! index `idx_ai_conversations_user_updated (user_id, updated_at DESC, id
 //! DESC)`; the first page and the following ones are separate statements so
-//! each has a plan that walks that index from the right place.
+//! each has a plan that walks that index from the right place. A page also
+//! ends once its rows reach [`PAGE_BYTES`] (see there).
 
 use pgkit::error::DbError;
 use pgkit::pool::Database;
 use pgkit::repo::{col, FromRow, Json, Row};
 use uuid::Uuid;
 
-use super::{fetch_size, json_object};
+use super::{fetch_size, json_object, page, Budgeted, Page, PAGE_BYTES};
 use crate::cursor::Cursor;
 use crate::models::{Conversation, ConversationChanges, NewConversation};
 
@@ -22,13 +23,34 @@ const INSERT: &str = "INSERT INTO ai_conversations (user_id, title, context, met
 const GET: &str = "SELECT id, user_id, title, context, metadata, created_at, updated_at \
      FROM ai_conversations WHERE id = $1 AND user_id = $2";
 
-const LIST_FIRST: &str = "SELECT id, user_id, title, context, metadata, created_at, updated_at \
-     FROM ai_conversations WHERE user_id = $1 \
-     ORDER BY updated_at DESC, id DESC LIMIT $2";
+/// A page of the caller's conversations, cut at the row limit or once the
+/// byte budget is spent (see [`super::PAGE_BYTES`]).
+const LIST_FIRST: &str = "SELECT id, user_id, title, context, metadata, created_at, updated_at, page_rows \
+     FROM ( \
+         SELECT *, sum(size) OVER (ORDER BY updated_at DESC, id DESC ROWS UNBOUNDED PRECEDING) - size AS before, \
+             count(*) OVER () AS page_rows \
+         FROM ( \
+             SELECT id, user_id, title, context, metadata, created_at, updated_at, \
+                 octet_length(title) + octet_length(context::text) + octet_length(metadata::text) AS size \
+             FROM ai_conversations WHERE user_id = $1 \
+             ORDER BY updated_at DESC, id DESC LIMIT $2 \
+         ) sized \
+     ) budgeted WHERE before < $3 \
+     ORDER BY updated_at DESC, id DESC";
 
-const LIST_AFTER: &str = "SELECT id, user_id, title, context, metadata, created_at, updated_at \
-     FROM ai_conversations WHERE user_id = $1 AND (updated_at, id) < ($2, $3) \
-     ORDER BY updated_at DESC, id DESC LIMIT $4";
+/// [`LIST_FIRST`] after the position `($2, $3)`.
+const LIST_AFTER: &str = "SELECT id, user_id, title, context, metadata, created_at, updated_at, page_rows \
+     FROM ( \
+         SELECT *, sum(size) OVER (ORDER BY updated_at DESC, id DESC ROWS UNBOUNDED PRECEDING) - size AS before, \
+             count(*) OVER () AS page_rows \
+         FROM ( \
+             SELECT id, user_id, title, context, metadata, created_at, updated_at, \
+                 octet_length(title) + octet_length(context::text) + octet_length(metadata::text) AS size \
+             FROM ai_conversations WHERE user_id = $1 AND (updated_at, id) < ($2, $3) \
+             ORDER BY updated_at DESC, id DESC LIMIT $4 \
+         ) sized \
+     ) budgeted WHERE before < $5 \
+     ORDER BY updated_at DESC, id DESC";
 
 /// Absent fields stay as they are; the trigger moves `updated_at`.
 const UPDATE: &str = "UPDATE ai_conversations \
@@ -74,19 +96,26 @@ pub async fn get(db: &Database, id: Uuid, user_id: Uuid) -> Result<Option<Conver
     db.fetch_optional(GET, &[&id, &user_id]).await
 }
 
-/// Up to `limit + 1` conversations after `after` (the look-ahead row says
-/// whether there is a next page; see [`super::split_page`]).
+/// A page of conversations after `after`: at most `limit` of them and
+/// about [`PAGE_BYTES`].
 pub async fn list(
     db: &Database,
     user_id: Uuid,
     limit: i64,
     after: Option<Cursor>,
-) -> Result<Vec<Conversation>, DbError> {
+) -> Result<Page<Conversation>, DbError> {
     let rows = fetch_size(limit);
-    match after {
-        None => db.fetch_all(LIST_FIRST, &[&user_id, &rows]).await,
-        Some(Cursor { at, id }) => db.fetch_all(LIST_AFTER, &[&user_id, &at, &id, &rows]).await,
-    }
+    let budgeted: Vec<Budgeted<Conversation>> = match after {
+        None => {
+            db.fetch_all(LIST_FIRST, &[&user_id, &rows, &PAGE_BYTES])
+                .await?
+        }
+        Some(Cursor { at, id }) => {
+            db.fetch_all(LIST_AFTER, &[&user_id, &at, &id, &rows, &PAGE_BYTES])
+                .await?
+        }
+    };
+    Ok(page(budgeted, limit))
 }
 
 pub async fn update(

@@ -11,14 +11,15 @@
 //! "yours but empty" (one row with NULL message columns).
 //!
 //! Order is oldest first, keyset on `(created_at, id)`, served by
-//! `idx_ai_messages_conversation_created`.
+//! `idx_ai_messages_conversation_created`. A page also ends once its rows
+//! reach [`PAGE_BYTES`] (see there).
 
 use pgkit::error::DbError;
 use pgkit::pool::Database;
 use pgkit::repo::{col, FromRow, Json, Row};
 use uuid::Uuid;
 
-use super::{fetch_size, json_object};
+use super::{fetch_size, json_object, page, Budgeted, Page, PAGE_BYTES};
 use crate::cursor::Cursor;
 use crate::models::{CreateMessage, Message, Role};
 
@@ -30,24 +31,48 @@ const INSERT: &str = "WITH owned AS ( \
      SELECT id, $3, $4, $5, $6, $7 FROM owned \
      RETURNING id, conversation_id, role, content, resources, follow_up_suggestions, metadata, created_at";
 
+/// A page of one conversation's messages, cut at `$3` rows or once `$4`
+/// bytes are spent (see [`super::PAGE_BYTES`]); an owned conversation
+/// without (more) messages is one row of NULLs.
 const LIST_FIRST: &str = "SELECT m.id, m.conversation_id, m.role, m.content, m.resources, \
-         m.follow_up_suggestions, m.metadata, m.created_at \
+         m.follow_up_suggestions, m.metadata, m.created_at, m.page_rows \
      FROM ai_conversations c \
      LEFT JOIN LATERAL ( \
-         SELECT id, conversation_id, role, content, resources, follow_up_suggestions, metadata, created_at \
-         FROM ai_messages WHERE conversation_id = c.id \
-         ORDER BY created_at, id LIMIT $3 \
+         SELECT id, conversation_id, role, content, resources, follow_up_suggestions, metadata, \
+             created_at, page_rows \
+         FROM ( \
+             SELECT *, sum(size) OVER (ORDER BY created_at, id ROWS UNBOUNDED PRECEDING) - size AS before, \
+                 count(*) OVER () AS page_rows \
+             FROM ( \
+                 SELECT id, conversation_id, role, content, resources, follow_up_suggestions, metadata, \
+                     created_at, octet_length(content) + octet_length(resources::text) \
+                     + octet_length(follow_up_suggestions::text) + octet_length(metadata::text) AS size \
+                 FROM ai_messages WHERE conversation_id = c.id \
+                 ORDER BY created_at, id LIMIT $3 \
+             ) sized \
+         ) budgeted WHERE before < $4 \
      ) m ON TRUE \
      WHERE c.id = $1 AND c.user_id = $2 \
      ORDER BY m.created_at, m.id";
 
+/// [`LIST_FIRST`] after the position `($5, $6)`.
 const LIST_AFTER: &str = "SELECT m.id, m.conversation_id, m.role, m.content, m.resources, \
-         m.follow_up_suggestions, m.metadata, m.created_at \
+         m.follow_up_suggestions, m.metadata, m.created_at, m.page_rows \
      FROM ai_conversations c \
      LEFT JOIN LATERAL ( \
-         SELECT id, conversation_id, role, content, resources, follow_up_suggestions, metadata, created_at \
-         FROM ai_messages WHERE conversation_id = c.id AND (created_at, id) > ($4, $5) \
-         ORDER BY created_at, id LIMIT $3 \
+         SELECT id, conversation_id, role, content, resources, follow_up_suggestions, metadata, \
+             created_at, page_rows \
+         FROM ( \
+             SELECT *, sum(size) OVER (ORDER BY created_at, id ROWS UNBOUNDED PRECEDING) - size AS before, \
+                 count(*) OVER () AS page_rows \
+             FROM ( \
+                 SELECT id, conversation_id, role, content, resources, follow_up_suggestions, metadata, \
+                     created_at, octet_length(content) + octet_length(resources::text) \
+                     + octet_length(follow_up_suggestions::text) + octet_length(metadata::text) AS size \
+                 FROM ai_messages WHERE conversation_id = c.id AND (created_at, id) > ($5, $6) \
+                 ORDER BY created_at, id LIMIT $3 \
+             ) sized \
+         ) budgeted WHERE before < $4 \
      ) m ON TRUE \
      WHERE c.id = $1 AND c.user_id = $2 \
      ORDER BY m.created_at, m.id";
@@ -72,13 +97,13 @@ impl FromRow for Message {
 
 /// A row of the list statements: a message, or the NULLs of an owned
 /// conversation without (more) messages.
-struct Slot(Option<Message>);
+struct Slot(Option<Budgeted<Message>>);
 
 impl FromRow for Slot {
     fn from_row(row: &Row) -> Result<Self, DbError> {
         match col::<Option<Uuid>>(row, "id")? {
             None => Ok(Slot(None)),
-            Some(_) => Message::from_row(row).map(|m| Slot(Some(m))),
+            Some(_) => Budgeted::from_row(row).map(|m| Slot(Some(m))),
         }
     }
 }
@@ -105,28 +130,35 @@ pub async fn create(
     .await
 }
 
-/// Up to `limit + 1` messages after `after`, oldest first; `None` when the
-/// caller has no such conversation.
+/// A page of messages after `after`, oldest first, at most `limit` of them
+/// and about [`PAGE_BYTES`]; `None` when the caller has no such conversation.
 pub async fn list(
     db: &Database,
     conversation_id: Uuid,
     user_id: Uuid,
     limit: i64,
     after: Option<Cursor>,
-) -> Result<Option<Vec<Message>>, DbError> {
+) -> Result<Option<Page<Message>>, DbError> {
     let rows = fetch_size(limit);
     let slots: Vec<Slot> = match after {
         None => {
-            db.fetch_all(LIST_FIRST, &[&conversation_id, &user_id, &rows])
-                .await?
+            db.fetch_all(
+                LIST_FIRST,
+                &[&conversation_id, &user_id, &rows, &PAGE_BYTES],
+            )
+            .await?
         }
         Some(Cursor { at, id }) => {
-            db.fetch_all(LIST_AFTER, &[&conversation_id, &user_id, &rows, &at, &id])
-                .await?
+            db.fetch_all(
+                LIST_AFTER,
+                &[&conversation_id, &user_id, &rows, &PAGE_BYTES, &at, &id],
+            )
+            .await?
         }
     };
     if slots.is_empty() {
         return Ok(None);
     }
-    Ok(Some(slots.into_iter().filter_map(|Slot(m)| m).collect()))
+    let rows: Vec<Budgeted<Message>> = slots.into_iter().filter_map(|Slot(m)| m).collect();
+    Ok(Some(page(rows, limit)))
 }

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 
-use super::{conversation_not_found, decode_cursor, finish_page};
+use super::{conversation_not_found, decode_cursor, page_cursor};
 use crate::auth::Caller;
 use crate::cursor::{Cursor, Listing};
 use crate::error::{ApiError, ErrorBody};
@@ -32,7 +32,7 @@ pub fn router() -> Router<AppState> {
     post,
     path = "/api/v1/conversations",
     tag = "conversations",
-    request_body(content = CreateConversation, content_type = "application/json",
+    request_body(content = Option<CreateConversation>, content_type = "application/json",
         description = "Every field is optional; an empty body is `{}`."),
     responses(
         (status = 201, description = "Created", body = Conversation,
@@ -58,6 +58,11 @@ pub async fn create(
 }
 
 /// The caller's conversations, newest `updated_at` first.
+///
+/// A page ends after `limit` items or once its items reach 1 MiB (title,
+/// context and metadata), whichever comes first, so a page may hold fewer
+/// than `limit` items and still have a `next_cursor`: follow it until it is
+/// `null`.
 #[utoipa::path(
     get,
     path = "/api/v1/conversations",
@@ -81,12 +86,15 @@ pub async fn list(
         user_id: caller.user_id,
     };
     let after = decode_cursor(&state, listing, query.cursor.as_deref())?;
-    let mut items = repo::conversations::list(&state.db, caller.user_id, limit, after).await?;
-    let next_cursor = finish_page(&state, listing, &mut items, limit, |c| Cursor {
+    let page = repo::conversations::list(&state.db, caller.user_id, limit, after).await?;
+    let next_cursor = page_cursor(&state, listing, &page, |c| Cursor {
         at: c.updated_at,
         id: c.id,
     });
-    Ok(Json(ConversationPage { items, next_cursor }))
+    Ok(Json(ConversationPage {
+        items: page.items,
+        next_cursor,
+    }))
 }
 
 /// One of the caller's conversations.
@@ -121,7 +129,7 @@ pub async fn read(
     path = "/api/v1/conversations/{id}",
     tag = "conversations",
     params(("id" = uuid::Uuid, Path, description = "Conversation id")),
-    request_body(content = UpdateConversation, content_type = "application/json",
+    request_body(content = Option<UpdateConversation>, content_type = "application/json",
         description = "Absent or null fields stay as they are; an object replaces the stored one."),
     responses(
         (status = 200, description = "Changed", body = Conversation),

@@ -19,6 +19,9 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Articles matching `q`, best first (Postgres full-text search, english).
+///
+/// At most `limit` hits, and fewer once they reach 1 MiB of title, content
+/// and tags: there is no next page, so narrow the query for more.
 #[utoipa::path(
     get,
     path = "/api/v1/knowledge",

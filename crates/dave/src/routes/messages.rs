@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 
-use super::{conversation_not_found, decode_cursor, finish_page};
+use super::{conversation_not_found, decode_cursor, page_cursor};
 use crate::auth::Caller;
 use crate::cursor::{Cursor, Listing};
 use crate::error::{ApiError, ErrorBody};
@@ -56,6 +56,11 @@ pub async fn create(
 }
 
 /// A conversation's messages, oldest first.
+///
+/// A page ends after `limit` items or once its items reach 1 MiB (content,
+/// resources, suggestions and metadata), whichever comes first, so a page
+/// may hold fewer than `limit` items and still have a `next_cursor`: follow
+/// it until it is `null`.
 #[utoipa::path(
     get,
     path = "/api/v1/conversations/{id}/messages",
@@ -79,12 +84,15 @@ pub async fn list(
     let limit = query.limit()?;
     let listing = Listing::Messages { conversation_id };
     let after = decode_cursor(&state, listing, query.cursor.as_deref())?;
-    let mut items = repo::messages::list(&state.db, conversation_id, caller.user_id, limit, after)
+    let page = repo::messages::list(&state.db, conversation_id, caller.user_id, limit, after)
         .await?
         .ok_or_else(conversation_not_found)?;
-    let next_cursor = finish_page(&state, listing, &mut items, limit, |m| Cursor {
+    let next_cursor = page_cursor(&state, listing, &page, |m| Cursor {
         at: m.created_at,
         id: m.id,
     });
-    Ok(Json(MessagePage { items, next_cursor }))
+    Ok(Json(MessagePage {
+        items: page.items,
+        next_cursor,
+    }))
 }

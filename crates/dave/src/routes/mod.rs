@@ -21,6 +21,7 @@ use utoipa::{Modify, OpenApi};
 use crate::auth::extract::hand_out_session;
 use crate::cursor::{Cursor, CursorCodec, Listing};
 use crate::error::{ApiError, ErrorBody};
+use crate::repo::Page;
 use crate::state::AppState;
 
 /// Every `/api/v1` route, ready to merge into the service's router.
@@ -122,18 +123,16 @@ fn decode_cursor(
     }
 }
 
-/// Cuts the look-ahead row off `items` and, when there was one, returns the
-/// cursor of the page's last row.
-fn finish_page<T>(
+/// The cursor of the page's last row when more rows follow.
+fn page_cursor<T>(
     state: &AppState,
     listing: Listing,
-    items: &mut Vec<T>,
-    limit: i64,
+    page: &Page<T>,
     position: impl Fn(&T) -> Cursor,
 ) -> Option<String> {
-    if !crate::repo::split_page(items, limit) {
+    if !page.more {
         return None;
     }
-    let last = items.last()?;
+    let last = page.items.last()?;
     Some(cursor_codec(state).encode(listing, position(last)))
 }

@@ -24,4 +24,5 @@ mod calls;
 mod conversations;
 mod knowledge;
 mod messages;
+mod page_size;
 mod prompts;
