@@ -103,6 +103,14 @@ async fn check_dave_container(service: &Value, file: &str) -> u64 {
         "{file}"
     );
     assert_eq!(dave["args"][0], "serve", "{file}");
+    // Cloud Run sends SIGKILL 10 s after SIGTERM: the grace period, the
+    // pool's close and a second to spare must fit.
+    let grace = env_number(dave, "SHUTDOWN_GRACE");
+    assert!(
+        std::time::Duration::from_secs(grace + 1) + dave::config::POOL_CLOSE_WAIT
+            <= std::time::Duration::from_secs(9),
+        "{file}: SHUTDOWN_GRACE={grace} leaves no room before SIGKILL"
+    );
 
     // The probe paths really answer.
     let app = spawn_app().await;
