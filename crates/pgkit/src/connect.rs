@@ -34,6 +34,9 @@ pub struct SessionParams {
     pub idle_in_transaction_timeout: Duration,
     pub environment: String,
     pub connect_timeout: Duration,
+    /// Behind a transaction pooler no options go in the start-up packet
+    /// (see [`crate::pooler`]).
+    pub pooler: crate::pooler::Pooler,
 }
 
 impl SessionParams {
@@ -44,6 +47,7 @@ impl SessionParams {
             idle_in_transaction_timeout: s.idle_in_transaction_timeout,
             environment: s.environment.as_str().to_string(),
             connect_timeout: s.connect_timeout,
+            pooler: s.pooler,
         }
     }
 
@@ -161,8 +165,10 @@ pub(crate) async fn connect_driven(
     let mut config = dsn.pg_config();
     config
         .application_name(&params.application_name)
-        .options(params.options())
         .connect_timeout(params.connect_timeout);
+    if params.pooler == crate::pooler::Pooler::None {
+        config.options(params.options());
+    }
     if let Some(p) = password {
         config.password(p.expose());
     }

@@ -45,6 +45,12 @@ pub enum DbError {
     /// A row could not be read into the requested Rust type.
     #[error("could not decode column: {0}")]
     Decode(String),
+
+    /// The database answers, but not the way the settings need (a role
+    /// default missing behind a transaction pooler). Retrying will not
+    /// help; the message says what to change.
+    #[error("{0}")]
+    Misconfigured(String),
 }
 
 impl DbError {
@@ -67,6 +73,7 @@ impl DbError {
             DbError::Timeout => "timeout",
             DbError::Query(_) => "query",
             DbError::Decode(_) => "decode",
+            DbError::Misconfigured(_) => "misconfigured",
         }
     }
 }
@@ -115,6 +122,11 @@ pub(crate) fn classify(e: &tokio_postgres::Error) -> (DbError, Level) {
         return (err, Level::Query);
     }
     let code = db.code();
+    if *code == SqlState::PROTOCOL_VIOLATION && db.message().starts_with("bind message supplies") {
+        // An unnamed statement (transaction pooler mode) sent with the
+        // wrong number of values: the caller's bug, and the session lives.
+        return (DbError::Query(db.message().to_string()), Level::Query);
+    }
     let connection_level = code.code().starts_with("08")
         || code.code().starts_with("28")
         || *code == SqlState::TOO_MANY_CONNECTIONS

@@ -19,6 +19,7 @@ pub mod lint;
 pub mod local;
 pub mod migrate;
 pub mod pool;
+pub mod pooler;
 pub mod provision;
 pub mod repo;
 pub mod secret;

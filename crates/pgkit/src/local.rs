@@ -205,14 +205,14 @@ fn debian_bin_dirs() -> Vec<PathBuf> {
 
 /// The system user the server runs as when we are root.
 #[derive(Debug, Clone, Copy)]
-struct ServerUser {
-    uid: u32,
-    gid: u32,
+pub(crate) struct ServerUser {
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
 }
 
 impl ServerUser {
     /// `None` when not root: then the server runs as we do.
-    fn for_this_process() -> Result<Option<Self>, LocalError> {
+    pub(crate) fn for_this_process() -> Result<Option<Self>, LocalError> {
         if !rustix::process::geteuid().is_root() {
             return Ok(None);
         }
@@ -229,7 +229,7 @@ impl ServerUser {
             || (meta.gid() == self.gid && mode & 0o010 != 0)
     }
 
-    fn chown(&self, path: &Path) -> Result<(), LocalError> {
+    pub(crate) fn chown(&self, path: &Path) -> Result<(), LocalError> {
         std::os::unix::fs::chown(path, Some(self.uid), Some(self.gid))
             .map_err(LocalError::io("change the owner of", path))
     }

@@ -34,6 +34,7 @@ use deadpool::Runtime;
 use rand::Rng;
 use serde::Serialize;
 use tokio::task::AbortHandle;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Statement};
 
 use crate::breaker::{Breaker, Ticket};
@@ -41,6 +42,7 @@ use crate::connect::{connect_driven, ConnectError, SessionParams};
 use crate::dsn::Dsn;
 use crate::error::{classify, DbError, Level};
 use crate::iam::SharedTokenSource;
+use crate::pooler::{ParamTypes, Pooler};
 use crate::settings::DbSettings;
 
 /// The pool could not be built from the settings.
@@ -67,6 +69,9 @@ pub struct Conn {
     pub(crate) in_transaction: bool,
     /// The task that reads and writes the socket.
     driver: AbortHandle,
+    /// Behind a transaction pooler: no named statements; queries go out
+    /// unnamed with the parameter types learnt here.
+    unnamed: Option<ParamTypes>,
 }
 
 impl Drop for Conn {
@@ -99,6 +104,13 @@ impl Conn {
     async fn prepared(&mut self, sql: &str, op: &Op<'_>) -> Result<Reply, tokio_postgres::Error> {
         if let Op::Batch = op {
             return self.client.batch_execute(sql).await.map(|()| Reply::Done);
+        }
+        if let Some(types) = &self.unnamed {
+            let types = match types.get(sql) {
+                Some(t) => t,
+                None => types.learn(&self.client, sql, self.in_transaction).await?,
+            };
+            return op.send_unnamed(&self.client, sql, &types).await;
         }
         let statement = self.statement(sql).await?;
         match op.send(&self.client, &statement).await {
@@ -147,6 +159,46 @@ impl Op<'_> {
             Op::Batch => Ok(Reply::Done),
         }
     }
+
+    /// One unnamed statement: Parse, Bind, Describe, Execute, Sync.
+    /// A parameter count that does not match the types is the driver's
+    /// "expected N parameters" error, as with a prepared statement.
+    async fn send_unnamed(
+        &self,
+        client: &Client,
+        sql: &str,
+        types: &[Type],
+    ) -> Result<Reply, tokio_postgres::Error> {
+        match self {
+            Op::Execute(p) => client
+                .execute_typed(sql, &typed(p, types))
+                .await
+                .map(Reply::Count),
+            Op::Query(p) => client
+                .query_typed(sql, &typed(p, types))
+                .await
+                .map(Reply::Rows),
+            Op::QueryOpt(p) => client
+                .query_typed_opt(sql, &typed(p, types))
+                .await
+                .map(Reply::Row),
+            Op::Batch => client.batch_execute(sql).await.map(|()| Reply::Done),
+        }
+    }
+}
+
+/// Values paired with their types for an unnamed statement. Extra values
+/// (more than the statement has parameters) are kept without a type so the
+/// driver reports the count mismatch instead of silently dropping them.
+fn typed<'a>(
+    params: crate::repo::Params<'a>,
+    types: &[Type],
+) -> Vec<(&'a (dyn ToSql + Sync), Type)> {
+    params
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (*p, types.get(i).cloned().unwrap_or(Type::UNKNOWN)))
+        .collect()
 }
 
 struct Manager {
@@ -156,6 +208,8 @@ struct Manager {
     max_lifetime: Duration,
     idle_timeout: Duration,
     validate_after_idle: Duration,
+    /// Shared by every connection behind a transaction pooler.
+    unnamed: Option<ParamTypes>,
 }
 
 impl managed::Manager for Manager {
@@ -181,6 +235,7 @@ impl managed::Manager for Manager {
             busy: false,
             in_transaction: false,
             driver,
+            unnamed: self.unnamed.clone(),
         })
     }
 
@@ -225,10 +280,10 @@ pub struct PoolStatus {
 #[derive(Debug, Default)]
 struct Counters {
     acquire_timeouts: AtomicU64,
-    errors_by_kind: [AtomicU64; 7],
+    errors_by_kind: [AtomicU64; 8],
 }
 
-const ERROR_KINDS: [&str; 7] = [
+const ERROR_KINDS: [&str; 8] = [
     "not_found",
     "conflict",
     "constraint",
@@ -236,6 +291,7 @@ const ERROR_KINDS: [&str; 7] = [
     "timeout",
     "query",
     "decode",
+    "misconfigured",
 ];
 
 struct Shared {
@@ -305,8 +361,10 @@ impl Database {
         let dsn = settings.dsn.clone().ok_or(PoolBuildError::NoDsn)?;
         let params = SessionParams::from_settings(&settings);
         let call_bound = params.call_bound();
+        let unnamed = (settings.pooler == Pooler::Transaction).then(ParamTypes::default);
         let manager = Manager {
             dsn,
+            unnamed,
             params,
             tokens,
             max_lifetime: settings.max_lifetime,
@@ -370,7 +428,7 @@ impl Database {
                 Ok(()) => {
                     self.shared.started.store(true, Ordering::Release);
                     self.shared.breaker.reset();
-                    return Ok(());
+                    return self.verify_pooler_sessions().await;
                 }
                 Err(e) => {
                     let now = Instant::now();
@@ -386,6 +444,25 @@ impl Database {
                     attempt += 1;
                 }
             }
+        }
+    }
+
+    /// Behind a transaction pooler the session settings come from the
+    /// role's defaults, not from us: a service that would run without its
+    /// statement timeout or with the wrong `app.environment` stops here
+    /// with the fix instead.
+    async fn verify_pooler_sessions(&self) -> Result<(), DbError> {
+        if self.shared.settings.pooler != Pooler::Transaction {
+            return Ok(());
+        }
+        let mut conn = self.acquire().await?;
+        let params = SessionParams::from_settings(&self.shared.settings);
+        let check = crate::pooler::verify_session_defaults(&conn.conn().client, &params);
+        match tokio::time::timeout(self.shared.call_bound, check).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(e))) => Err(DbError::Misconfigured(e.to_string())),
+            Ok(Err(e)) => Err(classify(&e).0),
+            Err(_) => Err(conn.no_answer(self.shared.call_bound)),
         }
     }
 

@@ -290,6 +290,8 @@ pub struct DbSettings {
     /// Sent as `application_name`: the service, plus `K_REVISION` when set.
     pub application_name: String,
     pub max_instances: Option<u32>,
+    /// `DB_POOLER`: what sits between the service and PostgreSQL.
+    pub pooler: crate::pooler::Pooler,
 }
 
 impl DbSettings {
@@ -320,6 +322,7 @@ impl DbSettings {
                 None => None,
                 Some(_) => Some(count(env, "MAX_INSTANCES", 1, 1)? as u32),
             },
+            pooler: crate::pooler::Pooler::from_env(env)?,
         };
         settings.check()?;
         Ok(settings)

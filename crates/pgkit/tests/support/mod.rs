@@ -185,6 +185,7 @@ pub fn session() -> SessionParams {
         idle_in_transaction_timeout: Duration::from_secs(30),
         environment: "test".to_string(),
         connect_timeout: Duration::from_secs(10),
+        pooler: Default::default(),
     }
 }
 

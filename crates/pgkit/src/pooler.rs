@@ -1,0 +1,241 @@
+//! Running behind a transaction pooler: PgBouncer in transaction mode, or
+//! Cloud SQL Managed Connection Pooling (which is PgBouncer).
+//!
+//! A transaction pooler hands each transaction to whichever server
+//! connection is free, so nothing may outlive a transaction: not a named
+//! prepared statement (the next call may land on a server that never saw
+//! it), not a setting given in the start-up packet (PgBouncer refuses
+//! unknown start-up options), not a session advisory lock. With
+//! `DB_POOLER=transaction` the pool therefore runs every query as an
+//! unnamed statement (Parse, Bind and Execute under one Sync: still one
+//! round trip), sends no session options, and checks at start-up that the
+//! role's own defaults (`ALTER ROLE … SET`, which `pgkit provision` writes)
+//! give each session the settings the service was configured with.
+//! [`detect`] tells a transaction pooler from a direct connection from
+//! outside, for `pgkit doctor`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio_postgres::types::Type;
+use tokio_postgres::Client;
+
+use crate::connect::SessionParams;
+use crate::settings::{Env, SettingsError};
+
+/// What sits between the service and PostgreSQL (`DB_POOLER`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Pooler {
+    /// A direct connection, or a pooler in session mode: sessions are ours.
+    #[default]
+    None,
+    /// PgBouncer in transaction mode / Managed Connection Pooling.
+    Transaction,
+}
+
+impl Pooler {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pooler::None => "none",
+            Pooler::Transaction => "transaction",
+        }
+    }
+
+    /// Reads `DB_POOLER`: `none` (the default) or `transaction`.
+    pub fn from_env(env: &Env) -> Result<Pooler, SettingsError> {
+        match env.get("DB_POOLER").map(|v| v.trim().to_ascii_lowercase()) {
+            None => Ok(Pooler::None),
+            Some(v) if v.is_empty() || v == "none" || v == "session" => Ok(Pooler::None),
+            Some(v) if v == "transaction" => Ok(Pooler::Transaction),
+            Some(other) => Err(SettingsError::new(
+                "DB_POOLER",
+                format!("{other:?} is not a pooler mode"),
+                "none (direct connection or session pooling) or transaction (PgBouncer transaction mode, Cloud SQL Managed Connection Pooling)",
+            )),
+        }
+    }
+}
+
+/// Parameter types of each query text, learnt once per process: an
+/// unnamed statement must be sent with its parameter types, and the
+/// repository API takes values without them.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct ParamTypes(Arc<RwLock<HashMap<String, Vec<Type>>>>);
+
+impl ParamTypes {
+    pub(crate) fn get(&self, sql: &str) -> Option<Vec<Type>> {
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(sql)
+            .cloned()
+    }
+
+    /// Asks the server for `sql`'s parameter types. The statement is
+    /// prepared and closed inside one transaction (the caller's, or a
+    /// short one of its own), so through a transaction pooler it lives
+    /// and dies on one server connection.
+    pub(crate) async fn learn(
+        &self,
+        client: &Client,
+        sql: &str,
+        in_transaction: bool,
+    ) -> Result<Vec<Type>, tokio_postgres::Error> {
+        if !in_transaction {
+            client.batch_execute("BEGIN").await?;
+        }
+        // Dropping the statement queues its Close before the COMMIT below.
+        let described = client.prepare(sql).await.map(|s| s.params().to_vec());
+        if !in_transaction {
+            client.batch_execute("COMMIT").await?;
+        }
+        let types = described?;
+        self.0
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(sql.to_owned(), types.clone());
+        Ok(types)
+    }
+}
+
+/// The role's defaults do not give sessions the configured settings.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "behind a transaction pooler (DB_POOLER=transaction) sessions take their settings from the role, and {}; \
+     fix: run `pgkit provision` with these settings, or run {}",
+    .mismatches.join(", "),
+    .fixes.join(" ")
+)]
+pub struct SessionDefaultsError {
+    pub mismatches: Vec<String>,
+    pub fixes: Vec<String>,
+}
+
+/// Checks that a session opened through the pooler has the settings the
+/// service would otherwise send at connect: `statement_timeout`,
+/// `idle_in_transaction_session_timeout` and `app.environment`.
+pub(crate) async fn verify_session_defaults(
+    client: &Client,
+    params: &SessionParams,
+) -> Result<Result<(), SessionDefaultsError>, tokio_postgres::Error> {
+    const SQL: &str = "SELECT current_user::text, \
+        (SELECT setting FROM pg_settings WHERE name = 'statement_timeout'), \
+        (SELECT setting FROM pg_settings WHERE name = 'idle_in_transaction_session_timeout'), \
+        coalesce(current_setting('app.environment', true), '')";
+    let rows = client.simple_query(SQL).await?;
+    let Some(row) = rows.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
+        _ => None,
+    }) else {
+        return Ok(Ok(()));
+    };
+    let user = row.get(0).unwrap_or_default();
+    let role = postgres_protocol::escape::escape_identifier(user);
+    let wanted = [
+        (
+            "statement_timeout",
+            "DB_QUERY_TIMEOUT",
+            millis(params.statement_timeout),
+            row.get(1),
+        ),
+        (
+            "idle_in_transaction_session_timeout",
+            "DB_IDLE_IN_TRANSACTION_TIMEOUT",
+            millis(params.idle_in_transaction_timeout),
+            row.get(2),
+        ),
+        (
+            "app.environment",
+            "APP_ENVIRONMENT",
+            params.environment.clone(),
+            row.get(3),
+        ),
+    ];
+    let mut mismatches = Vec::new();
+    let mut fixes = Vec::new();
+    for (name, variable, want, have) in wanted {
+        let have = have.unwrap_or_default();
+        if have != want {
+            let unit = if name == "app.environment" { "" } else { " ms" };
+            let have = if have.is_empty() { "unset" } else { have };
+            mismatches.push(format!(
+                "{name} is {have}{unit}, not {want}{unit} ({variable})"
+            ));
+            let value = postgres_protocol::escape::escape_literal(&if unit.is_empty() {
+                want.clone()
+            } else {
+                format!("{want}ms")
+            });
+            fixes.push(format!("ALTER ROLE {role} SET {name} = {value};"));
+        }
+    }
+    if mismatches.is_empty() {
+        Ok(Ok(()))
+    } else {
+        Ok(Err(SessionDefaultsError { mismatches, fixes }))
+    }
+}
+
+fn millis(d: Duration) -> String {
+    d.as_millis().max(1).to_string()
+}
+
+/// What [`detect`] saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detected {
+    /// Each client connection has its own server session.
+    Direct,
+    /// Two transactions of one client connection ran in different server
+    /// sessions: a transaction pooler.
+    TransactionPooler,
+}
+
+/// Tells a transaction pooler from a direct connection, from outside. `a`
+/// and `b` are two client connections to the same DSN. `a` runs a
+/// transaction and notes its server's `pg_backend_pid()`; `b` then holds a
+/// transaction open (through a pooler it gets the server `a` just freed);
+/// `a`'s next transaction sees another pid only through a pooler. A pooler
+/// with a single server connection makes `a` wait: that is a pooler too.
+pub async fn detect(
+    a: &Client,
+    b: &Client,
+    bound: Duration,
+) -> Result<Detected, tokio_postgres::Error> {
+    const PID: &str = "SELECT pg_backend_pid()";
+    let first: i32 = a.query_one(PID, &[]).await?.get(0);
+    b.batch_execute("BEGIN").await?;
+    let _held: i32 = b.query_one(PID, &[]).await?.get(0);
+    let second = tokio::time::timeout(bound, a.query_one(PID, &[])).await;
+    b.batch_execute("COMMIT").await?;
+    match second {
+        Ok(row) => {
+            let second: i32 = row?.get(0);
+            Ok(if second == first {
+                Detected::Direct
+            } else {
+                Detected::TransactionPooler
+            })
+        }
+        Err(_) => Ok(Detected::TransactionPooler),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn db_pooler_accepts_the_modes_and_names_them_when_wrong() {
+        let read = |v: &str| Pooler::from_env(&Env::from_pairs([("DB_POOLER", v)]));
+        assert_eq!(read("transaction").unwrap(), Pooler::Transaction);
+        assert_eq!(read("none").unwrap(), Pooler::None);
+        assert_eq!(read("session").unwrap(), Pooler::None);
+        assert_eq!(
+            Pooler::from_env(&Env::from_pairs::<&str, &str>([])).unwrap(),
+            Pooler::None
+        );
+        let e = read("statement").unwrap_err().to_string();
+        assert!(e.contains("DB_POOLER") && e.contains("transaction"), "{e}");
+    }
+}

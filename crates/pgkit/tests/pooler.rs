@@ -1,0 +1,217 @@
+//! `DB_POOLER=transaction` through a real PgBouncer in transaction mode
+//! (issue 11): the pool works there with unnamed statements and no start-up
+//! options, the same setup without the mode fails, start-up refuses a role
+//! without the session defaults, and a pooler is told apart from a direct
+//! connection from outside.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use pgkit::error::DbError;
+use pgkit::pool::Database;
+use pgkit::pooler::{detect, Detected};
+use pgkit::settings::{DbSettings, Env};
+use pgkit::testing::{self, pgbouncer::PgBouncer};
+use tokio_postgres::NoTls;
+
+fn settings(url: &str, extra: &[(&str, &str)]) -> DbSettings {
+    let mut pairs = vec![
+        ("DATABASE_URL", url),
+        ("APP_ENVIRONMENT", "test"),
+        ("DB_POOL_MIN_SIZE", "2"),
+        ("DB_POOL_MAX_SIZE", "6"),
+        ("DB_CONNECT_RETRY", "1"),
+    ];
+    pairs.extend_from_slice(extra);
+    DbSettings::from_env(&Env::from_pairs(pairs), "DATABASE_URL", "pgkit-pooler").unwrap()
+}
+
+async fn connect(config: tokio_postgres::Config) -> tokio_postgres::Client {
+    let (client, conn) = config.connect(NoTls).await.unwrap();
+    tokio::spawn(conn);
+    client
+}
+
+/// What `pgkit provision` would set on the role, set on the database here
+/// (the test runs as the superuser, whose role settings other tests share).
+async fn set_session_defaults(direct_url: &str, db: &str, s: &DbSettings) {
+    let admin = connect(pgkit::dsn::Dsn::parse(direct_url).unwrap().pg_config()).await;
+    let db = postgres_protocol::escape::escape_identifier(db);
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {db} SET statement_timeout = '{}ms'; \
+             ALTER DATABASE {db} SET idle_in_transaction_session_timeout = '{}ms'; \
+             ALTER DATABASE {db} SET app.environment = 'test';",
+            s.query_timeout.as_millis(),
+            s.idle_in_transaction_timeout.as_millis()
+        ))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_pool_works_through_pgbouncer_in_transaction_mode() {
+    let cluster = testing::cluster().await;
+    let test_db = cluster.database().await;
+    let bouncer = PgBouncer::start(cluster, 2).await;
+    let s = settings(
+        &bouncer.url(test_db.name()),
+        &[("DB_POOLER", "transaction")],
+    );
+    set_session_defaults(test_db.url(), test_db.name(), &s).await;
+    let db = Database::new(s).unwrap();
+    db.warm_up().await.unwrap();
+
+    db.execute("CREATE TABLE notes (id int PRIMARY KEY, body text)", &[])
+        .await
+        .unwrap();
+    // Another client holds a transaction open every other round, so the
+    // pool's calls move between the two server connections.
+    let other = connect(bouncer.config(test_db.name())).await;
+    let mut pids = HashSet::new();
+    for i in 0..40i32 {
+        let hold = if i % 2 == 0 {
+            "BEGIN; SELECT 1"
+        } else {
+            "COMMIT"
+        };
+        other.batch_execute(hold).await.unwrap();
+        // The same query text again and again: a named statement cached on
+        // one client connection would be missing on the next server.
+        db.execute(
+            "INSERT INTO notes VALUES ($1, $2)",
+            &[&i, &format!("note {i}")],
+        )
+        .await
+        .unwrap();
+        let pid: i32 = db.fetch_val("SELECT pg_backend_pid()", &[]).await.unwrap();
+        pids.insert(pid);
+    }
+    let body: Option<tokio_postgres::Row> = db
+        .fetch_optional("SELECT body FROM notes WHERE id = $1", &[&7i32])
+        .await
+        .unwrap();
+    assert_eq!(body.unwrap().get::<_, String>(0), "note 7");
+
+    let mut conn = db.acquire().await.unwrap();
+    let mut tx = conn.begin().await.unwrap();
+    tx.execute(
+        "UPDATE notes SET body = $1 WHERE id = $2",
+        &[&"changed", &1i32],
+    )
+    .await
+    .unwrap();
+    let seen: String = tx
+        .fetch_val("SELECT body FROM notes WHERE id = $1", &[&1i32])
+        .await
+        .unwrap();
+    assert_eq!(
+        seen, "changed",
+        "a transaction's statements share one server"
+    );
+    tx.commit().await.unwrap();
+    drop(conn);
+
+    let environment: String = db
+        .fetch_val("SELECT current_setting('app.environment')", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        environment, "test",
+        "test-data gating reads app.environment"
+    );
+    let count: i64 = db
+        .fetch_val("SELECT count(*) FROM notes", &[])
+        .await
+        .unwrap();
+    assert_eq!(count, 40);
+
+    // Concurrent callers through two server connections.
+    let calls = (0..30i32).map(|i| {
+        let db = db.clone();
+        async move {
+            db.fetch_val::<String>("SELECT body FROM notes WHERE id = $1", &[&i])
+                .await
+        }
+    });
+    for answer in futures_util::future::join_all(calls).await {
+        answer.unwrap();
+    }
+    let wrong_count = db.execute("SELECT $1::int", &[]).await;
+    assert!(
+        matches!(wrong_count, Err(DbError::Query(_))),
+        "{wrong_count:?}"
+    );
+    assert_eq!(db.breaker().failures(), 0);
+    assert!(
+        pids.len() > 1,
+        "the calls never moved to another server: {pids:?}"
+    );
+}
+
+#[tokio::test]
+async fn without_the_mode_the_same_setup_fails() {
+    let cluster = testing::cluster().await;
+    let test_db = cluster.database().await;
+    let bouncer = PgBouncer::start(cluster, 2).await;
+    let s = settings(&bouncer.url(test_db.name()), &[]);
+    set_session_defaults(test_db.url(), test_db.name(), &s).await;
+    let db = Database::new(s).unwrap();
+    let outcome = db.warm_up().await;
+    let Err(DbError::Unavailable { reason, .. }) = outcome else {
+        panic!("a session-mode pool through PgBouncer started: {outcome:?}");
+    };
+    assert!(reason.contains("options"), "{reason}");
+}
+
+#[tokio::test]
+async fn start_up_refuses_a_role_without_the_session_defaults() {
+    let cluster = testing::cluster().await;
+    let test_db = cluster.database().await;
+    let bouncer = PgBouncer::start(cluster, 2).await;
+    let db = Database::new(settings(
+        &bouncer.url(test_db.name()),
+        &[("DB_POOLER", "transaction"), ("DB_QUERY_TIMEOUT", "7")],
+    ))
+    .unwrap();
+    let outcome = db.warm_up().await;
+    let Err(DbError::Misconfigured(message)) = outcome else {
+        panic!("started without statement_timeout: {outcome:?}");
+    };
+    assert!(
+        message.contains("statement_timeout is 0 ms, not 7000 ms (DB_QUERY_TIMEOUT)"),
+        "{message}"
+    );
+    assert!(
+        message.contains("app.environment is unset, not test"),
+        "{message}"
+    );
+    assert!(
+        message.contains("ALTER ROLE \"postgres\" SET statement_timeout = '7000ms';"),
+        "{message}"
+    );
+    assert!(!message.contains('\n'), "one line: {message}");
+}
+
+#[tokio::test]
+async fn a_transaction_pooler_is_detected_from_outside() {
+    let cluster = testing::cluster().await;
+    let test_db = cluster.database().await;
+    let direct = pgkit::dsn::Dsn::parse(test_db.url()).unwrap().pg_config();
+    let (a, b) = (connect(direct.clone()).await, connect(direct).await);
+    assert_eq!(
+        detect(&a, &b, Duration::from_secs(2)).await.unwrap(),
+        Detected::Direct
+    );
+
+    for pool_size in [1, 3] {
+        let bouncer = PgBouncer::start(cluster, pool_size).await;
+        let config = bouncer.config(test_db.name());
+        let (a, b) = (connect(config.clone()).await, connect(config).await);
+        assert_eq!(
+            detect(&a, &b, Duration::from_secs(2)).await.unwrap(),
+            Detected::TransactionPooler,
+            "server pool of {pool_size}"
+        );
+    }
+}
