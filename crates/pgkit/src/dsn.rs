@@ -721,10 +721,10 @@ mod tests {
             format!("postgresql://u/x:{PW}@h/d"),
             format!("postgresql://u:{PW}"),
             format!("postgresql://u:{PW}@h/%ff"),
-            format!("postgresql://u:Kx7Qp%2F9Lr%3FmN4e%23Tk2w%ff@h/d"),
+            "postgresql://u:Kx7Qp%2F9Lr%3FmN4e%23Tk2w%ff@h/d".to_string(),
             format!("postgresql://:{PW}@h/d"),
             format!("postgresql://u@h/d?password={PW}&colour=blue"),
-            format!("postgresql://u@h/d?password=Kx7Qp&9Lr?mN4e&Tk2w"),
+            "postgresql://u@h/d?password=Kx7Qp&9Lr?mN4e&Tk2w".to_string(),
             format!("postgres://u:{PW}@h/d?sslmode=verify-full"),
             format!("mysql://u:{PW}@h/d"),
         ] {
