@@ -9,9 +9,11 @@
 # API key with `dave apikey create`, runs
 #   schemathesis run http://127.0.0.1:PORT/openapi.json --checks all
 # bounded by SCHEMATHESIS_MAX_EXAMPLES examples per operation (default 50),
-# then stops the service and removes the temp dir. Exit status: Schemathesis's
+# with the settings of scripts/schemathesis.toml, then stops the service and
+# removes the temp dir. Exit status: Schemathesis's
 # (0 only when it found nothing).
 #
+# DAVE_BIN=path skips the build and runs that binary.
 # Schemathesis comes from $SCHEMATHESIS when set, else from a venv under
 # target/ with the pinned version below (installed on first use from PyPI).
 # The run report (JUnit) is written to target/schemathesis/.
@@ -34,8 +36,13 @@ if [[ -z ${SCHEMATHESIS:-} ]]; then
     SCHEMATHESIS=$venv/bin/schemathesis
 fi
 
-cargo build --quiet -p dave
-dave=$repo/target/debug/dave
+# DAVE_BIN runs an already built binary instead of building one.
+if [[ -n ${DAVE_BIN:-} ]]; then
+    dave=$DAVE_BIN
+else
+    cargo build --quiet -p dave
+    dave=$repo/target/debug/dave
+fi
 
 work=$(mktemp -d -t dave-schemathesis-XXXXXX)
 server_pid=
@@ -83,7 +90,8 @@ args=(run "$url/openapi.json" --checks all --max-examples "$MAX_EXAMPLES"
 [[ -n $SEED ]] && args+=(--seed "$SEED")
 echo "+ schemathesis ${args[*]/$key/<admin key>} $*" >&2
 status=0
-"$SCHEMATHESIS" "${args[@]}" "$@" || status=$?
+# From the temp dir, so Schemathesis's cache (.schemathesis/) goes with it.
+(cd "$work" && "$SCHEMATHESIS" --config-file "$repo/scripts/schemathesis.toml" "${args[@]}" "$@") || status=$?
 if grep -q '"severity":"ERROR"' "$work/dave.log"; then
     echo "dave logged errors during the run:" >&2
     grep '"severity":"ERROR"' "$work/dave.log" >&2 || true

@@ -22,6 +22,8 @@ use uuid::Uuid;
 
 use crate::error::ApiError;
 
+pub mod schemas;
+
 /// A JSON object (context, metadata) as a client sends it.
 pub type JsonObject = serde_json::Map<String, Value>;
 
@@ -264,7 +266,9 @@ pub struct PageQuery {
     /// items reach 1 MiB, with a `next_cursor` to carry on.
     #[param(minimum = 1, maximum = 100, default = 50)]
     pub limit: Option<i64>,
-    /// `next_cursor` of the previous page; omit for the first page.
+    /// `next_cursor` of the previous page; omit (or leave empty) for the
+    /// first page. Signed by the service: a cursor it did not issue answers 422.
+    #[param(pattern = "^([A-Za-z0-9_-]{55})?$")]
     pub cursor: Option<String>,
 }
 
@@ -292,6 +296,8 @@ impl PageQuery {
 #[into_params(parameter_in = Query)]
 pub struct KnowledgeQuery {
     /// Words to search for (Postgres `plainto_tsquery('english', q)`), 1 to 500 characters.
+    // Required; an `Option` only so that its absence is a 422 that names it.
+    #[param(required = true, schema_with = schemas::search_words)]
     pub q: Option<String>,
     /// Results to return, 1 to 100 (default 50).
     #[param(minimum = 1, maximum = 100, default = 50)]
@@ -327,13 +333,13 @@ impl KnowledgeQuery {
 #[serde(deny_unknown_fields)]
 pub struct CreateConversation {
     /// 1 to 200 characters after trimming; default "New Conversation".
-    #[schema(max_length = 200, example = "Sizing the pool")]
+    #[schema(schema_with = schemas::conversation_title)]
     pub title: Option<String>,
     /// JSON object, at most 64 KiB; default `{}`.
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = schemas::json_object_or_null)]
     pub context: Option<JsonObject>,
     /// JSON object, at most 64 KiB; default `{}`.
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = schemas::json_object_or_null)]
     pub metadata: Option<JsonObject>,
 }
 
@@ -369,13 +375,13 @@ impl CreateConversation {
 #[serde(deny_unknown_fields)]
 pub struct UpdateConversation {
     /// 1 to 200 characters after trimming.
-    #[schema(max_length = 200)]
+    #[schema(schema_with = schemas::conversation_title)]
     pub title: Option<String>,
     /// Replaces the context; JSON object, at most 64 KiB.
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = schemas::json_object_or_null)]
     pub context: Option<JsonObject>,
     /// Replaces the metadata; JSON object, at most 64 KiB.
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = schemas::json_object_or_null)]
     pub metadata: Option<JsonObject>,
 }
 
@@ -480,17 +486,19 @@ impl std::str::FromStr for Role {
 pub struct CreateMessage {
     pub role: Role,
     /// 1 to 32000 characters.
-    #[schema(min_length = 1, max_length = 32000)]
+    #[schema(schema_with = schemas::message_content)]
     pub content: String,
     /// Resource references, at most 100 of at most 2000 characters each.
     #[serde(default)]
+    #[schema(schema_with = schemas::message_list)]
     pub resources: Vec<String>,
     /// Suggested follow-up prompts, at most 100 of at most 2000 characters each.
     #[serde(default)]
+    #[schema(schema_with = schemas::message_list)]
     pub follow_up_suggestions: Vec<String>,
     /// JSON object, at most 64 KiB; default `{}`.
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(schema_with = schemas::json_object)]
     pub metadata: JsonObject,
 }
 
@@ -547,13 +555,14 @@ pub struct MessagePage {
 #[serde(deny_unknown_fields)]
 pub struct CreateKnowledge {
     /// 1 to 500 characters after trimming.
-    #[schema(min_length = 1, max_length = 500)]
+    #[schema(schema_with = schemas::knowledge_title)]
     pub title: String,
     /// 1 to 100000 characters.
-    #[schema(min_length = 1, max_length = 100000)]
+    #[schema(schema_with = schemas::knowledge_content)]
     pub content: String,
     /// At most 50 tags, each 1 to 100 characters after trimming.
     #[serde(default)]
+    #[schema(schema_with = schemas::knowledge_tags)]
     pub tags: Vec<String>,
 }
 
@@ -679,10 +688,10 @@ pub struct PromptVersionCreated {
 #[serde(deny_unknown_fields)]
 pub struct CreatePromptVersion {
     /// 1 to 100000 characters.
-    #[schema(min_length = 1, max_length = 100000)]
+    #[schema(schema_with = schemas::prompt_content)]
     pub content: String,
     /// 1 to 500 characters.
-    #[schema(min_length = 1, max_length = 500)]
+    #[schema(schema_with = schemas::commit_message)]
     pub commit_message: String,
 }
 
@@ -710,9 +719,28 @@ impl CreatePromptVersion {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RollbackPrompt {
-    /// An existing version number (1 or more).
-    #[schema(minimum = 1)]
+    /// An existing version number (1 or more). JSON Schema counts `3.0` as
+    /// an integer, so a whole number written with a fraction is accepted.
+    #[schema(minimum = 1, maximum = 2147483647)]
+    #[serde(deserialize_with = "whole_i32")]
     pub version_number: i32,
+}
+
+/// An `i32` from any JSON number with a whole value in range (`7`, `7.0`,
+/// `7e0`): what JSON Schema's `"type": "integer"` admits.
+fn whole_i32<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i32, D::Error> {
+    use serde::de::Error;
+    let n = serde_json::Number::deserialize(deserializer)?;
+    let whole = if let Some(i) = n.as_i64() {
+        i32::try_from(i).ok()
+    } else if let Some(f) = n.as_f64() {
+        (f.fract() == 0.0 && f >= f64::from(i32::MIN) && f <= f64::from(i32::MAX))
+            .then_some(f as i32)
+    } else {
+        None
+    };
+    whole
+        .ok_or_else(|| D::Error::custom(format!("{n} is not a whole number of at most 2147483647")))
 }
 
 impl RollbackPrompt {

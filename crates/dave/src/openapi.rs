@@ -5,6 +5,7 @@
 
 use std::sync::OnceLock;
 
+use utoipa::openapi::{HttpMethod, Required};
 use utoipa::OpenApi;
 
 use crate::error::{ErrorBody, ErrorDetail};
@@ -33,6 +34,26 @@ struct OperationsDoc;
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = OperationsDoc::openapi();
     doc.merge(crate::routes::ApiDoc::openapi());
+    // Hand-written: the recursive JSON object schema the request models refer to.
+    doc.components
+        .get_or_insert_with(Default::default)
+        .schemas
+        .extend(crate::models::schemas::json_components());
+    // These two take a missing body as `{}`. utoipa says "optional" only by
+    // also admitting a `null` body, which they refuse (422): mark them here.
+    for (path, method) in [
+        ("/api/v1/conversations", HttpMethod::Post),
+        ("/api/v1/conversations/{id}", HttpMethod::Patch),
+    ] {
+        let operation = doc.paths.paths.get_mut(path).and_then(|item| match method {
+            HttpMethod::Post => item.post.as_mut(),
+            HttpMethod::Patch => item.patch.as_mut(),
+            _ => None,
+        });
+        if let Some(body) = operation.and_then(|op| op.request_body.as_mut()) {
+            body.required = Some(Required::False);
+        }
+    }
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     doc
 }

@@ -32,7 +32,7 @@ pub fn router() -> Router<AppState> {
     post,
     path = "/api/v1/conversations",
     tag = "conversations",
-    request_body(content = Option<CreateConversation>, content_type = "application/json",
+    request_body(content = CreateConversation, content_type = "application/json",
         description = "Every field is optional; an empty body is `{}`."),
     responses(
         (status = 201, description = "Created", body = Conversation,
@@ -129,7 +129,7 @@ pub async fn read(
     path = "/api/v1/conversations/{id}",
     tag = "conversations",
     params(("id" = uuid::Uuid, Path, description = "Conversation id")),
-    request_body(content = Option<UpdateConversation>, content_type = "application/json",
+    request_body(content = UpdateConversation, content_type = "application/json",
         description = "Absent or null fields stay as they are; an object replaces the stored one."),
     responses(
         (status = 200, description = "Changed", body = Conversation),

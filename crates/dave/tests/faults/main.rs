@@ -16,4 +16,5 @@ mod support;
 mod cancel;
 mod frozen;
 mod ledger;
+mod schema;
 mod shutdown;

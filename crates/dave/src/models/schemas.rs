@@ -1,0 +1,248 @@
+//! OpenAPI schemas for the request fields whose rules utoipa's attributes
+//! cannot state: "no NUL anywhere" (PostgreSQL text and jsonb refuse
+//! `\u0000`), "not only whitespace" (the trimmed fields), limits on the
+//! items of a list, and NUL-free JSON objects at any depth. The document
+//! must declare every rule the service enforces (DESIGN §3), or clients and
+//! fuzzers (Schemathesis, docs/testing.md) send schema-valid requests that
+//! the service refuses with 422.
+//!
+//! The patterns are written so that ECMA-262, Python `re` and Rust agree on
+//! them: the whitespace class is spelled out as exactly what `str::trim`
+//! removes (Unicode `White_Space`), since `\s` means something else in each.
+
+use utoipa::openapi::schema::{
+    AnyOfBuilder, ArrayBuilder, ObjectBuilder, OneOfBuilder, Ref, Schema, SchemaType, Type,
+};
+use utoipa::openapi::RefOr;
+
+use super::{
+    MAX_COMMIT_MESSAGE_CHARS, MAX_KNOWLEDGE_CONTENT_CHARS, MAX_KNOWLEDGE_TITLE_CHARS,
+    MAX_LIST_ITEMS, MAX_LIST_ITEM_CHARS, MAX_MESSAGE_CHARS, MAX_PROMPT_CHARS, MAX_TAGS,
+    MAX_TAG_CHARS, MAX_TITLE_CHARS,
+};
+
+/// Any text without the NUL character.
+pub const NO_NUL: &str = r"^[^\u0000]*$";
+
+/// Text without NUL that is not only whitespace: at least one character
+/// that `str::trim` keeps.
+pub const NOT_BLANK: &str = concat!(
+    r"^[^\u0000]*",
+    r"[^\u0000\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]",
+    r"[^\u0000]*$"
+);
+
+/// The component names of the JSON object and value schemas.
+pub const JSON_OBJECT: &str = "JsonObject";
+pub const JSON_VALUE: &str = "JsonValue";
+
+fn text(min: usize, max: usize, pattern: &str, nullable: bool, description: &str) -> Schema {
+    let schema_type = if nullable {
+        SchemaType::from_iter([Type::String, Type::Null])
+    } else {
+        SchemaType::new(Type::String)
+    };
+    ObjectBuilder::new()
+        .schema_type(schema_type)
+        .min_length(Some(min))
+        .max_length(Some(max))
+        .pattern(Some(pattern))
+        .description(Some(description))
+        .into()
+}
+
+fn list(max_items: usize, item: Schema, description: &str) -> Schema {
+    ArrayBuilder::new()
+        .items(RefOr::T(item))
+        .max_items(Some(max_items))
+        .description(Some(description))
+        .into()
+}
+
+/// `title` of a conversation: optional, `null` means absent.
+pub fn conversation_title() -> Schema {
+    text(
+        1,
+        MAX_TITLE_CHARS,
+        NOT_BLANK,
+        true,
+        "1 to 200 characters after trimming, not only whitespace, no NUL",
+    )
+}
+
+/// `content` of a message.
+pub fn message_content() -> Schema {
+    text(
+        1,
+        MAX_MESSAGE_CHARS,
+        NO_NUL,
+        false,
+        "1 to 32000 characters, no NUL",
+    )
+}
+
+/// `resources` and `follow_up_suggestions` of a message.
+pub fn message_list() -> Schema {
+    list(
+        MAX_LIST_ITEMS,
+        text(
+            0,
+            MAX_LIST_ITEM_CHARS,
+            NO_NUL,
+            false,
+            "At most 2000 characters, no NUL",
+        ),
+        "At most 100 items",
+    )
+}
+
+/// `title` of a knowledge article.
+pub fn knowledge_title() -> Schema {
+    text(
+        1,
+        MAX_KNOWLEDGE_TITLE_CHARS,
+        NOT_BLANK,
+        false,
+        "1 to 500 characters after trimming, not only whitespace, no NUL",
+    )
+}
+
+/// `content` of a knowledge article.
+pub fn knowledge_content() -> Schema {
+    text(
+        1,
+        MAX_KNOWLEDGE_CONTENT_CHARS,
+        NOT_BLANK,
+        false,
+        "1 to 100000 characters, not only whitespace, no NUL",
+    )
+}
+
+/// `tags` of a knowledge article.
+pub fn knowledge_tags() -> Schema {
+    list(
+        MAX_TAGS,
+        text(
+            1,
+            MAX_TAG_CHARS,
+            NOT_BLANK,
+            false,
+            "1 to 100 characters after trimming, not only whitespace, no NUL",
+        ),
+        "At most 50 tags",
+    )
+}
+
+/// `content` of a prompt version.
+pub fn prompt_content() -> Schema {
+    text(
+        1,
+        MAX_PROMPT_CHARS,
+        NOT_BLANK,
+        false,
+        "1 to 100000 characters, not only whitespace, no NUL",
+    )
+}
+
+/// `commit_message` of a prompt version.
+pub fn commit_message() -> Schema {
+    text(
+        1,
+        MAX_COMMIT_MESSAGE_CHARS,
+        NOT_BLANK,
+        false,
+        "1 to 500 characters, not only whitespace, no NUL",
+    )
+}
+
+/// `q` of the knowledge search (a required query parameter).
+pub fn search_words() -> Schema {
+    text(
+        1,
+        super::MAX_QUERY_CHARS,
+        NOT_BLANK,
+        false,
+        "Words to search for (Postgres `plainto_tsquery('english', q)`): 1 to 500 characters \
+         after trimming, not only whitespace, no NUL",
+    )
+}
+
+/// A `context`/`metadata` field that must be an object when present.
+pub fn json_object() -> RefOr<Schema> {
+    Ref::from_schema_name(JSON_OBJECT).into()
+}
+
+/// A `context`/`metadata` field where `null` means absent.
+pub fn json_object_or_null() -> Schema {
+    OneOfBuilder::new()
+        .item(Ref::from_schema_name(JSON_OBJECT))
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .into()
+}
+
+/// The components [`json_object`] refers to: an object, at most 64 KiB as
+/// compact JSON (not expressible here), whose keys and strings at every
+/// depth are free of NUL (jsonb refuses `\u0000`).
+pub fn json_components() -> Vec<(String, RefOr<Schema>)> {
+    let object: Schema = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property_names(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(NO_NUL)),
+        ))
+        .additional_properties(Some(Ref::from_schema_name(JSON_VALUE)))
+        .description(Some(
+            "A JSON object of at most 64 KiB as compact JSON; no key or string at any depth \
+             contains NUL (\\u0000)",
+        ))
+        .into();
+    let value: Schema = AnyOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(SchemaType::from_iter([
+            Type::Null,
+            Type::Boolean,
+            Type::Number,
+        ])))
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(NO_NUL)),
+        )
+        .item(ArrayBuilder::new().items(Ref::from_schema_name(JSON_VALUE)))
+        .item(Ref::from_schema_name(JSON_OBJECT))
+        .description(Some("Any JSON value without NUL in its strings and keys"))
+        .into();
+    vec![
+        (JSON_OBJECT.to_owned(), object.into()),
+        (JSON_VALUE.to_owned(), value.into()),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The class between the NUL-free runs must reject exactly the
+    /// characters `str::trim` removes. Checked here by enumerating them,
+    /// since the regex dialects are outside Rust.
+    #[test]
+    fn the_whitespace_class_is_what_trim_removes() {
+        let spelled = [
+            '\t', '\n', '\u{b}', '\u{c}', '\r', ' ', '\u{85}', '\u{a0}', '\u{1680}', '\u{2028}',
+            '\u{2029}', '\u{202f}', '\u{205f}', '\u{3000}',
+        ]
+        .into_iter()
+        .chain('\u{2000}'..='\u{200a}')
+        .collect::<Vec<char>>();
+        let trimmed: Vec<char> = (0..=0x10FFFFu32)
+            .filter_map(char::from_u32)
+            .filter(|c| c.is_whitespace())
+            .collect();
+        let mut spelled_sorted = spelled.clone();
+        spelled_sorted.sort();
+        assert_eq!(spelled_sorted, trimmed);
+        for c in &spelled {
+            assert!(c.to_string().trim().is_empty(), "{c:?}");
+        }
+    }
+}
