@@ -854,8 +854,9 @@ async fn a_concurrent_index_build_waits_past_the_lock_timeout_instead_of_leaving
     loop {
         let waited: bool = watcher
             .query_one(
-                "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE query LIKE 'CREATE INDEX CONCURRENTLY%' \
-                 AND wait_event_type = 'Lock' AND now() - query_start > interval '1 second')",
+                "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database() \
+                 AND query LIKE 'CREATE INDEX CONCURRENTLY%' AND wait_event_type = 'Lock' \
+                 AND now() - query_start > interval '1 second')",
                 &[],
             )
             .await

@@ -25,12 +25,14 @@
 //! ([`MigrateOptions::statement_timeout`]): `DB_QUERY_TIMEOUT` is meant for a
 //! request's query, and a long migration cut half-way helps nobody.
 //!
-//! It does have a `lock_timeout` ([`MigrateOptions::ddl_lock_timeout`], 5 s):
-//! an `ALTER TABLE` waiting for its lock behind a long transaction holds up
-//! every later query on that table, so after that long the file is rolled
-//! back and tried again after a pause ([`Event::LockRetry`]), a few times,
-//! before `up` fails with [`MigrateError::Blocked`]. The service's queries
-//! then wait at most the timeout, several times, instead of for minutes.
+//! It does have a `lock_timeout` (5 s, [`MigrateOptions::ddl_lock_timeout`];
+//! [`MigrateOptions::from_env`] reads `DB_MIGRATE_LOCK_TIMEOUT` and
+//! `DB_MIGRATE_LOCK_RETRIES`): an `ALTER TABLE` waiting for its lock behind a
+//! long transaction holds up every later query on that table, so after that
+//! long the file is rolled back and tried again after a pause
+//! ([`Event::LockRetry`]), a few times, before `up` fails with
+//! [`MigrateError::Blocked`]. The service's queries then wait at most the
+//! timeout, a few times, instead of for minutes.
 
 mod bundle;
 mod checksum;
