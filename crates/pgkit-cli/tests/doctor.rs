@@ -64,7 +64,7 @@ async fn a_healthy_dsn_passes_and_exits_0() {
         so.contains("DB_POOL_MAX_SIZE 15 × 3 instances = 45 connections"),
         "MAX_INSTANCES is read: {so}"
     );
-    assert!(so.ends_with("all 8 checks passed\n"), "{so}");
+    assert!(so.ends_with("all 9 checks passed\n"), "{so}");
     assert_eq!(stderr(&out), "");
 }
 

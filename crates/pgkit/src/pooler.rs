@@ -191,34 +191,63 @@ pub enum Detected {
     TransactionPooler,
 }
 
-/// Tells a transaction pooler from a direct connection, from outside. `a`
-/// and `b` are two client connections to the same DSN. `a` runs a
-/// transaction and notes its server's `pg_backend_pid()`; `b` then holds a
-/// transaction open (through a pooler it gets the server `a` just freed);
-/// `a`'s next transaction sees another pid only through a pooler. A pooler
-/// with a single server connection makes `a` wait: that is a pooler too.
+/// Tells a transaction pooler from a direct connection, from outside.
+/// `a` runs a transaction and notes its server's `pg_backend_pid()`; each of
+/// `others` (more connections to the same DSN) then holds a transaction
+/// open. Directly, every connection is its own session, so none of them can
+/// see `a`'s pid and `a`'s next transaction sees it again. Through a
+/// transaction pooler, one of them may be handed the server `a` just freed
+/// (proof enough), or `a`'s next transaction runs on another server, or
+/// waits for one (a server pool smaller than the connections held).
 pub async fn detect(
     a: &Client,
-    b: &Client,
+    others: &[Client],
     bound: Duration,
 ) -> Result<Detected, tokio_postgres::Error> {
-    const PID: &str = "SELECT pg_backend_pid()";
-    let first: i32 = a.query_one(PID, &[]).await?.get(0);
-    b.batch_execute("BEGIN").await?;
-    let _held: i32 = b.query_one(PID, &[]).await?.get(0);
-    let second = tokio::time::timeout(bound, a.query_one(PID, &[])).await;
-    b.batch_execute("COMMIT").await?;
-    match second {
-        Ok(row) => {
-            let second: i32 = row?.get(0);
-            Ok(if second == first {
-                Detected::Direct
-            } else {
-                Detected::TransactionPooler
-            })
+    let first = pid(a).await?;
+    let mut held = Vec::new();
+    let mut shared = false;
+    for other in others {
+        // Bounded: a pooler with fewer servers than connections makes
+        // the later ones wait.
+        let Ok(begun) = tokio::time::timeout(bound, other.batch_execute("BEGIN")).await else {
+            break;
+        };
+        begun?;
+        held.push(other);
+        if tokio::time::timeout(bound, pid(other))
+            .await
+            .ok()
+            .transpose()?
+            .flatten()
+            == first
+        {
+            shared = true;
+            break;
         }
-        Err(_) => Ok(Detected::TransactionPooler),
     }
+    let again = if shared {
+        None
+    } else {
+        tokio::time::timeout(bound, pid(a)).await.ok()
+    };
+    for other in held {
+        let _ = tokio::time::timeout(bound, other.batch_execute("COMMIT")).await;
+    }
+    let again = again.transpose()?;
+    Ok(match again {
+        Some(again) if again == first => Detected::Direct,
+        _ => Detected::TransactionPooler,
+    })
+}
+
+/// The server process serving `client`'s current transaction.
+async fn pid(client: &Client) -> Result<Option<String>, tokio_postgres::Error> {
+    let rows = client.simple_query("SELECT pg_backend_pid()").await?;
+    Ok(rows.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+        _ => None,
+    }))
 }
 
 #[cfg(test)]

@@ -73,6 +73,7 @@ async fn a_healthy_connection_passes_every_step() {
             "authentication",
             "database",
             "query",
+            "pooler",
             "privileges",
             "server"
         ]
@@ -95,7 +96,7 @@ async fn a_healthy_connection_passes_every_step() {
         text.contains("max_connections 300 (297 for applications) covers DB_POOL_MAX_SIZE 15 × 4 instances = 60 connections"),
         "{text}"
     );
-    assert!(text.ends_with("all 8 checks passed\n"), "{text}");
+    assert!(text.ends_with("all 9 checks passed\n"), "{text}");
 }
 
 #[tokio::test]
@@ -466,6 +467,7 @@ async fn tls_as_the_sslmode_asks() {
             "authentication",
             "database",
             "query",
+            "pooler",
             "privileges",
             "server"
         ]

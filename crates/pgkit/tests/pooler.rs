@@ -7,9 +7,12 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use pgkit::connect::SessionParams;
+use pgkit::doctor::{diagnose, Diagnosis, DoctorInput, Outcome};
 use pgkit::error::DbError;
 use pgkit::pool::Database;
 use pgkit::pooler::{detect, Detected};
+use pgkit::secret::Secret;
 use pgkit::settings::{DbSettings, Env};
 use pgkit::testing::{self, pgbouncer::PgBouncer};
 use tokio_postgres::NoTls;
@@ -198,20 +201,89 @@ async fn a_transaction_pooler_is_detected_from_outside() {
     let cluster = testing::cluster().await;
     let test_db = cluster.database().await;
     let direct = pgkit::dsn::Dsn::parse(test_db.url()).unwrap().pg_config();
-    let (a, b) = (connect(direct.clone()).await, connect(direct).await);
+    let a = connect(direct.clone()).await;
+    let others = vec![connect(direct.clone()).await, connect(direct).await];
     assert_eq!(
-        detect(&a, &b, Duration::from_secs(2)).await.unwrap(),
+        detect(&a, &others, Duration::from_secs(2)).await.unwrap(),
         Detected::Direct
     );
 
     for pool_size in [1, 3] {
         let bouncer = PgBouncer::start(cluster, pool_size).await;
         let config = bouncer.config(test_db.name());
-        let (a, b) = (connect(config.clone()).await, connect(config).await);
+        let a = connect(config.clone()).await;
+        let others = vec![connect(config.clone()).await, connect(config).await];
         assert_eq!(
-            detect(&a, &b, Duration::from_secs(2)).await.unwrap(),
+            detect(&a, &others, Duration::from_secs(2)).await.unwrap(),
             Detected::TransactionPooler,
             "server pool of {pool_size}"
         );
     }
+}
+
+fn doctor_input(url: &str, pooler: &str) -> DoctorInput {
+    let s = settings(url, &[("DB_POOLER", pooler)]);
+    DoctorInput {
+        dsn: Secret::new(url),
+        session: SessionParams::from_settings(&s),
+        pool_max_size: s.pool_max_size,
+        instances: None,
+        schema: None,
+        token_source: None,
+    }
+}
+
+/// The step that failed, with its problem and fix.
+fn failed(d: &Diagnosis) -> (&'static str, String, String) {
+    let step = d
+        .failure()
+        .unwrap_or_else(|| panic!("no failure:\n{}", d.to_text()));
+    match &step.outcome {
+        Outcome::Fail { problem, fix } => (step.name.as_str(), problem.clone(), fix.clone()),
+        Outcome::Ok(_) => unreachable!("failure() returns a failed step"),
+    }
+}
+
+#[tokio::test]
+async fn doctor_says_which_mode_to_set() {
+    let cluster = testing::cluster().await;
+    let test_db = cluster.database().await;
+    let bouncer = PgBouncer::start(cluster, 2).await;
+    let through = bouncer.url(test_db.name());
+
+    // Direct mode through PgBouncer: refused at login, and told why.
+    let d = diagnose(&doctor_input(&through, "none"), &mut |_| {}).await;
+    let (step, _, fix) = failed(&d);
+    assert_eq!(step, "authentication");
+    assert!(fix.contains("set DB_POOLER=transaction"), "{fix}");
+
+    // The mode without the role's defaults: the fix is the SQL.
+    let d = diagnose(&doctor_input(&through, "transaction"), &mut |_| {}).await;
+    let (step, problem, fix) = failed(&d);
+    assert_eq!(step, "pooler");
+    assert!(problem.contains("statement_timeout is 0 ms"), "{problem}");
+    assert!(
+        fix.contains("ALTER ROLE \"postgres\" SET statement_timeout"),
+        "{fix}"
+    );
+
+    // With them (set before PgBouncer opens its server sessions, which
+    // take the defaults when they start), the pooler step passes.
+    let provisioned = cluster.database().await;
+    let through = bouncer.url(provisioned.name());
+    let s = settings(&through, &[("DB_POOLER", "transaction")]);
+    set_session_defaults(provisioned.url(), provisioned.name(), &s).await;
+    let d = diagnose(&doctor_input(&through, "transaction"), &mut |_| {}).await;
+    let pooler = d
+        .steps()
+        .iter()
+        .find(|s| s.name.as_str() == "pooler")
+        .unwrap();
+    assert!(matches!(pooler.outcome, Outcome::Ok(_)), "{}", d.to_text());
+
+    // The mode on a direct connection: told to unset it.
+    let d = diagnose(&doctor_input(test_db.url(), "transaction"), &mut |_| {}).await;
+    let (step, _, fix) = failed(&d);
+    assert_eq!(step, "pooler");
+    assert!(fix.contains("unset DB_POOLER"), "{fix}");
 }

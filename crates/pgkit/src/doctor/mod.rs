@@ -18,7 +18,7 @@ mod report;
 mod words;
 
 use std::fmt;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
@@ -142,6 +142,8 @@ async fn run(input: &DoctorInput, rec: &mut Recorder<'_>) -> Result<(), Stopped>
     };
     let client = login(&dsn, &place, input, password.as_ref(), tls, rec).await?;
     rec.step(StepName::Query, select_one(&client).await)?;
+    let pooler = pooler(&dsn, input, password.as_ref(), &client).await;
+    rec.step(StepName::Pooler, pooler)?;
     rec.step(
         StepName::Privileges,
         privileges(&client, &place, input.schema.as_deref()).await,
@@ -385,6 +387,15 @@ fn classify_db(
             Failure::new(message.to_string(), fix),
         )
     };
+    if message.starts_with("unsupported startup parameter") {
+        // PgBouncer's answer to the `options` pgkit sends in direct mode.
+        return auth(
+            "this is PgBouncer (or Cloud SQL Managed Connection Pooling), which takes no session \
+             options at connect: set DB_POOLER=transaction (session settings then come from the \
+             role: run `pgkit provision`)"
+                .to_string(),
+        );
+    }
     if *code == SqlState::INVALID_PASSWORD {
         return auth(place.reset_password(user, iam));
     }
@@ -460,6 +471,63 @@ fn query_failure(e: &tokio_postgres::Error, fix: &str) -> Failure {
         .as_db_error()
         .map_or_else(|| error_chain(e), |db| db.message().to_string());
     Failure::new(problem, fix.to_string())
+}
+
+/// Whether a transaction pooler sits in front, seen from outside (two
+/// transactions of one connection in different server sessions), against
+/// what `DB_POOLER` says; behind one, whether the role's defaults give each
+/// session the service's settings.
+async fn pooler(
+    dsn: &Dsn,
+    input: &DoctorInput,
+    password: Option<&Secret>,
+    client: &Client,
+) -> Result<((), String), Failure> {
+    use crate::pooler::{detect, verify_session_defaults, Detected, Pooler};
+    let mut others = Vec::new();
+    for _ in 0..3 {
+        let other = connect(dsn, &input.session, password, None)
+            .await
+            .map_err(|e| {
+                Failure::new(
+                    format!("another connection failed: {e}"),
+                    "run doctor again".into(),
+                )
+            })?;
+        others.push(other);
+    }
+    let seen = detect(client, &others, Duration::from_secs(2))
+        .await
+        .map_err(|e| query_failure(&e, "run doctor again"))?;
+    match (seen, input.session.pooler) {
+        (Detected::Direct, Pooler::None) => Ok((
+            (),
+            "each connection has its own server session (direct, or session pooling): DB_POOLER=none fits".into(),
+        )),
+        (Detected::Direct, Pooler::Transaction) => Err(Failure::new(
+            "DB_POOLER=transaction, but each connection has its own server session: no transaction pooler is in front".into(),
+            "unset DB_POOLER (or set it to none): statements are then prepared once per connection, which is faster".into(),
+        )),
+        (Detected::TransactionPooler, Pooler::None) => Err(Failure::new(
+            "two transactions on one connection ran in different server sessions: a transaction pooler \
+             (PgBouncer in transaction mode, Cloud SQL Managed Connection Pooling) is in front"
+                .into(),
+            "set DB_POOLER=transaction; run migrations on a direct DSN (DB_MIGRATE_DSN)".into(),
+        )),
+        (Detected::TransactionPooler, Pooler::Transaction) => {
+            match verify_session_defaults(client, &input.session).await {
+                Ok(Ok(())) => Ok((
+                    (),
+                    "a transaction pooler, and DB_POOLER=transaction; the role's defaults give sessions the service's settings".into(),
+                )),
+                Ok(Err(e)) => Err(Failure::new(
+                    format!("a transaction pooler, but {}", e.mismatches.join(", ")),
+                    format!("run `pgkit provision`, or: {}", e.fixes.join(" ")),
+                )),
+                Err(e) => Err(query_failure(&e, "run doctor again")),
+            }
+        }
+    }
 }
 
 async fn select_one(client: &Client) -> Result<((), String), Failure> {

@@ -18,6 +18,7 @@ pub enum StepName {
     Authentication,
     Database,
     Query,
+    Pooler,
     Privileges,
     Server,
 }
@@ -34,6 +35,7 @@ impl StepName {
             StepName::Authentication => "authentication",
             StepName::Database => "database",
             StepName::Query => "query",
+            StepName::Pooler => "pooler",
             StepName::Privileges => "privileges",
             StepName::Server => "server",
         }
