@@ -205,9 +205,11 @@ impl Target {
         })
     }
 
+    /// The database for migrations, seeds and keys: `DB_MIGRATE_DSN` (a
+    /// direct connection) when set, else the service's.
     async fn from_env() -> anyhow::Result<Target> {
         let env = read_env()?;
-        let settings = DbSettings::from_env(&env, DSN_VAR, SERVICE)?;
+        let settings = DbSettings::from_env(&env, DSN_VAR, SERVICE)?.for_migrations();
         Target::from_settings(settings, env).await
     }
 
@@ -526,7 +528,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .context("cannot prepare the local database")?;
     } else if config.migrate_on_start {
-        migrate_and_seed(&target.dsn, &target.params(), log_event)
+        let direct = Target::from_settings(config.db.for_migrations(), env.clone()).await?;
+        migrate_and_seed(&direct.dsn, &direct.params(), log_event)
             .await
             .context("migrating at start-up failed")?;
     }

@@ -669,3 +669,67 @@ fn local_start_twice_then_stop_leaves_nothing_running() {
         &["local", "stop", "--data-dir", data_arg],
     ));
 }
+
+#[tokio::test]
+async fn migrate_refuses_a_transaction_pooler_and_uses_db_migrate_dsn() {
+    let cluster = cluster().await;
+    let db = cluster.database().await;
+    let bouncer = pgkit::testing::pgbouncer::PgBouncer::start(cluster, 2).await;
+    let through = bouncer.url(db.name());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("001_notes.sql"),
+        "-- Migration: 001_notes.sql\nBEGIN;\nCREATE TABLE notes (id int);\nCOMMIT;\n",
+    )
+    .unwrap();
+    let d = dir.path().to_str().unwrap();
+
+    let refused = support::pgkit(
+        Some(&through),
+        &[("DB_POOLER", "transaction")],
+        &["migrate", "--dir", d, "up"],
+    )
+    .output()
+    .expect("pgkit runs");
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    let err = stderr(&refused);
+    assert!(
+        err.starts_with(
+            "error: DB_POOLER=transaction: migrations and seeds need a session of their own"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("\nhint: point DB_MIGRATE_DSN at a direct connection"),
+        "{err}"
+    );
+    let tables: i64 = client(&db)
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_tables WHERE tablename = 'notes'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(tables, 0, "nothing ran through the pooler");
+
+    let direct = support::pgkit(
+        Some(&through),
+        &[("DB_POOLER", "transaction"), ("DB_MIGRATE_DSN", db.url())],
+        &["migrate", "--dir", d, "up"],
+    )
+    .output()
+    .expect("pgkit runs");
+    assert_eq!(direct.status.code(), Some(0), "{}", stderr(&direct));
+    let tables: i64 = client(&db)
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_tables WHERE tablename = 'notes'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(tables, 1, "DB_MIGRATE_DSN's direct connection applied it");
+}

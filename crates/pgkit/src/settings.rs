@@ -292,6 +292,9 @@ pub struct DbSettings {
     pub max_instances: Option<u32>,
     /// `DB_POOLER`: what sits between the service and PostgreSQL.
     pub pooler: crate::pooler::Pooler,
+    /// `DB_MIGRATE_DSN`: a direct connection for migrations, seeds and
+    /// operator tools when the service's DSN goes through a pooler.
+    pub migrate_dsn: Option<Dsn>,
 }
 
 impl DbSettings {
@@ -323,6 +326,12 @@ impl DbSettings {
                 Some(_) => Some(count(env, "MAX_INSTANCES", 1, 1)? as u32),
             },
             pooler: crate::pooler::Pooler::from_env(env)?,
+            migrate_dsn: match env.secret("DB_MIGRATE_DSN")? {
+                None => None,
+                Some(url) => {
+                    Some(Dsn::parse(url.expose()).map_err(|e| dsn_error("DB_MIGRATE_DSN", &e))?)
+                }
+            },
         };
         settings.check()?;
         Ok(settings)
@@ -340,6 +349,19 @@ impl DbSettings {
             ));
         }
         Ok(())
+    }
+
+    /// The settings for migrations, seeds and operator tools: those of
+    /// `DB_MIGRATE_DSN`, a direct connection, when it is set; the service's
+    /// own otherwise (refused by the migration runner behind a transaction
+    /// pooler, with this fix in the hint).
+    pub fn for_migrations(&self) -> DbSettings {
+        let mut s = self.clone();
+        if let Some(direct) = &self.migrate_dsn {
+            s.dsn = Some(direct.clone());
+            s.pooler = crate::pooler::Pooler::None;
+        }
+        s
     }
 
     /// Defaults for tests and tools: the documented defaults with this DSN.

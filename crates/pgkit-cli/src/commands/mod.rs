@@ -125,8 +125,16 @@ pub fn hint(e: &anyhow::Error) -> String {
 /// laptop), fetched once for the command.
 pub async fn connection(db: &DbArgs) -> anyhow::Result<(Dsn, SessionParams)> {
     let env = Env::from_process()?;
-    let mut settings = DbSettings::from_env(&env, "DATABASE_URL", "pgkit")?;
-    if let Some(url) = &db.database_url {
+    // Operator work wants a session of its own: DB_MIGRATE_DSN when set.
+    let mut settings = DbSettings::from_env(&env, "DATABASE_URL", "pgkit")?.for_migrations();
+    // clap fills the flag from DATABASE_URL too; that one is the
+    // service's, already read above. A URL given on the command line is
+    // taken as a direct connection.
+    let flag = db
+        .database_url
+        .as_deref()
+        .filter(|url| env.get("DATABASE_URL") != Some(*url));
+    if let Some(url) = flag {
         let dsn = Dsn::parse(url).map_err(|e: DsnError| {
             UserError::new(
                 format!("invalid --database-url: {e}"),
@@ -134,6 +142,7 @@ pub async fn connection(db: &DbArgs) -> anyhow::Result<(Dsn, SessionParams)> {
             )
         })?;
         settings.dsn = Some(dsn);
+        settings.pooler = pgkit::pooler::Pooler::None;
     }
     let mut dsn = settings.dsn.clone().ok_or_else(|| {
         UserError::new(

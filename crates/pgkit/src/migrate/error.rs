@@ -131,6 +131,12 @@ pub enum MigrateError {
     #[error("seed failed at {0}")]
     SeedFailed(Box<FileFailure>),
 
+    /// `DB_POOLER=transaction`: a transaction pooler keeps no session, so
+    /// the runner's advisory lock would lock nothing and its session
+    /// settings would be lost between statements.
+    #[error("DB_POOLER=transaction: migrations and seeds need a session of their own (an advisory lock, session settings), which a transaction pooler does not keep")]
+    ThroughPooler,
+
     #[error("no migration file has number {version}; numbers present: {known}")]
     UnknownVersion { version: i64, known: String },
 
@@ -212,6 +218,9 @@ impl MigrateError {
                 "fix {} (seeds must be idempotent: INSERT … ON CONFLICT) and run `seed` again",
                 f.name
             ),
+            MigrateError::ThroughPooler => {
+                "point DB_MIGRATE_DSN at a direct connection to the instance (the Cloud SQL socket or private IP, not the pooler), or pass --database-url with one".into()
+            }
             MigrateError::UnknownVersion { .. } => "give --to the number of an existing migration file".into(),
             MigrateError::Exists { .. } => "choose another name, or delete the file if it is unused".into(),
             MigrateError::BadName { .. } => {

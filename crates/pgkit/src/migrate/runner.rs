@@ -46,6 +46,9 @@ impl Session {
         params: &SessionParams,
         statement_timeout: Option<Duration>,
     ) -> Result<Session, MigrateError> {
+        if params.pooler == crate::pooler::Pooler::Transaction {
+            return Err(MigrateError::ThroughPooler);
+        }
         let (tx, notices) = unbounded_channel();
         let client = connect(dsn, params, None, Some(tx))
             .await
