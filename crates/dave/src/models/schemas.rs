@@ -220,29 +220,58 @@ pub fn json_components() -> Vec<(String, RefOr<Schema>)> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
-    /// The class between the NUL-free runs must reject exactly the
-    /// characters `str::trim` removes. Checked here by enumerating them,
-    /// since the regex dialects are outside Rust.
-    #[test]
-    fn the_whitespace_class_is_what_trim_removes() {
-        let spelled = [
-            '\t', '\n', '\u{b}', '\u{c}', '\r', ' ', '\u{85}', '\u{a0}', '\u{1680}', '\u{2028}',
-            '\u{2029}', '\u{202f}', '\u{205f}', '\u{3000}',
-        ]
-        .into_iter()
-        .chain('\u{2000}'..='\u{200a}')
-        .collect::<Vec<char>>();
-        let trimmed: Vec<char> = (0..=0x10FFFFu32)
-            .filter_map(char::from_u32)
-            .filter(|c| c.is_whitespace())
-            .collect();
-        let mut spelled_sorted = spelled.clone();
-        spelled_sorted.sort();
-        assert_eq!(spelled_sorted, trimmed);
-        for c in &spelled {
-            assert!(c.to_string().trim().is_empty(), "{c:?}");
+    /// The characters of a regex class body as written in [`super::NOT_BLANK`]:
+    /// `\t`, `\r`, `\uXXXX`, literal characters, and `a-b` ranges of those.
+    fn class_chars(body: &str) -> Vec<char> {
+        let mut singles = Vec::new();
+        let mut rest = body;
+        while !rest.is_empty() {
+            let (c, after) = if let Some(after) = rest.strip_prefix(r"\u") {
+                let code = u32::from_str_radix(&after[..4], 16).unwrap();
+                (char::from_u32(code).unwrap(), &after[4..])
+            } else if let Some(after) = rest.strip_prefix(r"\t") {
+                ('\t', after)
+            } else if let Some(after) = rest.strip_prefix(r"\r") {
+                ('\r', after)
+            } else {
+                let c = rest.chars().next().unwrap();
+                (c, &rest[c.len_utf8()..])
+            };
+            singles.push(c);
+            rest = after;
+            if let Some(after) = rest.strip_prefix('-') {
+                rest = after;
+                singles.push('-');
+            }
         }
+        let mut chars = Vec::new();
+        let mut i = 0;
+        while i < singles.len() {
+            if singles.get(i + 1) == Some(&'-') {
+                chars.extend(singles[i]..=singles[i + 2]);
+                i += 3;
+            } else {
+                chars.push(singles[i]);
+                i += 1;
+            }
+        }
+        chars
+    }
+
+    /// The class between the NUL-free runs must refuse exactly NUL and the
+    /// characters `str::trim` removes, or the schema and the service
+    /// disagree about "not only whitespace".
+    #[test]
+    fn the_not_blank_class_is_nul_and_what_trim_removes() {
+        let start = super::NOT_BLANK.find("]*[^").unwrap() + 4;
+        let end = start + super::NOT_BLANK[start..].find(']').unwrap();
+        let mut refused = class_chars(&super::NOT_BLANK[start..end]);
+        refused.sort();
+        let mut expected: Vec<char> = (0..=0x10FFFFu32)
+            .filter_map(char::from_u32)
+            .filter(|c| *c == '\0' || c.is_whitespace())
+            .collect();
+        expected.sort();
+        assert_eq!(refused, expected);
     }
 }
