@@ -287,3 +287,52 @@ async fn doctor_says_which_mode_to_set() {
     assert_eq!(step, "pooler");
     assert!(fix.contains("unset DB_POOLER"), "{fix}");
 }
+
+#[tokio::test]
+async fn provision_writes_the_session_defaults_start_up_checks() {
+    use pgkit::provision::{Login, Plan, ProvisionRequest};
+    let test_db = testing::cluster().await.database().await;
+    let role = format!("svc_{}", test_db.name());
+    let url_as_role = test_db.url().replacen(
+        "postgresql://postgres@",
+        &format!("postgresql://{role}@"),
+        1,
+    );
+    let s = settings(
+        &url_as_role,
+        &[("DB_POOLER", "transaction"), ("DB_QUERY_TIMEOUT", "9")],
+    );
+    let request = ProvisionRequest {
+        schema: "svc".into(),
+        role: role.clone(),
+        login: Login::Password(Secret::new("a-long-enough-password")),
+        owner: None,
+    };
+    let admin = connect(pgkit::dsn::Dsn::parse(test_db.url()).unwrap().pg_config()).await;
+    // Without the defaults the service refuses to start...
+    Plan::new(&request).unwrap().apply(&admin).await.unwrap();
+    let refused = Database::new(s.clone()).unwrap().warm_up().await;
+    assert!(
+        matches!(refused, Err(DbError::Misconfigured(_))),
+        "{refused:?}"
+    );
+    // ...and with them, written by provision, it starts.
+    let params = SessionParams::from_settings(&s);
+    Plan::new(&request)
+        .unwrap()
+        .with_session_defaults(&params)
+        .apply(&admin)
+        .await
+        .unwrap();
+    let db = Database::new(s).unwrap();
+    db.warm_up().await.unwrap();
+    let timeout: String = db.fetch_val("SHOW statement_timeout", &[]).await.unwrap();
+    assert_eq!(timeout, "9s");
+    admin
+        .batch_execute(&format!(
+            "ALTER ROLE {0} RESET ALL",
+            postgres_protocol::escape::escape_identifier(&role)
+        ))
+        .await
+        .unwrap();
+}

@@ -165,7 +165,7 @@ pub async fn connection(db: &DbArgs) -> anyhow::Result<(Dsn, SessionParams)> {
     Ok((dsn, params))
 }
 
-fn environment_name(e: Environment) -> &'static str {
+pub(crate) fn environment_name(e: Environment) -> &'static str {
     match e {
         Environment::Development => "development",
         Environment::Test => "test",

@@ -30,7 +30,9 @@ pub async fn run(args: ProvisionArgs) -> anyhow::Result<()> {
         login,
         owner: args.owner.clone(),
     };
-    let plan = Plan::new(&request).map_err(user_error)?;
+    let plan = Plan::new(&request)
+        .map_err(user_error)?
+        .with_session_defaults(&session_params(&args)?);
     if args.dry_run {
         print!("{}", plan.to_sql());
         return Ok(());
@@ -53,6 +55,20 @@ pub async fn run(args: ProvisionArgs) -> anyhow::Result<()> {
         args.schema, args.role
     );
     Ok(())
+}
+
+/// The session settings the service will run with, from the same
+/// variables it reads (`DB_QUERY_TIMEOUT`, `DB_IDLE_IN_TRANSACTION_TIMEOUT`,
+/// `APP_ENVIRONMENT`, or `--environment`); no DSN needed, so `--dry-run`
+/// shows them too.
+fn session_params(args: &ProvisionArgs) -> anyhow::Result<pgkit::connect::SessionParams> {
+    let env = Env::from_process()?;
+    let settings = pgkit::settings::DbSettings::from_env(&env, "DATABASE_URL", "pgkit")?;
+    let mut params = pgkit::connect::SessionParams::from_settings(&settings);
+    if let Some(e) = args.db.environment {
+        params.environment = super::environment_name(e).into();
+    }
+    Ok(params)
 }
 
 /// The password from the variable the operator named (or its `_FILE`).

@@ -71,6 +71,18 @@ pub struct Plan {
     role: Ident,
     owner: Option<Ident>,
     login: PlannedLogin,
+    session: Option<SessionDefaults>,
+}
+
+/// Session settings written as the role's defaults (`ALTER ROLE … SET`).
+/// A direct connection sends its own at connect and overrides them; behind
+/// a transaction pooler, which takes no start-up options, they are what
+/// every session gets, and the pool checks them at start-up.
+#[derive(Debug, Clone)]
+struct SessionDefaults {
+    statement_timeout_ms: u128,
+    idle_in_transaction_timeout_ms: u128,
+    environment: String,
 }
 
 #[derive(Debug, Clone)]
@@ -125,7 +137,20 @@ impl Plan {
             role,
             owner,
             login,
+            session: None,
         })
+    }
+
+    /// Also writes the service's session settings (`DB_QUERY_TIMEOUT`,
+    /// `DB_IDLE_IN_TRANSACTION_TIMEOUT`, `APP_ENVIRONMENT`) as the role's
+    /// defaults, which is what `DB_POOLER=transaction` relies on.
+    pub fn with_session_defaults(mut self, params: &crate::connect::SessionParams) -> Plan {
+        self.session = Some(SessionDefaults {
+            statement_timeout_ms: params.statement_timeout.as_millis().max(1),
+            idle_in_transaction_timeout_ms: params.idle_in_transaction_timeout.as_millis().max(1),
+            environment: params.environment.clone(),
+        });
+        self
     }
 
     /// The statements with `PASSWORD '***'`: what `--dry-run` prints.
@@ -231,6 +256,45 @@ impl Plan {
             },
         ]);
         out.extend(self.search_path_statements());
+        out.extend(self.session_statements());
+        out
+    }
+
+    /// The roles a login uses: the runtime role and, for IAM, its user
+    /// (role settings are not inherited through membership).
+    fn login_roles(&self) -> Vec<&Ident> {
+        let mut roles = vec![&self.role];
+        if let PlannedLogin::Iam { user, .. } = &self.login {
+            roles.push(user);
+        }
+        roles
+    }
+
+    fn session_statements(&self) -> Vec<Statement> {
+        let Some(d) = &self.session else {
+            return Vec::new();
+        };
+        let settings = [
+            ("statement_timeout", format!("{}ms", d.statement_timeout_ms)),
+            (
+                "idle_in_transaction_session_timeout",
+                format!("{}ms", d.idle_in_transaction_timeout_ms),
+            ),
+            ("app.environment", d.environment.clone()),
+        ];
+        let mut out = Vec::new();
+        for role in self.login_roles() {
+            for (name, value) in &settings {
+                out.push(Statement {
+                    purpose: "every session of the role gets the service's settings, also through a transaction pooler (DB_POOLER=transaction)",
+                    sql: format!(
+                        "ALTER ROLE {} SET {name} = {};",
+                        role.quoted(),
+                        postgres_protocol::escape::escape_literal(value)
+                    ),
+                });
+            }
+        }
         out
     }
 
@@ -292,12 +356,7 @@ impl Plan {
     /// first; `public` stays for extensions installed there.
     fn search_path_statements(&self) -> Vec<Statement> {
         let schema = self.schema.quoted();
-        let mut roles = vec![&self.role];
-        if let PlannedLogin::Iam { user, .. } = &self.login {
-            // Role settings are not inherited through membership.
-            roles.push(user);
-        }
-        roles
+        self.login_roles()
             .into_iter()
             .map(|r| Statement {
                 purpose: "the role's queries find the schema's tables without qualifying them",
