@@ -674,7 +674,7 @@ fn local_start_twice_then_stop_leaves_nothing_running() {
 async fn migrate_refuses_a_transaction_pooler_and_uses_db_migrate_dsn() {
     let cluster = cluster().await;
     let db = cluster.database().await;
-    let bouncer = pgkit::testing::pgbouncer::PgBouncer::start(cluster, 2).await;
+    let bouncer = pgkit::testing::pgbouncer::PgBouncer::start(cluster.socket_dir(), 2).await;
     let through = bouncer.url(db.name());
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(

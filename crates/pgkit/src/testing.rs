@@ -27,6 +27,8 @@ use std::time::Duration;
 use rand::Rng;
 use tokio::sync::OnceCell;
 
+pub mod pgbouncer;
+
 use crate::local::{
     block_on_own_runtime, describe_pg_error, is_live_postgres, off_runtime, Lifetime, LocalCluster,
     LocalError, LocalOptions,
@@ -309,6 +311,12 @@ impl TestDatabase {
     /// A libpq URL for it, as the superuser over the Unix socket.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The directory holding its server's Unix socket (for a proxy or
+    /// pooler put in front of it).
+    pub fn socket_dir(&self) -> &Path {
+        self.socket.parent().unwrap_or(&self.socket)
     }
 }
 

@@ -56,7 +56,7 @@ async fn set_session_defaults(direct_url: &str, db: &str, s: &DbSettings) {
 async fn the_pool_works_through_pgbouncer_in_transaction_mode() {
     let cluster = testing::cluster().await;
     let test_db = cluster.database().await;
-    let bouncer = PgBouncer::start(cluster, 2).await;
+    let bouncer = PgBouncer::start(cluster.socket_dir(), 2).await;
     let s = settings(
         &bouncer.url(test_db.name()),
         &[("DB_POOLER", "transaction")],
@@ -156,7 +156,7 @@ async fn the_pool_works_through_pgbouncer_in_transaction_mode() {
 async fn without_the_mode_the_same_setup_fails() {
     let cluster = testing::cluster().await;
     let test_db = cluster.database().await;
-    let bouncer = PgBouncer::start(cluster, 2).await;
+    let bouncer = PgBouncer::start(cluster.socket_dir(), 2).await;
     let s = settings(&bouncer.url(test_db.name()), &[]);
     set_session_defaults(test_db.url(), test_db.name(), &s).await;
     let db = Database::new(s).unwrap();
@@ -171,7 +171,7 @@ async fn without_the_mode_the_same_setup_fails() {
 async fn start_up_refuses_a_role_without_the_session_defaults() {
     let cluster = testing::cluster().await;
     let test_db = cluster.database().await;
-    let bouncer = PgBouncer::start(cluster, 2).await;
+    let bouncer = PgBouncer::start(cluster.socket_dir(), 2).await;
     let db = Database::new(settings(
         &bouncer.url(test_db.name()),
         &[("DB_POOLER", "transaction"), ("DB_QUERY_TIMEOUT", "7")],
@@ -209,7 +209,7 @@ async fn a_transaction_pooler_is_detected_from_outside() {
     );
 
     for pool_size in [1, 3] {
-        let bouncer = PgBouncer::start(cluster, pool_size).await;
+        let bouncer = PgBouncer::start(cluster.socket_dir(), pool_size).await;
         let config = bouncer.config(test_db.name());
         let a = connect(config.clone()).await;
         let others = vec![connect(config.clone()).await, connect(config).await];
@@ -248,7 +248,7 @@ fn failed(d: &Diagnosis) -> (&'static str, String, String) {
 async fn doctor_says_which_mode_to_set() {
     let cluster = testing::cluster().await;
     let test_db = cluster.database().await;
-    let bouncer = PgBouncer::start(cluster, 2).await;
+    let bouncer = PgBouncer::start(cluster.socket_dir(), 2).await;
     let through = bouncer.url(test_db.name());
 
     // Direct mode through PgBouncer: refused at login, and told why.

@@ -22,6 +22,7 @@ use dave::state::AppState;
 use pgkit::dsn::Dsn;
 use pgkit::pool::Database;
 use pgkit::settings::DbSettings;
+use pgkit::testing::pgbouncer::PgBouncer;
 use pgkit::testing::{TestCluster, TestDatabase};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -50,6 +51,7 @@ pub struct TestApp {
     pub state: AppState,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<std::io::Result<dave::server::Drained>>>,
+    _bouncer: Option<PgBouncer>,
     // Last: dropped after the pool above.
     _database: TestDatabase,
 }
@@ -159,7 +161,14 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
 }
 
 /// Serves `config` on its own database (already prepared by the caller).
-pub async fn start(config: Config, database: TestDatabase) -> TestApp {
+/// In the `pooled` test binary the service reaches it through a PgBouncer
+/// of its own in transaction mode, with `DB_POOLER=transaction`.
+pub async fn start(mut config: Config, database: TestDatabase) -> TestApp {
+    let bouncer = if crate::THROUGH_POOLER {
+        Some(through_pgbouncer(&mut config, &database).await)
+    } else {
+        None
+    };
     let listener = dave::server::bind(config.host, 0)
         .await
         .expect("a free port on loopback");
@@ -186,8 +195,44 @@ pub async fn start(config: Config, database: TestDatabase) -> TestApp {
         state,
         stop: Some(stop_tx),
         server: Some(server),
+        _bouncer: bouncer,
         _database: database,
     }
+}
+
+/// Puts a PgBouncer (transaction mode, a server pool of 4, below the
+/// service's pool of 8) between `config` and `database`, with the session
+/// settings as the database's defaults, as `pgkit provision` writes them
+/// for the role: set before PgBouncer opens a server session.
+async fn through_pgbouncer(config: &mut Config, database: &TestDatabase) -> PgBouncer {
+    let admin = admin_client(database.url()).await;
+    let name = postgres_protocol::escape::escape_identifier(database.name());
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {name} SET statement_timeout = '{}ms'; \
+             ALTER DATABASE {name} SET idle_in_transaction_session_timeout = '{}ms'; \
+             ALTER DATABASE {name} SET app.environment = '{}';",
+            config.db.query_timeout.as_millis(),
+            config.db.idle_in_transaction_timeout.as_millis(),
+            config.db.environment.as_str()
+        ))
+        .await
+        .expect("database defaults");
+    let bouncer = PgBouncer::start(database.socket_dir(), 4).await;
+    config.db.dsn = Some(Dsn::parse(&bouncer.url(database.name())).expect("PgBouncer's URL"));
+    config.db.pooler = pgkit::pooler::Pooler::Transaction;
+    bouncer
+}
+
+async fn admin_client(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = Dsn::parse(url)
+        .expect("the harness's URL")
+        .pg_config()
+        .connect(tokio_postgres::NoTls)
+        .await
+        .expect("the test database answers");
+    tokio::spawn(conn);
+    client
 }
 
 /// Polls `check` until it returns `Some`, failing the test after `within`.

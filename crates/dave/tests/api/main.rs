@@ -4,6 +4,9 @@
 
 mod helpers;
 
+/// The same route tests run through PgBouncer in `tests/pooled`.
+pub const THROUGH_POOLER: bool = false;
+
 // The shell: operations endpoints, middleware, process behaviour, deployment files.
 mod cli;
 mod deploy;

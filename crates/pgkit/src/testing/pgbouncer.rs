@@ -16,7 +16,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::TestCluster;
 use crate::local::ServerUser;
 
 /// The port in the socket file's name; no TCP port is opened.
@@ -43,16 +42,18 @@ fn binary() -> Option<PathBuf> {
 
 impl PgBouncer {
     /// Starts PgBouncer in transaction mode with `pool_size` server
-    /// connections per database and user, in front of `cluster`. Panics
-    /// (failing the test) with what to install when it cannot.
-    pub async fn start(cluster: &TestCluster, pool_size: u32) -> PgBouncer {
-        match Self::try_start(cluster, pool_size).await {
+    /// connections per database and user, in front of the server whose
+    /// socket is in `server_socket_dir` (a test cluster's or a test
+    /// database's `socket_dir()`). Panics (failing the test) with what to
+    /// install when it cannot.
+    pub async fn start(server_socket_dir: &Path, pool_size: u32) -> PgBouncer {
+        match Self::try_start(server_socket_dir, pool_size).await {
             Ok(b) => b,
             Err(e) => panic!("pgkit test harness: cannot start PgBouncer: {e}"),
         }
     }
 
-    async fn try_start(cluster: &TestCluster, pool_size: u32) -> Result<PgBouncer, String> {
+    async fn try_start(server_socket_dir: &Path, pool_size: u32) -> Result<PgBouncer, String> {
         let bin =
             binary().ok_or("no pgbouncer binary; install it with `apt-get install pgbouncer`")?;
         let dir = tempfile::Builder::new()
@@ -60,7 +61,7 @@ impl PgBouncer {
             .tempdir()
             .map_err(|e| format!("temp dir: {e}"))?;
         let user = ServerUser::for_this_process().map_err(|e| e.to_string())?;
-        let ini = write_config(dir.path(), cluster.socket_dir(), pool_size)
+        let ini = write_config(dir.path(), server_socket_dir, pool_size)
             .map_err(|e| format!("config: {e}"))?;
         if let Some(u) = user {
             u.chown(dir.path()).map_err(|e| e.to_string())?;
@@ -163,6 +164,10 @@ fn write_config(dir: &Path, server_socket: &Path, pool_size: u32) -> std::io::Re
     writeln!(f, "pool_mode = transaction")?;
     writeln!(f, "default_pool_size = {pool_size}")?;
     writeln!(f, "max_client_conn = 2000")?;
+    // A query waiting for a server connection (the database is down, or
+    // every server is busy) gets an error after 5 s instead of PgBouncer's
+    // default 120 s: the pooler's side of DB_POOL_TIMEOUT (docs/deploy.md).
+    writeln!(f, "query_wait_timeout = 5")?;
     writeln!(f, "pidfile = {}", dir.join("pgbouncer.pid").display())?;
     writeln!(f, "logfile = {}", dir.join("pgbouncer.log").display())?;
     // Managed Connection Pooling and a default PgBouncer alike refuse the
