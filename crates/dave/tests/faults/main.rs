@@ -11,6 +11,9 @@
 
 #[path = "../api/helpers.rs"]
 mod helpers;
+
+/// Read by the shared helpers: the service here reaches PostgreSQL directly.
+pub const THROUGH_POOLER: bool = false;
 mod support;
 
 mod cancel;
