@@ -105,9 +105,26 @@ pub enum ConnectError {
     Timeout(Duration),
     #[error("could not get a database login token: {0}")]
     Token(String),
+    /// The server refused a connection for lack of slots a moment ago;
+    /// the pool does not ask again until the time given.
+    #[error("the server has no connection slot free (53300 too_many_connections); not asking for another for {0:.1?}")]
+    BackingOff(Duration),
 }
 
 impl ConnectError {
+    /// The server is up but out of connection slots (`max_connections`, a
+    /// role's or database's `CONNECTION LIMIT`): a capacity limit, not an
+    /// outage, so the breaker is not told.
+    pub fn is_out_of_slots(&self) -> bool {
+        match self {
+            ConnectError::BackingOff(_) => true,
+            ConnectError::Postgres(e) => {
+                e.code() == Some(&tokio_postgres::error::SqlState::TOO_MANY_CONNECTIONS)
+            }
+            _ => false,
+        }
+    }
+
     /// The same failure, classified for callers (always connection-level).
     pub fn to_db_error(&self) -> DbError {
         DbError::Unavailable {

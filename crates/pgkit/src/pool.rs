@@ -210,6 +210,27 @@ struct Manager {
     validate_after_idle: Duration,
     /// Shared by every connection behind a transaction pooler.
     unnamed: Option<ParamTypes>,
+    /// Until when no new connection is asked for: the server refused one
+    /// for lack of slots (53300), and asking again at once only adds load.
+    out_of_slots_until: std::sync::Mutex<Option<Instant>>,
+}
+
+impl Manager {
+    fn backing_off(&self) -> Option<Duration> {
+        let until = *self
+            .out_of_slots_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        until.and_then(|t| t.checked_duration_since(Instant::now()))
+    }
+
+    fn refused_for_slots(&self) {
+        let wait = Duration::from_millis(1000).mul_f64(rand::thread_rng().gen_range(0.5..1.5));
+        *self
+            .out_of_slots_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(Instant::now() + wait);
+    }
 }
 
 impl managed::Manager for Manager {
@@ -217,6 +238,9 @@ impl managed::Manager for Manager {
     type Error = ConnectError;
 
     async fn create(&self) -> Result<Conn, ConnectError> {
+        if let Some(left) = self.backing_off() {
+            return Err(ConnectError::BackingOff(left));
+        }
         let token = match &self.tokens {
             Some(source) => Some(
                 source
@@ -226,8 +250,13 @@ impl managed::Manager for Manager {
             ),
             None => None,
         };
-        let (client, driver) =
-            connect_driven(&self.dsn, &self.params, token.as_ref(), None).await?;
+        let (client, driver) = connect_driven(&self.dsn, &self.params, token.as_ref(), None)
+            .await
+            .inspect_err(|e| {
+                if e.is_out_of_slots() {
+                    self.refused_for_slots();
+                }
+            })?;
         Ok(Conn {
             client,
             statements: HashMap::new(),
@@ -365,6 +394,7 @@ impl Database {
         let manager = Manager {
             dsn,
             unnamed,
+            out_of_slots_until: std::sync::Mutex::new(None),
             params,
             tokens,
             max_lifetime: settings.max_lifetime,
@@ -520,6 +550,7 @@ impl Database {
             }
             Err(e) => {
                 let exhausted = matches!(e, PoolError::Timeout(managed::TimeoutType::Wait));
+                let out_of_slots = matches!(&e, PoolError::Backend(c) if c.is_out_of_slots());
                 let err = pool_error(e);
                 if exhausted {
                     shared
@@ -532,6 +563,9 @@ impl Database {
                     } else {
                         shared.breaker.neutral(ticket);
                     }
+                } else if out_of_slots {
+                    // Up, but full: a capacity limit, not an outage.
+                    shared.breaker.neutral(ticket);
                 } else {
                     shared.breaker.failure(ticket);
                 }

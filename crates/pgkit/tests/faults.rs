@@ -332,3 +332,68 @@ async fn a_column_type_changed_by_a_live_migration_does_not_break_cached_stateme
     assert_eq!(name, "a");
     assert_eq!(db.breaker().failures(), 0);
 }
+
+#[tokio::test]
+async fn a_server_out_of_connection_slots_is_a_503_not_an_outage() {
+    let test_db = testing::cluster().await.database().await;
+    let admin = admin(test_db.url()).await;
+    let role = format!("limited_{}", test_db.name());
+    admin
+        .batch_execute(&format!("CREATE ROLE {role} LOGIN CONNECTION LIMIT 2"))
+        .await
+        .unwrap();
+    let url = test_db.url().replacen(
+        "postgresql://postgres@",
+        &format!("postgresql://{role}@"),
+        1,
+    );
+    let db = Database::new(settings(
+        &url,
+        &[
+            ("DB_POOL_MIN_SIZE", "0"),
+            ("DB_POOL_MAX_SIZE", "6"),
+            ("DB_BREAKER_THRESHOLD", "2"),
+            ("DB_POOL_TIMEOUT", "2"),
+        ],
+    ))
+    .unwrap();
+    let held = [db.acquire().await.unwrap(), db.acquire().await.unwrap()];
+    for _ in 0..10 {
+        let refused = db.acquire().await.err();
+        let Some(DbError::Unavailable {
+            reason,
+            retry_after,
+        }) = refused
+        else {
+            panic!("a third connection past the role's limit: {refused:?}");
+        };
+        assert!(
+            reason.contains("53300") || reason.contains("too many connections"),
+            "{reason}"
+        );
+        assert!(retry_after >= Duration::from_secs(1));
+    }
+    assert_eq!(
+        db.breaker().state(),
+        BreakerState::Closed,
+        "full is not down"
+    );
+    assert_eq!(db.breaker().failures(), 0);
+    let attempts: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE usename = $1",
+            &[&role],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(attempts, 2);
+    drop(held);
+    let one: i32 = db.fetch_val("SELECT 1", &[]).await.unwrap();
+    assert_eq!(one, 1, "served again once a slot is free");
+    drop(db);
+    admin
+        .batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
+        .await
+        .ok();
+}

@@ -369,6 +369,14 @@ fn classify(e: &ConnectError, dsn: &Dsn, place: &Place, iam: bool) -> (Stage, Fa
                 "check DB_IAM_AUTH and the service account's credentials".into(),
             ),
         ),
+        // Only the pool backs off; doctor opens its connections directly.
+        ConnectError::BackingOff(_) => (
+            Stage::Authentication,
+            Failure::new(
+                e.to_string(),
+                "lower DB_POOL_MAX_SIZE × instances, or raise max_connections".into(),
+            ),
+        ),
     }
 }
 
