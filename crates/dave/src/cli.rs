@@ -9,7 +9,7 @@
 //! file; a failure returns an error that `main` prints as one `error:` line
 //! (plus a `hint:` line when there is a fix to suggest) with exit code 1.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _};
 use clap::{Args, Parser, Subcommand};
@@ -21,10 +21,11 @@ use pgkit::pool::Database;
 use pgkit::seed::{SeedFiles, SeedOptions};
 use pgkit::settings::{DbSettings, Env, Environment};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::auth::api_key::NewApiKey;
-use crate::config::{Config, DSN_VAR, SERVICE};
+use crate::config::{Config, DSN_VAR, POOL_CLOSE_WAIT, SERVICE};
 use crate::state::AppState;
 use crate::{app, embedded, server, telemetry};
 
@@ -549,8 +550,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(url = %server::display_url(addr), "dave is serving on {}", server::display_url(addr));
 
     let (stop_tx, mut stop_rx) = watch::channel::<Option<StopReason>>(None);
-    spawn_warm_up(db.clone(), stop_tx.clone());
-    tokio::spawn(async move {
+    let warm_up = spawn_warm_up(db.clone(), stop_tx.clone());
+    let signals = tokio::spawn(async move {
         server::stop_signal().await;
         let _ = stop_tx.send(Some(StopReason::Signal));
     });
@@ -561,9 +562,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     };
     let drained = server::serve(listener, app::app(state), stop, grace).await?;
-    // Bounded: after the grace period every connection task has ended, so
-    // nothing should be in use; a stuck one must not eat Cloud Run's 10 s.
-    db.close(crate::config::POOL_CLOSE_WAIT).await;
+    // One budget for the rest, so the exit stays inside Cloud Run's 10 s.
+    // Every connection task has ended, so nothing should be in use; then
+    // the cancel requests of statements cut at the deadline (the pool sends
+    // them from tasks of their own) get to finish, since dropping the
+    // runtime would cancel them.
+    let closing = Instant::now();
+    warm_up.abort();
+    signals.abort();
+    db.close(POOL_CLOSE_WAIT).await;
+    server::settle(POOL_CLOSE_WAIT.saturating_sub(closing.elapsed())).await;
     let reason = stop_rx.borrow_and_update().clone();
     stop_if_started_here(target.local).await?;
     tracing::info!(?drained, "stopped");
@@ -580,7 +588,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 /// Giving up (after `DB_CONNECT_RETRY`) stops the service with exit code 1,
 /// so the platform restarts it instead of keeping an instance that never
 /// becomes ready.
-fn spawn_warm_up(db: Database, stop: watch::Sender<Option<StopReason>>) {
+fn spawn_warm_up(db: Database, stop: watch::Sender<Option<StopReason>>) -> JoinHandle<()> {
     tokio::spawn(async move {
         match db.warm_up().await {
             Ok(()) => tracing::info!(pool = ?db.status(), "database reachable; ready"),
@@ -589,7 +597,7 @@ fn spawn_warm_up(db: Database, stop: watch::Sender<Option<StopReason>>) {
                 let _ = stop.send(Some(StopReason::DatabaseUnreachable(e.to_string())));
             }
         }
-    });
+    })
 }
 
 fn log_start(config: &Config) {

@@ -137,6 +137,29 @@ async fn serve_connection(tcp: TcpStream, app: Router, mut draining: watch::Rece
     }
 }
 
+/// Waits (at most `within`) until no spawned task of this runtime is left.
+///
+/// Called last, after the pool is closed, by a caller that owns the runtime
+/// and has ended its own tasks: what may still run then is the pool's own
+/// short-lived work, above all the cancel request for a statement whose
+/// request was cut at the deadline. Dropping the runtime would cancel that
+/// task, and the statement would then run on in PostgreSQL (holding its
+/// locks, or committing an insert nobody was told about).
+pub async fn settle(within: Duration) {
+    let runtime = tokio::runtime::Handle::current();
+    let deadline = tokio::time::Instant::now() + within;
+    while runtime.metrics().num_alive_tasks() > 0 {
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(
+                tasks = runtime.metrics().num_alive_tasks(),
+                "background tasks still running at exit"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// Completes on SIGTERM or SIGINT (Ctrl-C), naming which in the log.
 pub async fn stop_signal() {
     use tokio::signal::unix::{signal, SignalKind};
