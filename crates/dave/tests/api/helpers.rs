@@ -205,6 +205,16 @@ pub async fn start(mut config: Config, database: TestDatabase) -> TestApp {
 /// settings as the database's defaults, as `pgkit provision` writes them
 /// for the role: set before PgBouncer opens a server session.
 async fn through_pgbouncer(config: &mut Config, database: &TestDatabase) -> PgBouncer {
+    set_session_defaults(config, database).await;
+    let bouncer = PgBouncer::start(database.socket_dir(), 4).await;
+    config.db.dsn = Some(Dsn::parse(&bouncer.url(database.name())).expect("PgBouncer's URL"));
+    config.db.pooler = pgkit::pooler::Pooler::Transaction;
+    bouncer
+}
+
+/// `config`'s session settings as `database`'s defaults, which is what a
+/// session opened through a transaction pooler gets.
+pub async fn set_session_defaults(config: &Config, database: &TestDatabase) {
     let admin = admin_client(database.url()).await;
     let name = postgres_protocol::escape::escape_identifier(database.name());
     admin
@@ -218,10 +228,6 @@ async fn through_pgbouncer(config: &mut Config, database: &TestDatabase) -> PgBo
         ))
         .await
         .expect("database defaults");
-    let bouncer = PgBouncer::start(database.socket_dir(), 4).await;
-    config.db.dsn = Some(Dsn::parse(&bouncer.url(database.name())).expect("PgBouncer's URL"));
-    config.db.pooler = pgkit::pooler::Pooler::Transaction;
-    bouncer
 }
 
 async fn admin_client(url: &str) -> tokio_postgres::Client {

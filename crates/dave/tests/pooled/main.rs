@@ -29,3 +29,5 @@ mod messages;
 mod page_size;
 #[path = "../api/prompts.rs"]
 mod prompts;
+
+mod scale;
