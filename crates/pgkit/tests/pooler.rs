@@ -336,3 +336,28 @@ async fn provision_writes_the_session_defaults_start_up_checks() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn pgbouncers_own_errors_are_unavailable_not_query_errors() {
+    let cluster = testing::cluster().await;
+    let test_db = cluster.database().await;
+    let bouncer = PgBouncer::start(cluster.socket_dir(), 1).await;
+    let s = settings(
+        &bouncer.url(test_db.name()),
+        &[("DB_POOLER", "transaction"), ("DB_POOL_MIN_SIZE", "1")],
+    );
+    set_session_defaults(test_db.url(), test_db.name(), &s).await;
+    let db = Database::new(s).unwrap();
+    db.warm_up().await.unwrap();
+    // Another client holds the only server connection.
+    let holder = connect(bouncer.config(test_db.name())).await;
+    holder.batch_execute("BEGIN; SELECT 1").await.unwrap();
+    let outcome = db.fetch_val::<i32>("SELECT 1", &[]).await;
+    let Err(DbError::Unavailable { reason, .. }) = outcome else {
+        panic!("PgBouncer's query_wait_timeout: {outcome:?}");
+    };
+    assert!(reason.contains("query_wait_timeout"), "{reason}");
+    holder.batch_execute("COMMIT").await.unwrap();
+    let one: i32 = db.fetch_val("SELECT 1", &[]).await.unwrap();
+    assert_eq!(one, 1);
+}
