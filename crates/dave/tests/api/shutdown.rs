@@ -186,6 +186,7 @@ async fn a_request_blocked_at_the_deadline_is_cut_here_and_on_the_server() {
     child.signal(rustix::process::Signal::TERM);
     let status = child.wait_exit(WAIT).await;
     let took = signalled.elapsed();
+    eprintln!("exited {took:?} after SIGTERM with a request blocked in the database");
     assert_eq!(status.code(), Some(0), "{}", child.output());
     assert!(
         took >= Duration::from_secs(7),
