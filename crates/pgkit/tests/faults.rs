@@ -4,6 +4,8 @@
 //! changes a column's type under cached statements. Outcomes are decided by
 //! locks and signals; every wait is a condition with a bound.
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
@@ -12,7 +14,7 @@ use pgkit::error::DbError;
 use pgkit::pool::Database;
 use pgkit::settings::{DbSettings, Env};
 use pgkit::testing;
-use tokio_postgres::NoTls;
+use support::eventually;
 
 fn settings(url: &str, extra: &[(&str, &str)]) -> DbSettings {
     let mut pairs = vec![("DATABASE_URL", url)];
@@ -22,26 +24,7 @@ fn settings(url: &str, extra: &[(&str, &str)]) -> DbSettings {
 
 /// A plain connection outside the pool, to hold locks and look around.
 async fn admin(url: &str) -> tokio_postgres::Client {
-    let dsn = pgkit::dsn::Dsn::parse(url).unwrap();
-    let (client, conn) = dsn.pg_config().connect(NoTls).await.unwrap();
-    tokio::spawn(conn);
-    client
-}
-
-/// Polls `check` until it holds or `bound` passes.
-async fn eventually<F, Fut>(bound: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + bound;
-    while Instant::now() < deadline {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    false
+    support::connect(url).await.unwrap()
 }
 
 /// Sessions of the pool that wait on a lock right now.

@@ -2,6 +2,8 @@
 //! acceptance): min idle, cap, acquire timeout, server-side statement
 //! timeout, outage and recovery, session settings, secrets.
 
+mod support;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,7 +15,7 @@ use pgkit::local::{LocalCluster, LocalOptions};
 use pgkit::pool::Database;
 use pgkit::settings::{DbSettings, Env};
 use pgkit::testing;
-use tokio_postgres::NoTls;
+use support::eventually;
 
 fn settings(url: &str, extra: &[(&str, &str)]) -> DbSettings {
     let mut pairs = vec![("DATABASE_URL", url)];
@@ -21,12 +23,9 @@ fn settings(url: &str, extra: &[(&str, &str)]) -> DbSettings {
     DbSettings::from_env(&Env::from_pairs(pairs), "DATABASE_URL", "pgkit-test").unwrap()
 }
 
-/// A plain connection outside the pool, to look at the server's view.
+/// A plain connection outside the pool, to hold locks and look around.
 async fn admin(url: &str) -> tokio_postgres::Client {
-    let dsn = pgkit::dsn::Dsn::parse(url).unwrap();
-    let (client, conn) = dsn.pg_config().connect(NoTls).await.unwrap();
-    tokio::spawn(conn);
-    client
+    support::connect(url).await.unwrap()
 }
 
 async fn sessions(admin: &tokio_postgres::Client, app: &str, state: Option<&str>) -> i64 {
@@ -38,22 +37,6 @@ async fn sessions(admin: &tokio_postgres::Client, app: &str, state: Option<&str>
         .await
         .unwrap()
         .get(0)
-}
-
-/// Polls `check` until it holds or `bound` passes.
-async fn eventually<F, Fut>(bound: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + bound;
-    while Instant::now() < deadline {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    false
 }
 
 #[tokio::test]

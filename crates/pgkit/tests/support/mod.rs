@@ -202,3 +202,19 @@ pub fn full_message(err: &dyn std::error::Error) -> String {
     }
     parts.join(": ")
 }
+
+/// Polls `check` until it holds or `bound` passes.
+pub async fn eventually<F, Fut>(bound: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + bound;
+    while Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
