@@ -10,10 +10,11 @@
 #   schemathesis run http://127.0.0.1:PORT/openapi.json --checks all
 # bounded by SCHEMATHESIS_MAX_EXAMPLES examples per operation (default 50),
 # with the settings of scripts/schemathesis.toml, then stops the service and
-# removes the temp dir. Exit status: Schemathesis's
-# (0 only when it found nothing).
+# removes the temp dir. Exit status 0 only when Schemathesis found nothing
+# and dave logged no error meanwhile.
 #
-# DAVE_BIN=path skips the build and runs that binary.
+# SCHEMATHESIS_SEED=n repeats a run, SCHEMATHESIS_WORKERS=n sets its threads
+# (default 1, see below), DAVE_BIN=path skips the build and runs that binary.
 # Schemathesis comes from $SCHEMATHESIS when set, else from a venv under
 # target/ with the pinned version below (installed on first use from PyPI).
 # The run report (JUnit) is written to target/schemathesis/.
@@ -92,7 +93,7 @@ args=(run "$url/openapi.json" --checks all --max-examples "$MAX_EXAMPLES"
     --header "X-API-Key: $key" --workers "$WORKERS" --request-timeout 30
     --report junit --report-junit-path "$repo/target/schemathesis/junit.xml")
 [[ -n $SEED ]] && args+=(--seed "$SEED")
-echo "+ schemathesis ${args[*]/$key/<admin key>} $*" >&2
+echo "+ schemathesis --config-file scripts/schemathesis.toml ${args[*]/$key/<admin key>} $*" >&2
 status=0
 # From the temp dir, so Schemathesis's cache (.schemathesis/) goes with it.
 (cd "$work" && "$SCHEMATHESIS" --config-file "$repo/scripts/schemathesis.toml" "${args[@]}" "$@") || status=$?
