@@ -16,7 +16,13 @@
 //! failure re-opens it. Query errors (constraint violations, syntax, a
 //! single statement's timeout) say nothing about the connection and are not
 //! counted. Recovery is checked on the next call, never on a timer, because
-//! Cloud Run throttles CPU between requests.
+//! Cloud Run throttles CPU between requests: besides the half-open trial
+//! after `DB_BREAKER_RESET`, a call refused while the breaker is open lets
+//! the pool try one new connection in the background, at most once a
+//! second ([`Breaker::probe_due`]); a connection that opens closes the
+//! breaker at once ([`Breaker::probe_succeeded`]). A restart of a few
+//! seconds so costs a few seconds of 503s, not the whole reset, while a
+//! database that stays down sees one connection attempt a second.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Mutex;
@@ -89,7 +95,11 @@ pub struct Breaker {
 struct Slow {
     opened_at: Option<Instant>,
     trial_out: bool,
+    last_probe: Option<Instant>,
 }
+
+/// How often a refused caller may start a connection probe.
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Breaker {
     pub fn new(threshold: u32, reset: Duration) -> Breaker {
@@ -102,6 +112,7 @@ impl Breaker {
             slow: Mutex::new(Slow {
                 opened_at: None,
                 trial_out: false,
+                last_probe: None,
             }),
             opened: AtomicU64::new(0),
             half_opened: AtomicU64::new(0),
@@ -217,6 +228,35 @@ impl Breaker {
         }
     }
 
+    /// Whether a refused caller should have the pool try one connection
+    /// now: the breaker is open and no probe started in the last second.
+    pub fn probe_due(&self) -> bool {
+        if self.state.load(Ordering::Acquire) == CLOSED {
+            return false;
+        }
+        let mut slow = self.lock();
+        let due = slow
+            .last_probe
+            .is_none_or(|at| at.elapsed() >= PROBE_INTERVAL);
+        if due {
+            slow.last_probe = Some(Instant::now());
+        }
+        due
+    }
+
+    /// A probe opened a new connection: the database answers again.
+    pub fn probe_succeeded(&self) {
+        let mut slow = self.lock();
+        self.failures.store(0, Ordering::Relaxed);
+        if self.state.load(Ordering::Acquire) != CLOSED {
+            slow.opened_at = None;
+            slow.last_probe = None;
+            self.state.store(CLOSED, Ordering::Release);
+            self.closed.fetch_add(1, Ordering::Relaxed);
+            tracing::info!("circuit breaker closed: a new connection opened");
+        }
+    }
+
     /// The call failed at the connection level.
     pub fn failure(&self, ticket: Ticket) {
         let mut slow = self.lock();
@@ -306,6 +346,20 @@ mod tests {
         b.failure(b.enter().unwrap());
         b.failure(b.enter().unwrap());
         assert_eq!(b.state(), BreakerState::Closed);
+    }
+
+    #[test]
+    fn an_open_breaker_allows_one_probe_a_second_and_a_good_one_closes_it() {
+        let b = Breaker::new(1, Duration::from_secs(60));
+        assert!(!b.probe_due(), "no probe while closed");
+        b.failure(b.enter().unwrap());
+        assert_eq!(b.state(), BreakerState::Open);
+        assert!(b.probe_due());
+        assert!(!b.probe_due(), "one probe at a time a second");
+        b.probe_succeeded();
+        assert_eq!(b.state(), BreakerState::Closed);
+        assert_eq!(b.transitions().closed, 1);
+        assert!(!b.enter().unwrap().trial);
     }
 
     #[test]

@@ -525,9 +525,12 @@ impl Database {
     /// [`Database::acquire`] with another wait bound (readiness uses 2 s).
     pub async fn acquire_within(&self, wait: Option<Duration>) -> Result<PooledConn, DbError> {
         let shared = &self.shared;
-        let ticket = shared.breaker.enter().map_err(|r| DbError::Unavailable {
-            reason: "circuit breaker open".into(),
-            retry_after: r.retry_after,
+        let ticket = shared.breaker.enter().map_err(|r| {
+            self.probe_if_due();
+            DbError::Unavailable {
+                reason: "circuit breaker open".into(),
+                retry_after: r.retry_after.min(Duration::from_secs(1)),
+            }
         })?;
         let timeouts = Timeouts {
             wait,
@@ -573,6 +576,28 @@ impl Database {
                 Err(err)
             }
         }
+    }
+
+    /// The breaker is open and a caller was refused: try one new connection
+    /// in a task started by this call (at most once a second, see
+    /// [`Breaker::probe_due`]); if it opens, the breaker closes. The probe
+    /// connection is closed again: it only had to prove the server answers.
+    fn probe_if_due(&self) {
+        if !self.shared.breaker.probe_due() {
+            return;
+        }
+        let db = self.clone();
+        tokio::spawn(async move {
+            let shared = &db.shared;
+            let bound = shared.settings.connect_timeout;
+            let manager = shared.pool.manager();
+            if let Ok(Ok(conn)) =
+                tokio::time::timeout(bound, managed::Manager::create(manager)).await
+            {
+                drop(conn);
+                shared.breaker.probe_succeeded();
+            }
+        });
     }
 
     /// Below the minimum (after a restart or lifetime expiry)? Open the
