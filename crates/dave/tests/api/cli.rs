@@ -48,6 +48,41 @@ fn assert_one_error_line(stderr: &str, starts: &str) {
 }
 
 #[tokio::test]
+async fn production_refuses_short_secrets_and_huge_timeouts_at_start_up() {
+    let d = dir();
+    let short = "Short-Secret-Value-Of-31-Bytes!";
+    let base = [
+        ("APP_ENVIRONMENT", "production"),
+        (
+            "DAVE_DB_DSN",
+            "postgresql://u:Sup3rSecret@/d?host=/nonexistent",
+        ),
+        ("SESSION_SECRET", CHILD_SESSION_SECRET),
+    ];
+    let mut vars = base.to_vec();
+    vars.push(("JWT_SECRET", short));
+    let (status, stdout, stderr) = run_binary(&["serve"], &vars, d.path()).await;
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_one_error_line(
+        &stderr,
+        "error: invalid JWT_SECRET: is shorter than 32 bytes",
+    );
+    let all = format!("{stdout}{stderr}");
+    for secret in [short, "Sup3rSecret", CHILD_SESSION_SECRET] {
+        assert!(!all.contains(secret), "{all}");
+    }
+
+    let mut vars = base.to_vec();
+    vars.push(("DB_QUERY_TIMEOUT", "2592000"));
+    let (status, _, stderr) = run_binary(&["serve"], &vars, d.path()).await;
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_one_error_line(
+        &stderr,
+        "error: invalid DB_QUERY_TIMEOUT: 2592000 is above the maximum of 2147483.647",
+    );
+}
+
+#[tokio::test]
 async fn production_without_a_dsn_is_a_start_up_error() {
     let d = dir();
     let vars = [("APP_ENVIRONMENT", "production"), ("SESSION_SECRET", "s")];
