@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use crate::helpers::{eventually, WAIT};
 use crate::support::{
     committed, lock_conversation, serial, timed, wait_for_blocked, waiting_on_locks, Answer,
     Service, POOL_TIMEOUT,
@@ -62,6 +63,13 @@ async fn a_caller_that_hangs_up_does_not_delay_the_next_one() {
     // Acknowledged means committed now, not riding in a transaction that A
     // left open.
     assert_eq!(b_visible, 1, "B's acknowledged write is not committed");
+
+    // Nor does A's statement run on after its caller left: the service sends
+    // a cancel request for it before discarding its connection.
+    eventually("A's abandoned statement to be cancelled", WAIT, || async {
+        (waiting_on_locks(&side).await? == 0).then_some(())
+    })
+    .await;
 
     lock.batch("COMMIT").await.expect("release the lock");
     drop(lock);

@@ -83,10 +83,16 @@ async fn a_frozen_database_gives_prompt_503s_and_service_resumes_after_sigcont()
     }
     let recovered = recovered.expect("a 200 after SIGCONT");
     assert!(recovered <= recovery_bound, "recovered after {recovered:?}");
-    // Still the same process: nothing restarted it.
     eventually("readiness 200 after the thaw", WAIT, || async {
         let response = ready().send().await.ok()?;
         (response.status() == 200).then_some(())
     })
     .await;
+    // Still the same process: nothing restarted it.
+    let mut service = service;
+    assert!(
+        service.child.child.try_wait().unwrap().is_none(),
+        "dave exited:\n{}",
+        service.child.output()
+    );
 }
