@@ -335,6 +335,10 @@ struct Shared {
     started: AtomicBool,
     counters: Counters,
     readiness: crate::health::InFlight,
+    /// Cancel requests on their way for abandoned statements; `close`
+    /// waits for them, or a runtime shut down right after would drop them
+    /// and the statements would run on.
+    cancels_in_flight: Arc<AtomicU64>,
 }
 
 /// The handle services share: cheap to clone, one pool behind it.
@@ -424,6 +428,7 @@ impl Database {
                 started: AtomicBool::new(false),
                 counters: Counters::default(),
                 readiness: Default::default(),
+                cancels_in_flight: Arc::new(AtomicU64::new(0)),
             }),
         })
     }
@@ -654,12 +659,18 @@ impl Database {
 
     /// Stops handing out connections, waits (at most `wait`) for those in
     /// use to come back, then closes them all.
+    /// Cancel requests still on their way are waited for too, within the
+    /// same bound.
     pub async fn close(&self, wait: Duration) {
         let deadline = Instant::now() + wait;
         while self.status().in_use > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         self.shared.pool.close();
+        let cancels = &self.shared.cancels_in_flight;
+        while cancels.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }
 
@@ -812,7 +823,12 @@ impl Drop for PooledConn {
             let token = obj.client.cancel_token();
             let bound = self.db.shared.settings.connect_timeout;
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                rt.spawn(async move { crate::connect::cancel(&dsn, token, bound).await });
+                let in_flight = Arc::clone(&self.db.shared.cancels_in_flight);
+                in_flight.fetch_add(1, Ordering::AcqRel);
+                rt.spawn(async move {
+                    crate::connect::cancel(&dsn, token, bound).await;
+                    in_flight.fetch_sub(1, Ordering::AcqRel);
+                });
             }
         }
         if obj.broken || obj.busy || obj.in_transaction {

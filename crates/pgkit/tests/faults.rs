@@ -380,3 +380,58 @@ async fn a_server_out_of_connection_slots_is_a_503_not_an_outage() {
         .await
         .ok();
 }
+
+#[tokio::test]
+async fn close_waits_for_the_cancel_of_an_abandoned_statement() {
+    let test_db = testing::cluster().await.database().await;
+    let admin = admin(test_db.url()).await;
+    admin
+        .batch_execute("CREATE TABLE t (id int)")
+        .await
+        .unwrap();
+    admin
+        .batch_execute("BEGIN; LOCK TABLE t IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let url = test_db.url().to_owned();
+    // A process's last moments: its own runtime, shut down right after close.
+    let worker = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let db = Database::new(settings(
+                &url,
+                &[("DB_POOL_MIN_SIZE", "1"), ("DB_POOL_MAX_SIZE", "1")],
+            ))
+            .unwrap();
+            db.warm_up().await.unwrap();
+            let insert = db.execute("INSERT INTO t VALUES (1)", &[]);
+            // Abandoned while it waits on the lock.
+            assert!(
+                tokio::time::timeout(Duration::from_millis(300), insert)
+                    .await
+                    .is_err(),
+                "the INSERT did not wait on the lock"
+            );
+            db.close(Duration::from_secs(2)).await;
+        });
+        drop(rt);
+    });
+    worker.join().unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            waiting_on_a_lock(&admin).await == 0
+        })
+        .await,
+        "the abandoned INSERT still waits: its cancel request died with the runtime"
+    );
+    admin.batch_execute("COMMIT").await.unwrap();
+    let rows: i64 = admin
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 0);
+}
