@@ -58,22 +58,27 @@ cleanup() {
         for _ in $(seq 100); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
         kill -KILL "$server_pid" 2>/dev/null || true
     fi
+    # The embedded PostgreSQL stops with dave (or its watchdog stops it):
+    # remove its directory only once it is gone.
+    for _ in $(seq 100); do [[ -e $work/.dave/pgdata/postmaster.pid ]] || break; sleep 0.1; done
     rm -rf "$work"
 }
 trap cleanup EXIT
 
 # Only what the service needs: no .env of the checkout (the cwd is the temp
-# dir), test secrets, pretty logs to a file for failures.
+# dir), test secrets, JSON logs (read below for the URL and for errors).
+# Call it in a subshell only: it `exec`s, so that in the background `$!` is
+# dave itself and the cleanup's signal reaches it, not a wrapper.
 run_dave() {
-    (cd "$work" && env -i PATH="$PATH" HOME="$work" \
+    cd "$work" && exec env -i PATH="$PATH" HOME="$work" \
         APP_ENVIRONMENT=development HOST=127.0.0.1 PORT="${PORT:-0}" \
         JWT_SECRET=schemathesis-jwt-secret-0123456789abcdef0123 \
         SESSION_SECRET=schemathesis-session-secret-0123456789abcd \
         LOG_FORMAT=json ACCESS_LOG=false SHUTDOWN_GRACE=2 \
-        "$dave" "$@")
+        "$dave" "$@"
 }
 
-run_dave serve >"$work/dave.log" 2>&1 &
+(run_dave serve) >"$work/dave.log" 2>&1 &
 server_pid=$!
 url=
 for _ in $(seq 600); do
