@@ -836,7 +836,9 @@ mod tests {
             failure.problem
         );
         assert!(
-            failure.problem.starts_with("the DSN does not parse: port"),
+            failure
+                .problem
+                .starts_with("the DSN does not parse: the port after the host is not a number"),
             "{}",
             failure.problem
         );
