@@ -9,6 +9,7 @@
 
 pub mod audit;
 pub mod breaker;
+pub mod budget;
 pub mod connect;
 pub mod doctor;
 pub mod dsn;

@@ -463,6 +463,7 @@ impl Database {
                 Ok(()) => {
                     self.shared.started.store(true, Ordering::Release);
                     self.shared.breaker.reset();
+                    self.warn_if_over_budget().await;
                     return self.verify_pooler_sessions().await;
                 }
                 Err(e) => {
@@ -479,6 +480,40 @@ impl Database {
                     attempt += 1;
                 }
             }
+        }
+    }
+
+    /// At full scale (`MAX_INSTANCES` pools of `DB_POOL_MAX_SIZE`), would
+    /// the server run out of connection slots? Logged once at start-up, as a
+    /// warning: the service can serve, the last instances to scale out
+    /// would get 503s under load. Direct connections only (behind a
+    /// transaction pooler the pooler's server pool is what counts).
+    async fn warn_if_over_budget(&self) {
+        let s = &self.shared.settings;
+        let Some(instances) = s.max_instances else {
+            return;
+        };
+        if s.pooler == Pooler::Transaction {
+            return;
+        }
+        let Ok(mut conn) = self.acquire().await else {
+            return;
+        };
+        let read = crate::budget::ServerSlots::read(&conn.conn().client);
+        let Ok(Ok(slots)) = tokio::time::timeout(self.shared.call_bound, read).await else {
+            return;
+        };
+        let pool = s.pool_max_size as u64;
+        if !slots.fits(pool, u64::from(instances)) {
+            tracing::warn!(
+                max_connections = slots.max_connections,
+                reserved = slots.reserved,
+                pool_max_size = pool,
+                max_instances = instances,
+                "connection budget: MAX_INSTANCES × DB_POOL_MAX_SIZE = {} is more than the {} connections the server accepts; at full scale requests get 503s: lower DB_POOL_MAX_SIZE or MAX_INSTANCES, raise max_connections, or put Managed Connection Pooling in front (DB_POOLER=transaction)",
+                pool * u64::from(instances),
+                slots.for_applications()
+            );
         }
     }
 

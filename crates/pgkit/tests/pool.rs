@@ -364,3 +364,52 @@ async fn concurrent_readiness_probes_share_one_check() {
         .await
     );
 }
+
+/// Log lines written while it lives, for tests that check what start-up says.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn start_up_warns_when_every_instances_pool_would_not_fit() {
+    let test_db = testing::cluster().await.database().await;
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let text = || String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+
+    // The harness's shared server has max_connections 300 (3 reserved):
+    // 19 × 15 fits, 20 × 15 does not.
+    let fits = Database::new(settings(
+        test_db.url(),
+        &[("MAX_INSTANCES", "19"), ("DB_POOL_MIN_SIZE", "1")],
+    ))
+    .unwrap();
+    fits.warm_up().await.unwrap();
+    assert!(!text().contains("connection budget"), "{}", text());
+
+    let over = Database::new(settings(
+        test_db.url(),
+        &[("MAX_INSTANCES", "20"), ("DB_POOL_MIN_SIZE", "1")],
+    ))
+    .unwrap();
+    over.warm_up().await.unwrap();
+    let logged = text();
+    assert!(
+        logged.contains("WARN") && logged.contains("connection budget: MAX_INSTANCES × DB_POOL_MAX_SIZE = 300 is more than the 297 connections"),
+        "{logged}"
+    );
+}

@@ -751,20 +751,16 @@ async fn server(
     place: &Place,
     input: &DoctorInput,
 ) -> Result<((), String), Failure> {
-    let row = client
-        .query_one(
-            "SELECT current_setting('server_version'),
-                    current_setting('max_connections')::int,
-                    current_setting('superuser_reserved_connections')::int
-                      + coalesce(current_setting('reserved_connections', true), '0')::int,
-                    (SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE backend_type = 'client backend')::int",
-            &[],
-        )
+    let slots = crate::budget::ServerSlots::read(client)
         .await
         .map_err(|e| query_failure(&e, "look at the server's log"))?;
-    let (version, max, reserved, open): (String, i32, i32, i32) =
-        (row.get(0), row.get(1), row.get(2), row.get(3));
-    let budget = (max - reserved).max(0) as u64;
+    let (version, max, reserved, open) = (
+        &slots.version,
+        slots.max_connections,
+        slots.reserved,
+        slots.open,
+    );
+    let budget = slots.for_applications();
     let pool = input.pool_max_size as u64;
     let instances = u64::from(input.instances.unwrap_or(1));
     let demand = pool * instances;
@@ -772,7 +768,17 @@ async fn server(
         "DB_POOL_MAX_SIZE {pool} × {instances} instance{} = {demand} connections",
         if instances == 1 { "" } else { "s" }
     );
-    if demand > budget {
+    if input.session.pooler == crate::pooler::Pooler::Transaction {
+        return Ok((
+            (),
+            format!(
+                "PostgreSQL {version}; max_connections {max} ({budget} for applications); behind a \
+                 transaction pooler, {scale} count against the pooler's client limit (max_client_conn), \
+                 and its server pool against max_connections; {open} connections open now"
+            ),
+        ));
+    }
+    if !slots.fits(pool, instances) {
         return Err(Failure::new(
             format!(
                 "pool exhausted at full scale: {scale}, but the server accepts {budget} \
