@@ -369,6 +369,19 @@ pub async fn durable_cluster() -> DedicatedCluster {
     dedicated_with(DURABLE_SETTINGS).await
 }
 
+/// A [`DedicatedCluster`] with `settings` over the harness's fast ones
+/// (a small `max_connections`, say); panics (failing the test) when it
+/// cannot start.
+pub async fn dedicated_cluster_with(settings: &[(&str, &str)]) -> DedicatedCluster {
+    let mut all: Vec<(&str, &str)> = FAST_SETTINGS
+        .iter()
+        .filter(|(name, _)| !settings.iter().any(|(n, _)| n == name))
+        .copied()
+        .collect();
+    all.extend_from_slice(settings);
+    dedicated_with(&all).await
+}
+
 async fn dedicated_with(settings: &[(&str, &str)]) -> DedicatedCluster {
     match TestCluster::start(settings).await {
         Ok(cluster) => DedicatedCluster { cluster },

@@ -241,6 +241,27 @@ async fn admin_client(url: &str) -> tokio_postgres::Client {
     client
 }
 
+/// One more in-process instance of the service on a free port, for tests
+/// of several instances on one database; stops when the sender drops.
+pub async fn instance(config: Config) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let listener = dave::server::bind(config.host, 0).await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    let db = Database::new(config.db.clone()).unwrap();
+    db.warm_up().await.unwrap();
+    let grace = config.shutdown_grace;
+    let app = dave::app::app(AppState::new(db, config).unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(dave::server::serve(
+        listener,
+        app,
+        async move {
+            let _ = stopped.await;
+        },
+        grace,
+    ));
+    (address, stop)
+}
+
 /// Polls `check` until it returns `Some`, failing the test after `within`.
 pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
 where

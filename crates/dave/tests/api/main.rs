@@ -24,6 +24,7 @@ mod auth;
 mod authz_matrix;
 mod cache_control;
 mod calls;
+mod connection_budget;
 mod conversations;
 mod knowledge;
 mod messages;

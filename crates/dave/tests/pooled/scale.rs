@@ -7,37 +7,15 @@
 use std::time::Duration;
 
 use dave::config::Config;
-use dave::state::AppState;
 use futures_util::future::join_all;
-use pgkit::pool::Database;
 use pgkit::testing::pgbouncer::PgBouncer;
 use serde_json::{json, Value};
 
-use crate::helpers::{client, migrated_database, set_session_defaults, USER_KEY};
+use crate::helpers::{client, instance, migrated_database, set_session_defaults, USER_KEY};
 
 const INSTANCES: usize = 4;
 const CLIENTS_PER_INSTANCE: usize = 16;
 const ROUNDS: usize = 10;
-
-/// One in-process instance on a free port; stops when the sender drops.
-async fn instance(config: Config) -> (String, tokio::sync::oneshot::Sender<()>) {
-    let listener = dave::server::bind(config.host, 0).await.unwrap();
-    let address = format!("http://{}", listener.local_addr().unwrap());
-    let db = Database::new(config.db.clone()).unwrap();
-    db.warm_up().await.unwrap();
-    let grace = config.shutdown_grace;
-    let app = dave::app::app(AppState::new(db, config).unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(dave::server::serve(
-        listener,
-        app,
-        async move {
-            let _ = stopped.await;
-        },
-        grace,
-    ));
-    (address, stop)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_instances_through_a_server_pool_of_ten_answer_every_request() {
