@@ -43,9 +43,13 @@ logfile = $dir/pgbouncer.log
 pidfile = $dir/pgbouncer.pid
 INI
 
-psql -q -X -d "$dsn" -c "ALTER ROLE CURRENT_USER SET statement_timeout = '60000ms'" \
-    -c "ALTER ROLE CURRENT_USER SET idle_in_transaction_session_timeout = '60000ms'" \
-    -c "ALTER ROLE CURRENT_USER SET app.environment = '${APP_ENVIRONMENT:-development}'"
+# As the cluster's superuser: on PostgreSQL 15 only a superuser (or a role
+# granted SET ON PARAMETER) may set a placeholder such as app.environment.
+superuser=${BENCH_SUPERUSER:-postgres}
+psql -q -X -d "${dsn/$user@/$superuser@}" \
+    -c "ALTER ROLE \"$user\" SET statement_timeout = '60000ms'" \
+    -c "ALTER ROLE \"$user\" SET idle_in_transaction_session_timeout = '60000ms'" \
+    -c "ALTER ROLE \"$user\" SET app.environment = '${APP_ENVIRONMENT:-development}'"
 
 run_as=()
 if [[ $(id -u) -eq 0 ]]; then

@@ -187,3 +187,39 @@ fn bad_names_and_bad_usage() {
         stderr(&neither)
     );
 }
+
+#[test]
+fn with_a_transaction_pooler_the_session_settings_become_the_roles_defaults() {
+    let args = [
+        "--schema",
+        "dave",
+        "--role",
+        "dave_app",
+        "--password-env",
+        "APP_PW",
+        "--dry-run",
+    ];
+    let url = Some("postgresql://u@/d?host=/nonexistent");
+    let direct = stdout(&provision(url, &[("APP_PW", PASSWORD)], &args));
+    assert!(!direct.contains("SET statement_timeout"), "{direct}");
+
+    let pooled = provision(
+        url,
+        &[
+            ("APP_PW", PASSWORD),
+            ("DB_POOLER", "transaction"),
+            ("DB_QUERY_TIMEOUT", "12"),
+            ("APP_ENVIRONMENT", "production"),
+        ],
+        &args,
+    );
+    assert_eq!(pooled.status.code(), Some(0), "{}", stderr(&pooled));
+    let sql = stdout(&pooled);
+    for line in [
+        "ALTER ROLE \"dave_app\" SET statement_timeout = '12000ms';",
+        "ALTER ROLE \"dave_app\" SET idle_in_transaction_session_timeout = '60000ms';",
+        "ALTER ROLE \"dave_app\" SET app.environment = 'production';",
+    ] {
+        assert!(sql.contains(line), "{line} missing from:\n{sql}");
+    }
+}

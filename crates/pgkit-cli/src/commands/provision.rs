@@ -30,9 +30,10 @@ pub async fn run(args: ProvisionArgs) -> anyhow::Result<()> {
         login,
         owner: args.owner.clone(),
     };
-    let plan = Plan::new(&request)
-        .map_err(user_error)?
-        .with_session_defaults(&session_params(&args)?);
+    let mut plan = Plan::new(&request).map_err(user_error)?;
+    if let Some(params) = pooled_session(&args)? {
+        plan = plan.with_session_defaults(&params);
+    }
     if args.dry_run {
         print!("{}", plan.to_sql());
         return Ok(());
@@ -57,18 +58,24 @@ pub async fn run(args: ProvisionArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The session settings the service will run with, from the same
-/// variables it reads (`DB_QUERY_TIMEOUT`, `DB_IDLE_IN_TRANSACTION_TIMEOUT`,
-/// `APP_ENVIRONMENT`, or `--environment`); no DSN needed, so `--dry-run`
-/// shows them too.
-fn session_params(args: &ProvisionArgs) -> anyhow::Result<pgkit::connect::SessionParams> {
+/// With `DB_POOLER=transaction`, the session settings the service will run
+/// with, from the same variables it reads (`DB_QUERY_TIMEOUT`,
+/// `DB_IDLE_IN_TRANSACTION_TIMEOUT`, `APP_ENVIRONMENT`, or
+/// `--environment`), to write as the role's defaults; no DSN needed, so
+/// `--dry-run` shows them too. Without a pooler the service sends them
+/// itself, and writing `app.environment` as a role default needs a
+/// superuser on PostgreSQL 15 (a placeholder setting), so it is not done.
+fn pooled_session(args: &ProvisionArgs) -> anyhow::Result<Option<pgkit::connect::SessionParams>> {
     let env = Env::from_process()?;
     let settings = pgkit::settings::DbSettings::from_env(&env, "DATABASE_URL", "pgkit")?;
+    if settings.pooler != pgkit::pooler::Pooler::Transaction {
+        return Ok(None);
+    }
     let mut params = pgkit::connect::SessionParams::from_settings(&settings);
     if let Some(e) = args.db.environment {
         params.environment = super::environment_name(e).into();
     }
-    Ok(params)
+    Ok(Some(params))
 }
 
 /// The password from the variable the operator named (or its `_FILE`).
