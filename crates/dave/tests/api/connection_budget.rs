@@ -7,10 +7,10 @@
 use std::time::Duration;
 
 use dave::config::Config;
-use futures_util::future::join_all;
-use serde_json::{json, Value};
 
-use crate::helpers::{client, eventually, instance, migrated_database_on, USER_KEY, WAIT};
+use crate::helpers::{
+    client, eventually, fixture_conversation, instance, load, migrated_database_on, USER_KEY, WAIT,
+};
 
 const INSTANCES: usize = 4;
 const CLIENTS_PER_INSTANCE: usize = 16;
@@ -28,65 +28,26 @@ async fn four_pools_of_fifteen_on_forty_slots_answer_2xx_or_503_and_recover() {
     for _ in 0..INSTANCES {
         instances.push(instance(config.clone()).await);
     }
-    let http = client();
-    let created: Value = http
-        .post(format!("{}/api/v1/conversations", instances[0].0))
-        .header("X-API-Key", USER_KEY)
-        .json(&json!({"title": "crowded"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = created["id"].as_str().unwrap().to_owned();
-
-    let load = instances.iter().flat_map(|(address, _)| {
-        (0..CLIENTS_PER_INSTANCE).map(|c| {
-            let (http, address, id) = (http.clone(), address.clone(), id.clone());
-            async move {
-                let mut answers = Vec::new();
-                for round in 0..ROUNDS {
-                    // A slow statement holds its connection, so the pools grow.
-                    let reply = if round % 2 == 0 {
-                        http.get(format!("{address}/api/v1/conversations/{id}/messages?limit=100"))
-                            .header("X-API-Key", USER_KEY)
-                            .send()
-                            .await
-                    } else {
-                        http.post(format!("{address}/api/v1/conversations/{id}/messages"))
-                            .header("X-API-Key", USER_KEY)
-                            .json(&json!({"role": "user", "content": format!("client {c} round {round}")}))
-                            .send()
-                            .await
-                    };
-                    let reply = reply.expect("an answer, not a dropped connection");
-                    let status = reply.status().as_u16();
-                    let retry_after = reply.headers().contains_key("retry-after");
-                    let body: Value = reply.json().await.unwrap_or(Value::Null);
-                    answers.push((status, retry_after, body["error"]["code"].clone()));
-                }
-                answers
-            }
-        })
-    });
-    let answers: Vec<(u16, bool, Value)> = join_all(load).await.into_iter().flatten().collect();
+    let addresses: Vec<String> = instances.iter().map(|(a, _)| a.clone()).collect();
+    let id = fixture_conversation(&addresses[0], "crowded").await;
+    let answers = load(&addresses, CLIENTS_PER_INSTANCE, ROUNDS, &id).await;
     assert_eq!(answers.len(), INSTANCES * CLIENTS_PER_INSTANCE * ROUNDS);
-    for (status, retry_after, code) in &answers {
-        let ok = (200..300).contains(status);
-        let unavailable = *status == 503 && *retry_after && code == "unavailable";
-        assert!(
-            ok || unavailable,
-            "{status} {code} (Retry-After: {retry_after})"
-        );
+    for a in &answers {
+        let ok = (200..300).contains(&a.status);
+        let unavailable = a.status == 503 && a.retry_after && a.code == "unavailable";
+        assert!(ok || unavailable, "{a:?}");
     }
-    let served = answers.iter().filter(|a| (200..300).contains(&a.0)).count();
+    let served = answers
+        .iter()
+        .filter(|a| (200..300).contains(&a.status))
+        .count();
     let refused = answers.len() - served;
     eprintln!(
         "connection budget: {served} served, {refused} answered 503 (4 pools of 15 on 37 slots)"
     );
 
-    for (address, _) in &instances {
+    let http = client();
+    for address in &addresses {
         eventually("the instance serves again", WAIT, || async {
             let status = http
                 .get(format!("{address}/api/v1/conversations/{id}"))

@@ -262,6 +262,77 @@ pub async fn instance(config: Config) -> (String, tokio::sync::oneshot::Sender<(
     (address, stop)
 }
 
+/// One answer of a [`load`] run.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub retry_after: bool,
+    /// `error.code` of an error body (`null` for a success).
+    pub code: Value,
+}
+
+/// A conversation of the fixture user, made through `address`; its id.
+pub async fn fixture_conversation(address: &str, title: &str) -> String {
+    let created: Value = client()
+        .post(format!("{address}/api/v1/conversations"))
+        .header("X-API-Key", USER_KEY)
+        .json(&serde_json::json!({ "title": title }))
+        .send()
+        .await
+        .expect("an answer")
+        .json()
+        .await
+        .expect("a JSON body");
+    created["id"].as_str().expect("an id").to_owned()
+}
+
+/// `clients` concurrent callers per address, each making `rounds` requests
+/// on conversation `id` as the fixture user: a page of its messages and a
+/// new message in turn. A dropped connection fails the test.
+pub async fn load(addresses: &[String], clients: usize, rounds: usize, id: &str) -> Vec<Answer> {
+    let http = client();
+    let callers = addresses.iter().flat_map(|address| {
+        (0..clients).map(|c| {
+            let (http, address) = (http.clone(), address.clone());
+            async move {
+                let mut answers = Vec::new();
+                for round in 0..rounds {
+                    let request = if round % 2 == 0 {
+                        http.get(format!(
+                            "{address}/api/v1/conversations/{id}/messages?limit=100"
+                        ))
+                    } else {
+                        http.post(format!("{address}/api/v1/conversations/{id}/messages"))
+                            .json(&serde_json::json!({
+                                "role": "user",
+                                "content": format!("client {c} round {round}")
+                            }))
+                    };
+                    let reply = request
+                        .header("X-API-Key", USER_KEY)
+                        .send()
+                        .await
+                        .expect("an answer, not a dropped connection");
+                    let status = reply.status().as_u16();
+                    let retry_after = reply.headers().contains_key("retry-after");
+                    let body: Value = reply.json().await.unwrap_or(Value::Null);
+                    answers.push(Answer {
+                        status,
+                        retry_after,
+                        code: body["error"]["code"].clone(),
+                    });
+                }
+                answers
+            }
+        })
+    });
+    futures_util::future::join_all(callers)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
 /// Polls `check` until it returns `Some`, failing the test after `within`.
 pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
 where

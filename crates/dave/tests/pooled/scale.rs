@@ -7,11 +7,11 @@
 use std::time::Duration;
 
 use dave::config::Config;
-use futures_util::future::join_all;
 use pgkit::testing::pgbouncer::PgBouncer;
-use serde_json::{json, Value};
 
-use crate::helpers::{client, instance, migrated_database, set_session_defaults, USER_KEY};
+use crate::helpers::{
+    fixture_conversation, instance, load, migrated_database, set_session_defaults, Answer,
+};
 
 const INSTANCES: usize = 4;
 const CLIENTS_PER_INSTANCE: usize = 16;
@@ -33,49 +33,14 @@ async fn four_instances_through_a_server_pool_of_ten_answer_every_request() {
     for _ in 0..INSTANCES {
         instances.push(instance(config.clone()).await);
     }
-    let http = client();
-    let created: Value = http
-        .post(format!("{}/api/v1/conversations", instances[0].0))
-        .header("X-API-Key", USER_KEY)
-        .json(&json!({"title": "shared"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = created["id"].as_str().unwrap().to_owned();
-
-    let load = instances.iter().flat_map(|(address, _)| {
-        (0..CLIENTS_PER_INSTANCE).map(|c| {
-            let (http, address, id) = (http.clone(), address.clone(), id.clone());
-            async move {
-                let mut statuses = Vec::new();
-                for round in 0..ROUNDS {
-                    let reply = if round % 2 == 0 {
-                        http.get(format!("{address}/api/v1/conversations/{id}"))
-                            .header("X-API-Key", USER_KEY)
-                            .send()
-                            .await
-                    } else {
-                        http.post(format!("{address}/api/v1/conversations/{id}/messages"))
-                            .header("X-API-Key", USER_KEY)
-                            .json(&json!({"role": "user", "content": format!("client {c} round {round}")}))
-                            .send()
-                            .await
-                    };
-                    statuses.push(reply.map(|r| r.status().as_u16()).unwrap_or(0));
-                }
-                statuses
-            }
-        })
-    });
-    let statuses: Vec<u16> = join_all(load).await.into_iter().flatten().collect();
-    let failed: Vec<&u16> = statuses
+    let addresses: Vec<String> = instances.iter().map(|(a, _)| a.clone()).collect();
+    let id = fixture_conversation(&addresses[0], "shared").await;
+    let answers = load(&addresses, CLIENTS_PER_INSTANCE, ROUNDS, &id).await;
+    assert_eq!(answers.len(), INSTANCES * CLIENTS_PER_INSTANCE * ROUNDS);
+    let failed: Vec<&Answer> = answers
         .iter()
-        .filter(|s| !(200..300).contains(*s))
+        .filter(|a| !(200..300).contains(&a.status))
         .collect();
-    assert_eq!(statuses.len(), INSTANCES * CLIENTS_PER_INSTANCE * ROUNDS);
     assert!(failed.is_empty(), "not every answer was 2xx: {failed:?}");
     drop(instances);
 }
