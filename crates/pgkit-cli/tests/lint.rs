@@ -61,3 +61,18 @@ fn a_missing_folder_is_a_fixable_error() {
     assert_eq!(code, 1);
     assert!(stderr.contains("does not exist"), "{stderr}");
 }
+
+/// The standard's template header, `-- Migration: 00X_description.sql`,
+/// copied with the file's own name, lints clean.
+#[test]
+fn the_standards_template_header_with_sql_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("002_seed_reference_data.sql"),
+        "-- Migration: 002_seed_reference_data.sql\n-- Issue: DAVE-123\n-- Date: 2025-01-15\n-- Author: Jane Doe\n-- Description: Seed reference data\nBEGIN;\nSELECT 1;\nCOMMIT;\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = lint(dir.path(), false);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(!stdout.contains("migration-header"), "{stdout}");
+}

@@ -1,8 +1,8 @@
 //! `migration-header`: every migration opens with the standard's comment
 //! block, `-- Migration:`, `-- Issue:`, `-- Date:`, `-- Author:`,
 //! `-- Description:`, each with a value. `Date` is `YYYY-MM-DD` and
-//! `Migration` names the file (without `.sql`), so a copied header that was
-//! not updated shows. Only files in the migrations folder itself: seeds and
+//! `Migration` names the file (with or without `.sql`, or by its number
+//! alone), so a copied header that was not updated shows. Only files in the migrations folder itself: seeds and
 //! test data have no template of their own.
 //!
 //! The header is the comment tokens before the first statement; each line
@@ -78,7 +78,7 @@ fn check_value(file: &SqlFile, field: &Field, sink: &mut Sink) {
             ),
             "write the date the migration was written, e.g. `-- Date: 2025-01-15`",
         )),
-        "Migration" if field.value != file.stem() => sink.push(file.finding(
+        "Migration" if !names_file(&field.value, file) => sink.push(file.finding(
             Rule::MigrationHeader,
             field.offset,
             format!(
@@ -87,12 +87,25 @@ fn check_value(file: &SqlFile, field: &Field, sink: &mut Sink) {
                 file.stem()
             ),
             format!(
-                "write `-- Migration: {}` (a header copied from another file?)",
+                "write `-- Migration: {}.sql` (a header copied from another file?)",
                 file.stem()
             ),
         )),
         _ => {}
     }
+}
+
+/// Whether the header's `Migration:` value names this file: its name with or
+/// without `.sql` (the standard's template writes `00X_description.sql`), or
+/// just its number (`002`), which cannot be a header copied from another file.
+fn names_file(value: &str, file: &SqlFile) -> bool {
+    let stem = file.stem();
+    let value = value.strip_suffix(".sql").unwrap_or(value);
+    if value == stem {
+        return true;
+    }
+    let number: String = stem.chars().take_while(char::is_ascii_digit).collect();
+    !number.is_empty() && value == number
 }
 
 /// The standard's fields found in the leading comment block, first wins.
@@ -145,7 +158,7 @@ fn is_iso_date(value: &str) -> bool {
 
 fn example(key: &str, file: &SqlFile) -> String {
     match key {
-        "Migration" => file.stem(),
+        "Migration" => format!("{}.sql", file.stem()),
         "Issue" => "<issue id, e.g. DAVE-123>".into(),
         "Date" => "<YYYY-MM-DD>".into(),
         "Author" => "<who wrote it>".into(),
@@ -171,6 +184,20 @@ mod tests {
     #[test]
     fn the_standard_template_passes() {
         assert_eq!(lint_one(GOOD, Rule::MigrationHeader), Vec::<String>::new());
+    }
+
+    #[test]
+    fn the_header_may_name_the_file_with_sql_or_by_its_number() {
+        for name in ["001_x.sql", "001"] {
+            let sql = GOOD.replace("-- Migration: 001_x\n", &format!("-- Migration: {name}\n"));
+            assert_eq!(
+                lint_one(&sql, Rule::MigrationHeader),
+                Vec::<String>::new(),
+                "{name}"
+            );
+        }
+        let other = GOOD.replace("-- Migration: 001_x\n", "-- Migration: 002_x.sql\n");
+        assert_eq!(lint_one(&other, Rule::MigrationHeader).len(), 1);
     }
 
     #[test]
