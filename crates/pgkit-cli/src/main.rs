@@ -1,7 +1,8 @@
 //! `pgkit`: parse the command line, run it, pick the exit code.
 //!
 //! Exit codes: 0 success; 1 a failure the user can fix (the error, then one
-//! `hint:` line saying how); 2 bad usage (clap's own).
+//! `hint:` line saying how); 2 bad usage (clap's own); 141 standard output
+//! was closed by its reader (quietly, as a shell reports SIGPIPE).
 
 mod cli;
 mod commands;
@@ -16,6 +17,9 @@ fn main() -> ExitCode {
     init_tracing();
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of stdout went away (`pgkit lint | head -1`): stop
+        // quietly with the status a shell shows for SIGPIPE (128 + 13).
+        Err(e) if e.is::<commands::ClosedPipe>() => ExitCode::from(141),
         Err(e) => {
             eprintln!("error: {}", commands::message(&e));
             eprintln!("hint: {}", commands::hint(&e));

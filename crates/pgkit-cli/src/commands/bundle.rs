@@ -1,10 +1,9 @@
 //! `pgkit bundle`: one self-recording SQL file for psql -f or gcloud sql import sql.
 
-use std::io::Write;
-
 use anyhow::Context;
 use pgkit::migrate::{MigrateOptions, MigrationSource, Migrator};
 
+use super::out;
 use crate::cli::BundleArgs;
 
 pub fn run(args: BundleArgs) -> anyhow::Result<()> {
@@ -19,9 +18,7 @@ pub fn run(args: BundleArgs) -> anyhow::Result<()> {
         eprintln!("warning: {w}");
     }
     if args.out.as_os_str() == "-" {
-        std::io::stdout()
-            .write_all(bundle.sql.as_bytes())
-            .context("cannot write the bundle to standard output")?;
+        out(&bundle.sql)?;
     } else {
         std::fs::write(&args.out, &bundle.sql)
             .with_context(|| format!("cannot write {}", args.out.display()))?;

@@ -6,15 +6,13 @@
 //! not a start-up error; the pool and timeout settings are read the way the
 //! service reads them.
 
-use std::io::Write;
-
 use clap::ValueEnum;
 use pgkit::connect::SessionParams;
 use pgkit::doctor::{diagnose, DoctorInput, Outcome, Step};
 use pgkit::secret::Secret;
 use pgkit::settings::{DbSettings, Env};
 
-use super::UserError;
+use super::{out, outln, ClosedPipe, UserError};
 use crate::cli::{DoctorArgs, OutputFormat};
 
 /// The variables the service's pool reads besides its DSN.
@@ -77,17 +75,22 @@ pub async fn run(args: DoctorArgs) -> anyhow::Result<()> {
     };
 
     let text = args.format == OutputFormat::Text;
+    // Steps print as they finish; once the reader of stdout has gone the
+    // rest is not printed, and the run ends quietly after the diagnosis.
+    let mut closed = false;
     let mut print_step = |step: &Step| {
-        if text {
-            print!("{}", step.to_text());
-            let _ = std::io::stdout().flush();
+        if text && !closed {
+            closed = out(step.to_text()).is_err();
         }
     };
     let diagnosis = diagnose(&input, &mut print_step).await;
+    if closed {
+        return Err(ClosedPipe.into());
+    }
     if text {
-        print!("{}", diagnosis.verdict());
+        out(diagnosis.verdict())?;
     } else {
-        println!("{}", serde_json::to_string_pretty(&diagnosis.to_json())?);
+        outln(serde_json::to_string_pretty(&diagnosis.to_json())?)?;
     }
     match diagnosis.failure().map(|s| (s.name, &s.outcome)) {
         Some((name, Outcome::Fail { fix, .. })) => {

@@ -6,6 +6,7 @@
 
 use pgkit::local::{LocalCluster, LocalOptions, LocalStatus};
 
+use super::outln;
 use crate::cli::{LocalAction, LocalArgs};
 
 pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
@@ -30,7 +31,7 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
                     .map(|p| p.to_string())
                     .unwrap_or_else(|| "?".into())
             );
-            println!("{}", cluster.url("postgres"));
+            outln(cluster.url("postgres"))?;
         }
         LocalAction::Stop => match LocalCluster::attach(opts.clone()).await? {
             Some(cluster) => {
@@ -44,18 +45,18 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
         },
         LocalAction::Status => match LocalCluster::status(&opts.data_dir) {
             LocalStatus::NotInitialized => {
-                println!(
+                outln(format_args!(
                     "not initialized: {} holds no cluster (`pgkit local start` creates it)",
                     opts.data_dir.display()
-                )
+                ))?;
             }
-            LocalStatus::Stopped => println!("stopped: {}", opts.data_dir.display()),
+            LocalStatus::Stopped => outln(format_args!("stopped: {}", opts.data_dir.display()))?,
             LocalStatus::Running { pid } => {
                 let url = LocalCluster::attach(opts.clone())
                     .await?
                     .map(|c| c.url("postgres"))
                     .unwrap_or_default();
-                println!("running: pid {pid}, {url}");
+                outln(format_args!("running: pid {pid}, {url}"))?;
             }
         },
     }

@@ -4,7 +4,7 @@ use anyhow::Context;
 use pgkit::migrate::{MigrateOptions, MigrationSource, Migrator, NewFile, State, Status};
 use pgkit::settings::Env;
 
-use super::{connection, progress, seconds, timeouts, UserError};
+use super::{connection, out, outln, progress, seconds, timeouts, UserError};
 use crate::cli::{DdlLockArgs, MigrateAction, MigrateArgs};
 
 pub async fn run(args: MigrateArgs) -> anyhow::Result<()> {
@@ -27,19 +27,16 @@ pub async fn run(args: MigrateArgs) -> anyhow::Result<()> {
             let today = chrono::Local::now().date_naive();
             let path = pgkit::migrate::new_file(&args.dir, &file, today)?;
             eprintln!("created {}", path.display());
-            println!("{}", path.display());
+            outln(path.display())?;
             Ok(())
         }
         MigrateAction::Status { json } => {
             let (dsn, params) = connection(&args.db).await?;
             let status = migrator.status(&dsn, &params).await?;
             if *json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&status).context("cannot write JSON")?
-                );
+                outln(serde_json::to_string_pretty(&status).context("cannot write JSON")?)?;
             } else {
-                print!("{}", table(&status));
+                out(table(&status))?;
             }
             Ok(())
         }

@@ -42,6 +42,30 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     })
 }
 
+/// Standard output was closed by its reader (`pgkit lint | head -1`): the
+/// program stops quietly, like every Unix tool killed by SIGPIPE.
+#[derive(Debug, thiserror::Error)]
+#[error("standard output closed")]
+pub struct ClosedPipe;
+
+/// Writes `text` to stdout and flushes it: the one way the commands print
+/// results. A reader that went away becomes [`ClosedPipe`] (main exits
+/// quietly), never a panic as with `print!`.
+pub fn out(text: impl std::fmt::Display) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match write!(stdout, "{text}").and_then(|()| stdout.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(ClosedPipe.into()),
+        Err(e) => Err(anyhow::Error::new(e).context("cannot write to standard output")),
+    }
+}
+
+/// [`out`] with a newline.
+pub fn outln(text: impl std::fmt::Display) -> anyhow::Result<()> {
+    out(format_args!("{text}\n"))
+}
+
 /// A failure the user can fix, with the one line that says how.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
@@ -71,8 +95,8 @@ fn print_report(
     how: &str,
 ) -> anyhow::Result<()> {
     match format {
-        OutputFormat::Text => print!("{}", text()),
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&json())?),
+        OutputFormat::Text => out(text())?,
+        OutputFormat::Json => outln(serde_json::to_string_pretty(&json())?)?,
     }
     match errors {
         Some(summary) => Err(UserError::new(format!("{command}: {summary}"), how).into()),

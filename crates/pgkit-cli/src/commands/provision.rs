@@ -8,7 +8,7 @@ use pgkit::secret::Secret;
 use pgkit::settings::Env;
 
 use super::audit::open;
-use super::{connection, UserError};
+use super::{connection, out, outln, UserError};
 use crate::cli::ProvisionArgs;
 
 pub async fn run(args: ProvisionArgs) -> anyhow::Result<()> {
@@ -35,7 +35,7 @@ pub async fn run(args: ProvisionArgs) -> anyhow::Result<()> {
         plan = plan.with_session_defaults(&params);
     }
     if args.dry_run {
-        print!("{}", plan.to_sql());
+        out(plan.to_sql())?;
         return Ok(());
     }
 
@@ -51,10 +51,10 @@ pub async fn run(args: ProvisionArgs) -> anyhow::Result<()> {
         .owner
         .as_deref()
         .map_or_else(|| dsn.user.clone(), str::to_string);
-    println!(
+    outln(format_args!(
         "provisioned schema {} and role {}; tables and sequences {owner} creates there later are covered too",
         args.schema, args.role
-    );
+    ))?;
     Ok(())
 }
 

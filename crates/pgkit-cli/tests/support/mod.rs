@@ -43,3 +43,12 @@ pub async fn connect(url: &str) -> Client {
     tokio::spawn(conn);
     client
 }
+
+/// Runs `cmd` with its stdout a pipe whose reader is already closed, as in
+/// `pgkit lint | true` once `true` has exited: every write gets EPIPE.
+/// stderr is captured.
+pub fn with_closed_stdout(cmd: &mut Command) -> Output {
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    cmd.stdout(writer).output().expect("pgkit runs")
+}
