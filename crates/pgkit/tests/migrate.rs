@@ -901,3 +901,95 @@ async fn a_concurrent_index_build_waits_past_the_lock_timeout_instead_of_leaving
         .get(0);
     assert!(valid);
 }
+
+// ---- statements after the file's COMMIT (issue 14) ----
+
+/// The standard's Idempotent Seed Pattern, as a numbered file: `BEGIN`, the
+/// inserts, `COMMIT`, then a `DO` block raising a NOTICE.
+const IDEMPOTENT_SEED: &str = "-- Migration: 002_seed_reference_data.sql\n\
+-- Issue: DAVE-1\n-- Date: 2025-01-15\n-- Author: A\n-- Description: Seed reference data\n\
+BEGIN;\n\
+INSERT INTO categories (name) VALUES ('general') ON CONFLICT (name) DO NOTHING;\n\
+COMMIT;\n\
+DO $$ BEGIN RAISE NOTICE 'Seed data applied at %', NOW(); END $$;\n";
+
+fn folder_with_seed_in_numbered_files() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("001_categories.sql"),
+        "BEGIN;\nCREATE TABLE IF NOT EXISTS categories (name text PRIMARY KEY);\nCOMMIT;\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("002_seed_reference_data.sql"),
+        IDEMPOTENT_SEED,
+    )
+    .unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn statements_after_the_commit_run_after_the_transaction_in_up_status_and_bundle() {
+    let db = cluster().await.database().await;
+    let (dsn, params) = params(&db, "development");
+    let dir = folder_with_seed_in_numbered_files();
+    let m = migrator(dir.path());
+
+    let before = m.status(&dsn, &params).await.unwrap();
+    assert_eq!(before.migrations.len(), 2);
+
+    let (events, sink) = collect();
+    let report = m.up(&dsn, &params, sink).await.unwrap();
+    assert_eq!(report.applied.len(), 2);
+    assert!(
+        events.lock().unwrap().iter().any(|e| matches!(e,
+            Event::Notice { name, message, .. }
+            if name == "002_seed_reference_data.sql" && message.starts_with("Seed data applied at"))),
+        "the NOTICE after COMMIT shows"
+    );
+    assert_eq!(tracking_rows(&db, "public").await.len(), 2);
+    assert_eq!(count(&db, "SELECT count(*) FROM categories").await, 1);
+    let (_, sink) = collect();
+    assert!(m.up(&dsn, &params, sink).await.unwrap().applied.is_empty());
+
+    // The bundle takes the same folder, and leaves the same rows as `up`.
+    let by_bundle = cluster().await.database().await;
+    let bundle = m.bundle().unwrap();
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), &bundle.sql).unwrap();
+    psql_file(&by_bundle, file.path());
+    psql_file(&by_bundle, file.path());
+    assert_eq!(
+        tracking_rows(&by_bundle, "public").await,
+        tracking_rows(&db, "public").await
+    );
+    assert_eq!(
+        count(&by_bundle, "SELECT count(*) FROM categories").await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_failure_after_the_commit_leaves_the_file_applied_and_says_so() {
+    let db = cluster().await.database().await;
+    let (dsn, params) = params(&db, "development");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("001_a.sql"),
+        "BEGIN;\nCREATE TABLE a (id int);\nCOMMIT;\nSELECT * FROM nowhere;\n",
+    )
+    .unwrap();
+    let (_, sink) = collect();
+    let err = migrator(dir.path())
+        .up(&dsn, &params, sink)
+        .await
+        .unwrap_err();
+    let MigrateError::Failed(f) = &err else {
+        panic!("expected a file failure, got {err}");
+    };
+    assert_eq!((f.line, f.after_commit), (4, true), "{err}");
+    let hint = err.hint().unwrap();
+    assert!(hint.contains("applied and recorded"), "{hint}");
+    assert!(exists(&db, "a").await);
+    assert_eq!(tracking_rows(&db, "public").await.len(), 1);
+}

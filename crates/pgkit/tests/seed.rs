@@ -162,3 +162,36 @@ async fn a_failing_seed_names_its_file_and_line_and_rolls_back() {
         0
     );
 }
+
+/// The standard's Idempotent Seed Pattern ends with `COMMIT;` then a `DO`
+/// block raising a NOTICE: it runs after the seed's transaction.
+#[tokio::test]
+async fn a_seed_with_statements_after_its_commit_runs_them() {
+    let db = cluster().await.database().await;
+    let (dsn, params) = params(&db, "development");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("seeds")).unwrap();
+    std::fs::write(
+        dir.path().join("seeds/001_reference.sql"),
+        "BEGIN;\nCREATE TABLE IF NOT EXISTS reference (n int PRIMARY KEY);\nINSERT INTO reference VALUES (1) ON CONFLICT DO NOTHING;\nCOMMIT;\nDO $$ BEGIN RAISE NOTICE 'Seed data applied at %', NOW(); END $$;\n",
+    )
+    .unwrap();
+    let files = SeedFiles::from_dir(dir.path());
+    for _ in 0..2 {
+        let mut notices = Vec::new();
+        seed::run(&dsn, &params, &files, &SeedOptions::default(), |e| {
+            if let Event::Notice { message, .. } = e {
+                notices.push(message.clone())
+            }
+        })
+        .await
+        .unwrap();
+        assert!(
+            notices
+                .iter()
+                .any(|m| m.starts_with("Seed data applied at")),
+            "{notices:?}"
+        );
+    }
+    assert_eq!(count(&db, "SELECT count(*) FROM reference").await, 1);
+}

@@ -35,6 +35,9 @@ pub struct FileFailure {
     /// The file ran outside a transaction: statements before the failing
     /// one stay applied.
     pub outside_transaction: bool,
+    /// The failing statement came after the file's own `COMMIT`: the file's
+    /// transaction, and its tracking row, are committed.
+    pub after_commit: bool,
 }
 
 impl std::fmt::Display for FileFailure {
@@ -197,6 +200,10 @@ impl MigrateError {
             MigrateError::Changed { .. } => {
                 "restore the applied file(s) and put the change in a new migration (`pgkit migrate new`); if the edit is intended (comments, formatting), accept it with `pgkit migrate repair`".into()
             }
+            MigrateError::Failed(f) if f.after_commit => format!(
+                "{} is applied and recorded (its transaction committed); the statements after its COMMIT, from line {} on, did not run and `up` will not run them again: run them by hand if they matter",
+                f.name, f.line
+            ),
             MigrateError::Failed(f) if f.outside_transaction => {
                 "fix the file and run `up` again: it ran outside a transaction, so statements before the failing one stayed applied and must be safe to re-run".into()
             }
@@ -206,7 +213,9 @@ impl MigrateError {
             ),
             MigrateError::Blocked { failure, .. } => format!(
                 "{}; find the blocker, often a long or idle-in-transaction session (SELECT pid, state, xact_start, left(query, 60) FROM pg_stat_activity WHERE xact_start < now() - interval '1 minute'; pg_locks shows what each pid holds), let it finish or end it (pg_terminate_backend(pid)), then run `up` again; or raise {} (--ddl-lock-timeout) or {} (--ddl-lock-retries), knowing every query on that table queues behind a waiting ALTER",
-                if failure.outside_transaction {
+                if failure.after_commit {
+                    format!("{} is applied and recorded, its statements after COMMIT from line {} on did not run", failure.name, failure.line)
+                } else if failure.outside_transaction {
                     format!("statements of {} before line {} stayed applied, nothing was recorded", failure.name, failure.line)
                 } else {
                     format!("nothing of {} was applied or recorded", failure.name)

@@ -560,8 +560,11 @@ async fn apply_one(
         // the top. A no-transaction file kept the statements before the
         // failing one (committed each on its own) and resumes at it; the
         // failing statement itself did nothing, a statement being atomic.
+        // A statement after the file's own COMMIT: the transaction and its
+        // row are committed, so only the statements from it on run again.
         let resume_at = match (&m.mode, statement) {
             (TxMode::NoTransaction, Some(i)) => Some(i),
+            (TxMode::Own { commit, .. }, Some(i)) if i > *commit => Some(i),
             (TxMode::NoTransaction, None) => None,
             _ => Some(0),
         };

@@ -189,7 +189,14 @@ pub(crate) async fn run_attempt(
     attempt: &Attempt,
 ) -> Result<Duration, Failed> {
     let steps = plan(script, record.is_some(), attempt.from);
-    let in_transaction = !matches!(script.mode, TxMode::NoTransaction);
+    let commit = match *script.mode {
+        TxMode::Own { commit, .. } => Some(commit),
+        _ => None,
+    };
+    // False once the file's own COMMIT has run: what follows it runs
+    // statement by statement, with nothing to roll back.
+    let mut in_transaction =
+        !matches!(script.mode, TxMode::NoTransaction) && commit.is_none_or(|c| attempt.from <= c);
     let started = Instant::now();
     // Set per attempt, so a file's own session-level SET does not carry
     // over into the next file.
@@ -202,6 +209,10 @@ pub(crate) async fn run_attempt(
         }
     }
     for step in steps {
+        let ran = match step {
+            Step::Statement(i) => Some(i),
+            _ => None,
+        };
         let outcome = match step {
             Step::Runner(sql) => session.exec(sql, on_notice).await.map_err(|e| (e, None)),
             Step::Statement(i) => {
@@ -248,10 +259,15 @@ pub(crate) async fn run_attempt(
             if in_transaction {
                 session.rollback().await;
             }
+            let mut failure = locate(script, statement, &e, !in_transaction);
+            failure.after_commit = matches!((commit, statement), (Some(c), Some(i)) if i > c);
             return Err(Failed {
-                error: RunError::File(locate(script, statement, &e, !in_transaction)),
+                error: RunError::File(failure),
                 statement,
             });
+        }
+        if ran.is_some() && ran == commit {
+            in_transaction = false;
         }
     }
     Ok(started.elapsed())
@@ -274,10 +290,16 @@ fn plan(script: &Script<'_>, record: bool, from: usize) -> Vec<Step> {
             .chain(record)
             .chain(std::iter::once(Step::Runner("COMMIT")))
             .collect(),
+        // Resuming past the COMMIT (a lock timeout after it): the
+        // transaction and its row are committed, only the rest runs.
+        TxMode::Own { commit, .. } if from > commit => {
+            (from.min(n)..n).map(Step::Statement).collect()
+        }
         TxMode::Own { commit, .. } => (0..commit)
             .map(Step::Statement)
             .chain(record)
             .chain(std::iter::once(Step::Statement(commit)))
+            .chain((commit + 1..n).map(Step::Statement))
             .collect(),
         TxMode::NoTransaction => (from.min(n)..n)
             .map(Step::Statement)
@@ -339,6 +361,7 @@ fn locate(
             })
         }),
         outside_transaction,
+        after_commit: false,
     }
 }
 

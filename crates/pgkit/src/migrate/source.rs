@@ -91,8 +91,9 @@ pub enum TxMode {
     /// No transaction control of its own: the runner wraps the file and its
     /// tracking row in one transaction.
     Wrapped,
-    /// Opens with `BEGIN` and ends with `COMMIT` (statement indexes): the
-    /// tracking row goes in just before that `COMMIT`.
+    /// Opens with `BEGIN` and has one `COMMIT` (statement indexes): the
+    /// tracking row goes in just before that `COMMIT`. Statements after the
+    /// `COMMIT` run after the transaction, each on its own.
     Own { begin: usize, commit: usize },
     /// First line `-- pgkit:no-transaction`: statement by statement with no
     /// transaction around them (`CREATE INDEX CONCURRENTLY`); the row is
@@ -193,9 +194,11 @@ pub fn tx_mode(name: &str, sql: &str, statements: &[Statement]) -> Result<TxMode
     let last = statements.len().saturating_sub(1);
     match control.as_slice() {
         [] => Ok(TxMode::Wrapped),
-        [(0, Control::Begin), (end, Control::Commit)] if *end == last => Ok(TxMode::Own {
+        // Statements after the COMMIT (the standard's seed pattern ends with
+        // a `DO $$ … RAISE NOTICE … $$`) run after the transaction.
+        [(0, Control::Begin), (end, Control::Commit)] => Ok(TxMode::Own {
             begin: 0,
-            commit: last,
+            commit: *end,
         }),
         _ => {
             let (i, what) = misplaced(&control, last);
@@ -303,11 +306,14 @@ mod tests {
             TxMode::Own { begin: 0, commit: 3 }
         );
         assert_eq!(
+            mode("BEGIN;\nSELECT 1;\nCOMMIT;\nDO $$ BEGIN RAISE NOTICE 'Seed data applied at %', NOW(); END $$;\n").unwrap(),
+            TxMode::Own { begin: 0, commit: 2 }
+        );
+        assert_eq!(
             mode("-- pgkit:no-transaction\nCREATE INDEX CONCURRENTLY i ON a (id);").unwrap(),
             TxMode::NoTransaction
         );
         for (sql, line) in [
-            ("BEGIN;\nSELECT 1;\nCOMMIT;\nSELECT 2;", 3),
             ("SELECT 1;\nBEGIN;\nSELECT 2;\nCOMMIT;", 2),
             ("BEGIN;\nSELECT 1;", 1),
             ("BEGIN;\nROLLBACK;", 2),

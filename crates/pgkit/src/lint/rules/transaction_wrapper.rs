@@ -34,6 +34,14 @@ pub(crate) fn check(files: &[SqlFile], sink: &mut Sink) {
 }
 
 fn check_wrapped(file: &SqlFile, stmts: &[ast::Stmt], sink: &mut Sink) {
+    // Statements after the closing COMMIT run after the transaction (the
+    // standard's seed pattern ends with a `DO $$ … RAISE NOTICE … $$`), as
+    // `pgkit migrate` runs them: the transaction is what comes before.
+    let closing = stmts
+        .iter()
+        .rposition(|s| matches!(s, ast::Stmt::Commit(_) | ast::Stmt::Rollback(_)))
+        .filter(|&i| i > 0);
+    let stmts = closing.map_or(stmts, |i| &stmts[..=i]);
     let (first, last) = (&stmts[0], &stmts[stmts.len() - 1]);
     let begins = matches!(first, ast::Stmt::Begin(_));
     let commits = matches!(last, ast::Stmt::Commit(_));
@@ -177,6 +185,12 @@ mod tests {
             check("SELECT 1;\nCOMMIT;\n"),
             ["001_x.sql:6:1 the migration does not start with BEGIN;"]
         );
+    }
+
+    #[test]
+    fn statements_after_the_final_commit_pass() {
+        let sql = "BEGIN;\nSELECT 1;\nCOMMIT;\nDO $$ BEGIN RAISE NOTICE 'Seed data applied at %', NOW(); END $$;\n";
+        assert_eq!(check(sql), Vec::<String>::new());
     }
 
     #[test]
