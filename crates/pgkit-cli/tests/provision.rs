@@ -223,3 +223,128 @@ fn with_a_transaction_pooler_the_session_settings_become_the_roles_defaults() {
         assert!(sql.contains(line), "{line} missing from:\n{sql}");
     }
 }
+
+/// `--role postgres` (issue 14): a superuser, the connecting role or the
+/// schema's owner is refused with the reason and a hint, and nothing is
+/// changed (no schema, no `ALTER ROLE … SET search_path`).
+#[tokio::test]
+async fn a_superuser_the_connecting_role_or_the_schema_owner_is_refused() {
+    let db = testing::cluster().await.database().await;
+    let admin = connect(db.url()).await;
+    let env = [("APP_PW", PASSWORD)];
+    let refused = |out: &Output, role: &str, schema: &str, reason: &str| {
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(out));
+        let err = stderr(out);
+        assert!(
+            err.contains(&format!(
+                "error: refusing to make {role} the runtime role of schema {schema}: {reason}"
+            )),
+            "{err}"
+        );
+        assert!(
+            err.contains("hint: give the service a role of its own"),
+            "{err}"
+        );
+        assert_no_password(out);
+    };
+
+    let out = provision(
+        Some(db.url()),
+        &env,
+        &[
+            "--schema",
+            "people_refused",
+            "--role",
+            "postgres",
+            "--password-env",
+            "APP_PW",
+        ],
+    );
+    refused(&out, "postgres", "people_refused", "it is a superuser");
+    let schemas: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_namespace WHERE nspname = 'people_refused'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(schemas, 0);
+    let settings: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole \
+             WHERE r.rolname = 'postgres' AND array_to_string(s.setconfig, ',') LIKE '%people_refused%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(settings, 0);
+
+    admin
+        .batch_execute(
+            "CREATE ROLE cli_refuse_admin LOGIN CREATEROLE;
+             CREATE ROLE cli_refuse_owner NOLOGIN;
+             CREATE SCHEMA refused_owned AUTHORIZATION cli_refuse_owner;",
+        )
+        .await
+        .unwrap();
+    let out = provision(
+        Some(&url_as(&db, "cli_refuse_admin")),
+        &env,
+        &[
+            "--schema",
+            "refused_conn",
+            "--role",
+            "cli_refuse_admin",
+            "--password-env",
+            "APP_PW",
+        ],
+    );
+    refused(
+        &out,
+        "cli_refuse_admin",
+        "refused_conn",
+        "it is the role running provision",
+    );
+
+    let out = provision(
+        Some(db.url()),
+        &env,
+        &[
+            "--schema",
+            "refused_owned",
+            "--role",
+            "cli_refuse_owner",
+            "--password-env",
+            "APP_PW",
+        ],
+    );
+    refused(
+        &out,
+        "cli_refuse_owner",
+        "refused_owned",
+        "it owns the schema",
+    );
+
+    let out = provision(
+        Some(db.url()),
+        &env,
+        &[
+            "--schema",
+            "refused_own2",
+            "--role",
+            "cli_refuse_owner",
+            "--owner",
+            "cli_refuse_owner",
+            "--password-env",
+            "APP_PW",
+        ],
+    );
+    refused(
+        &out,
+        "cli_refuse_owner",
+        "refused_own2",
+        "it is the migration owner",
+    );
+}

@@ -102,6 +102,10 @@ fn user_error(e: ProvisionError) -> UserError {
         ProvisionError::EmptyPassword | ProvisionError::NulInPassword => {
             "put the role's password in the variable --password-env names"
         }
+        ProvisionError::UnsafeRole { .. } => {
+            "give the service a role of its own that holds nothing else, e.g. --role <schema>_app \
+             (provision creates it), and keep the owner and admin roles for migrations"
+        }
         _ => {
             "run provision as a role that may create roles and is a member of the migration owner \
              (on Cloud SQL: the postgres user), or pass --owner; see --dry-run for the SQL"

@@ -55,6 +55,16 @@ pub enum ProvisionError {
     EmptyPassword,
     #[error("the password contains a NUL byte, which PostgreSQL cannot store")]
     NulInPassword,
+    /// The runtime role would be a role that must never be the service's:
+    /// a superuser, the role running provision, or the schema's owner
+    /// (`ALTER ROLE … SET search_path` on it would also change every
+    /// other database and session of that role). Nothing was changed.
+    #[error("refusing to make {role} the runtime role of schema {schema}: {reason}; nothing was changed")]
+    UnsafeRole {
+        role: String,
+        schema: String,
+        reason: String,
+    },
     /// A statement failed; everything before it was rolled back.
     #[error("provision failed while {purpose}: {message}{}; nothing was changed", hint.as_deref().map(|h| format!(" (hint: {h})")).unwrap_or_default())]
     Statement {
@@ -114,6 +124,15 @@ impl Plan {
         let schema = Ident::schema(&req.schema)?;
         let role = Ident::role(&req.role)?;
         let owner = req.owner.as_deref().map(Ident::existing_role).transpose()?;
+        if owner.as_ref() == Some(&role) {
+            return Err(ProvisionError::UnsafeRole {
+                role: role.to_string(),
+                schema: schema.to_string(),
+                reason:
+                    "it is the migration owner (--owner), which owns the tables and may drop them"
+                        .into(),
+            });
+        }
         let login = match &req.login {
             Login::Password(password) => {
                 let p = password.expose();
@@ -183,6 +202,10 @@ impl Plan {
     /// role that may create roles and is the migration owner or a member of it.
     pub async fn apply(&self, client: &Client) -> Result<(), ProvisionError> {
         begin(client).await?;
+        if let Err(e) = self.refuse_unsafe_roles(client).await {
+            let _ = client.batch_execute("ROLLBACK").await;
+            return Err(e);
+        }
         for statement in self.render(true) {
             if let Err(e) = client.batch_execute(&statement.sql).await {
                 let _ = client.batch_execute("ROLLBACK").await;
@@ -193,6 +216,50 @@ impl Plan {
             .batch_execute("COMMIT")
             .await
             .map_err(|e| statement_error("committing", &e))
+    }
+
+    /// Refuses, before anything is changed, a runtime role (or IAM user)
+    /// that already exists as a superuser (or a Cloud SQL
+    /// `cloudsqlsuperuser`), is the role running provision, is the
+    /// migration owner, or owns the schema.
+    async fn refuse_unsafe_roles(&self, client: &Client) -> Result<(), ProvisionError> {
+        const CHECK: &str = "SELECT r.rolsuper \
+                   OR EXISTS (SELECT FROM pg_catalog.pg_roles s \
+                              WHERE s.rolname = 'cloudsqlsuperuser' \
+                                AND pg_catalog.pg_has_role(r.oid, s.oid, 'MEMBER')), \
+               r.rolname IN (current_user, session_user), \
+               r.rolname = coalesce($3, current_user), \
+               EXISTS (SELECT FROM pg_catalog.pg_namespace n \
+                       WHERE n.nspname = $2 AND n.nspowner = r.oid) \
+             FROM pg_catalog.pg_roles r WHERE r.rolname = $1";
+        let owner = self.owner.as_ref().map(Ident::to_string);
+        let schema = self.schema.to_string();
+        for role in self.login_roles() {
+            let name = role.to_string();
+            let row = client
+                .query_opt(CHECK, &[&name, &schema, &owner])
+                .await
+                .map_err(|e| statement_error("checking the runtime role", &e))?;
+            let Some(row) = row else { continue };
+            let reason = if row.get::<_, bool>(0) {
+                "it is a superuser: the service could do anything, and ALTER ROLE … SET search_path \
+                 would change its settings in every database"
+            } else if row.get::<_, bool>(1) {
+                "it is the role running provision (the connecting role)"
+            } else if row.get::<_, bool>(2) {
+                "it is the migration owner, which owns the tables and may drop them"
+            } else if row.get::<_, bool>(3) {
+                "it owns the schema, so it could drop or alter every table in it"
+            } else {
+                continue;
+            };
+            return Err(ProvisionError::UnsafeRole {
+                role: name,
+                schema,
+                reason: reason.into(),
+            });
+        }
+        Ok(())
     }
 
     fn owner_display(&self) -> String {
