@@ -1,10 +1,12 @@
 //! `seed-on-conflict`: every `INSERT` in `seeds/` has an `ON CONFLICT`
 //! clause, so seeding runs any number of times (each deploy, each local
 //! start) without duplicate rows or unique violations. Checked in top-level
-//! statements and inside `DO` blocks; an insert made idempotent some other way
-//! (`WHERE NOT EXISTS`) can be allowed with its reason.
+//! statements and inside `DO` blocks. `INSERT … SELECT … WHERE … NOT EXISTS
+//! (…)` (the standard's AI Prompt Seed Pattern) is re-runnable too and
+//! passes.
 
 use squawk_syntax::ast::{self, AstNode};
+use squawk_syntax::SyntaxKind;
 
 use super::Sink;
 use crate::lint::names::QualifiedName;
@@ -16,7 +18,10 @@ pub(crate) fn check(files: &[SqlFile], sink: &mut Sink) {
         for located in file.stmts_with_bodies() {
             let root = located.stmt.syntax();
             for insert in root.descendants().filter_map(ast::Insert::cast) {
-                if insert.on_conflict_clause().is_some() || in_routine(insert.syntax()) {
+                if insert.on_conflict_clause().is_some()
+                    || in_routine(insert.syntax())
+                    || guarded_by_not_exists(&insert)
+                {
                     continue;
                 }
                 let table = insert
@@ -33,6 +38,30 @@ pub(crate) fn check(files: &[SqlFile], sink: &mut Sink) {
             }
         }
     }
+}
+
+/// `INSERT … SELECT … WHERE … NOT EXISTS (…)`: a `WHERE` of the insert's
+/// query holds `NOT EXISTS`, so a row already there is not inserted again.
+fn guarded_by_not_exists(insert: &ast::Insert) -> bool {
+    insert
+        .syntax()
+        .descendants()
+        .filter_map(ast::WhereClause::cast)
+        .any(|clause| {
+            let mut previous_not = false;
+            for token in clause
+                .syntax()
+                .descendants_with_tokens()
+                .filter_map(|e| e.into_token())
+                .filter(|t| !matches!(t.kind(), SyntaxKind::WHITESPACE | SyntaxKind::COMMENT))
+            {
+                if previous_not && token.kind() == SyntaxKind::EXISTS_KW {
+                    return true;
+                }
+                previous_not = token.kind() == SyntaxKind::NOT_KW;
+            }
+            false
+        })
 }
 
 /// Inside a function or procedure definition: defined here, not run.
@@ -68,6 +97,21 @@ mod tests {
         let found = lint(&[("seeds/001_s.sql", sql)], Rule::SeedOnConflict);
         assert_eq!(found.len(), 1, "{found:?}");
         assert!(found[0].starts_with("seeds/001_s.sql:4:3"), "{found:?}");
+    }
+
+    #[test]
+    fn the_ai_prompt_seed_patterns_not_exists_guard_passes() {
+        let sql = "INSERT INTO prompts (name, body)\nSELECT 'summarise', 'Summarise the text'\nWHERE current_setting('app.environment', true) IS NOT NULL\n  AND NOT EXISTS (SELECT 1 FROM prompts WHERE name = 'summarise');\n";
+        assert_eq!(
+            lint(&[("seeds/001_s.sql", sql)], Rule::SeedOnConflict),
+            Vec::<String>::new()
+        );
+        let unguarded =
+            "INSERT INTO prompts (name) SELECT 'x' WHERE EXISTS (SELECT 1 FROM roles);\n";
+        assert_eq!(
+            lint(&[("seeds/001_s.sql", unguarded)], Rule::SeedOnConflict).len(),
+            1
+        );
     }
 
     #[test]
