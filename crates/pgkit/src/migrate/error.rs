@@ -94,6 +94,13 @@ pub enum MigrateError {
         problem: String,
     },
 
+    #[error("{name}:{line}: {message}")]
+    Syntax {
+        name: String,
+        line: u32,
+        message: String,
+    },
+
     #[error("invalid schema name {schema:?}: {problem}")]
     InvalidSchema { schema: String, problem: String },
 
@@ -184,6 +191,9 @@ impl MigrateError {
             }
             MigrateError::TransactionControl { .. } => {
                 "wrap the whole file in one BEGIN; … COMMIT;, or make `-- pgkit:no-transaction` its first line and keep each statement safe to re-run".into()
+            }
+            MigrateError::Syntax { .. } => {
+                "fix the statement at that line (`pgkit lint` reports it too); nothing of the folder was run".into()
             }
             MigrateError::InvalidSchema { .. } => {
                 "use a lower-case name of letters, digits and _ (such as public or dave)".into()

@@ -201,6 +201,12 @@ pub fn tx_mode(name: &str, sql: &str, statements: &[Statement]) -> Result<TxMode
             commit: *end,
         }),
         _ => {
+            // A statement the parser cannot read (`CREATE TABLE broken (;`)
+            // swallows what follows it, the COMMIT too: that is the problem
+            // to report, in the words `pgkit lint` uses.
+            if let Some(error) = syntax_error(sql) {
+                return Err(error.into_migrate_error(name, sql));
+            }
             let (i, what) = misplaced(&control, last);
             let stmt = &statements[i];
             Err(MigrateError::TransactionControl {
@@ -213,6 +219,30 @@ pub fn tx_mode(name: &str, sql: &str, statements: &[Statement]) -> Result<TxMode
             })
         }
     }
+}
+
+/// The parser's first error in the file, if any.
+struct ParseError {
+    offset: usize,
+    message: String,
+}
+
+impl ParseError {
+    fn into_migrate_error(self, name: &str, sql: &str) -> MigrateError {
+        MigrateError::Syntax {
+            name: name.to_string(),
+            line: sql::line_col(sql, self.offset).0,
+            message: format!("cannot parse this SQL: {}", self.message),
+        }
+    }
+}
+
+fn syntax_error(sql: &str) -> Option<ParseError> {
+    let parse = squawk_syntax::ast::SourceFile::parse(sql);
+    parse.errors().first().map(|e| ParseError {
+        offset: usize::from(e.range().start()),
+        message: e.message().to_string(),
+    })
 }
 
 fn is_no_transaction_marker(line: &str) -> bool {
@@ -325,6 +355,22 @@ mod tests {
                 }
                 other => panic!("{sql}: {other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn a_syntax_error_is_reported_with_its_line_not_as_a_missing_commit() {
+        let err = Migration::from_file(
+            "001_x.sql",
+            "-- Migration: 001_x\nBEGIN;\nCREATE TABLE broken (;\nCOMMIT;\n",
+        )
+        .unwrap_err();
+        match &err {
+            MigrateError::Syntax { line, message, .. } => {
+                assert_eq!(*line, 3, "{err}");
+                assert!(message.starts_with("cannot parse this SQL"), "{err}");
+            }
+            other => panic!("{other}"),
         }
     }
 
