@@ -2,11 +2,13 @@
 //!
 //! Exit codes: 0 success; 1 a failure the user can fix (the error, then one
 //! `hint:` line saying how); 2 bad usage (clap's own); 141 standard output
-//! was closed by its reader (quietly, as a shell reports SIGPIPE).
+//! was closed by its reader (quietly, as a shell reports SIGPIPE); 3 from
+//! `local status` when no server runs (as `pg_ctl status`).
 
 mod cli;
 mod commands;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -20,6 +22,10 @@ fn main() -> ExitCode {
         // The reader of stdout went away (`pgkit lint | head -1`): stop
         // quietly with the status a shell shows for SIGPIPE (128 + 13).
         Err(e) if e.is::<commands::ClosedPipe>() => ExitCode::from(141),
+        Err(e) if e.is::<commands::QuietExit>() => match e.downcast_ref() {
+            Some(commands::QuietExit(code)) => ExitCode::from(*code),
+            None => ExitCode::FAILURE,
+        },
         Err(e) => {
             eprintln!("error: {}", commands::message(&e));
             eprintln!("hint: {}", commands::hint(&e));
@@ -35,5 +41,7 @@ fn init_tracing() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, not into files or pipes.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }

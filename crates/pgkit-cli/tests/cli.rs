@@ -599,6 +599,18 @@ fn local_start_twice_then_stop_leaves_nothing_running() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("pgdata");
     let data_arg = data.to_str().unwrap();
+    let uninitialized = run(
+        None,
+        "development",
+        &["local", "status", "--data-dir", data_arg],
+    );
+    assert_eq!(
+        uninitialized.status.code(),
+        Some(3),
+        "{}",
+        stderr(&uninitialized)
+    );
+    assert!(String::from_utf8_lossy(&uninitialized.stdout).starts_with("not initialized"));
 
     let first = ok(run(
         None,
@@ -618,11 +630,17 @@ fn local_start_twice_then_stop_leaves_nothing_running() {
         .parse()
         .unwrap();
 
-    let second = ok(run(
+    // Logs into a pipe carry no colour codes.
+    let second = ok(pgkit(
         None,
         "development",
         &["local", "start", "--data-dir", data_arg],
-    ));
+    )
+    .env("RUST_LOG", "debug")
+    .output()
+    .unwrap());
+    assert!(!stderr(&second).is_empty());
+    assert!(!stderr(&second).contains('\u{1b}'), "{:?}", stderr(&second));
     assert!(
         stderr(&second).contains("already running"),
         "{}",
@@ -657,11 +675,13 @@ fn local_start_twice_then_stop_leaves_nothing_running() {
         gone_within(pid, std::time::Duration::from_secs(5)),
         "postgres (pid {pid}) still runs"
     );
-    let status = ok(run(
+    // Nothing runs: exit 3, as `pg_ctl status`.
+    let status = run(
         None,
         "development",
         &["local", "status", "--data-dir", data_arg],
-    ));
+    );
+    assert_eq!(status.status.code(), Some(3), "{}", stderr(&status));
     assert!(String::from_utf8_lossy(&status.stdout).starts_with("stopped"));
     ok(run(
         None,

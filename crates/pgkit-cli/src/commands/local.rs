@@ -6,8 +6,11 @@
 
 use pgkit::local::{LocalCluster, LocalOptions, LocalStatus};
 
-use super::outln;
+use super::{outln, QuietExit};
 use crate::cli::{LocalAction, LocalArgs};
+
+/// `local status` when no server runs: 3, as `pg_ctl status` exits.
+const NOT_RUNNING: u8 = 3;
 
 pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
     let opts = LocalOptions::new(absolute(&args.data_dir)?);
@@ -49,8 +52,12 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
                     "not initialized: {} holds no cluster (`pgkit local start` creates it)",
                     opts.data_dir.display()
                 ))?;
+                return Err(QuietExit(NOT_RUNNING).into());
             }
-            LocalStatus::Stopped => outln(format_args!("stopped: {}", opts.data_dir.display()))?,
+            LocalStatus::Stopped => {
+                outln(format_args!("stopped: {}", opts.data_dir.display()))?;
+                return Err(QuietExit(NOT_RUNNING).into());
+            }
             LocalStatus::Running { pid } => {
                 let url = LocalCluster::attach(opts.clone())
                     .await?

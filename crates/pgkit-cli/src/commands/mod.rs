@@ -48,6 +48,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 #[error("standard output closed")]
 pub struct ClosedPipe;
 
+/// Ends the run quietly with this exit code: what was to be said is on
+/// stdout already (`pgkit local status` exits 3 when nothing runs, like
+/// `pg_ctl status`).
+#[derive(Debug, thiserror::Error)]
+#[error("exit {0}")]
+pub struct QuietExit(pub u8);
+
 /// Writes `text` to stdout and flushes it: the one way the commands print
 /// results. A reader that went away becomes [`ClosedPipe`] (main exits
 /// quietly), never a panic as with `print!`.
