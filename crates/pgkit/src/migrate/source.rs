@@ -95,7 +95,8 @@ pub enum TxMode {
     /// tracking row goes in just before that `COMMIT`. Statements after the
     /// `COMMIT` run after the transaction, each on its own.
     Own { begin: usize, commit: usize },
-    /// First line `-- pgkit:no-transaction`: statement by statement with no
+    /// A line `-- pgkit:no-transaction` before the first statement (first,
+    /// or after the header): statement by statement with no
     /// transaction around them (`CREATE INDEX CONCURRENTLY`); the row is
     /// recorded after the last statement.
     NoTransaction,
@@ -181,8 +182,10 @@ pub fn discover(source: &MigrationSource) -> Result<Vec<Migration>, MigrateError
 /// Decides how a file runs, refusing transaction control the runner could
 /// not pair with its tracking row.
 pub fn tx_mode(name: &str, sql: &str, statements: &[Statement]) -> Result<TxMode, MigrateError> {
-    let first_line = sql.lines().next().unwrap_or("").trim_end();
-    if is_no_transaction_marker(first_line) {
+    // The marker may follow the standard's header: any line of the comments
+    // before the first statement.
+    let leading = &sql[..statements.first().map_or(sql.len(), |s| s.range.start)];
+    if leading.lines().any(|l| is_no_transaction_marker(l.trim())) {
         return Ok(TxMode::NoTransaction);
     }
     let control: Vec<(usize, Control)> = statements
@@ -342,6 +345,15 @@ mod tests {
         assert_eq!(
             mode("-- pgkit:no-transaction\nCREATE INDEX CONCURRENTLY i ON a (id);").unwrap(),
             TxMode::NoTransaction
+        );
+        assert_eq!(
+            mode("-- Migration: 001_x.sql\n-- Issue: X\n-- pgkit:no-transaction\nCREATE INDEX CONCURRENTLY i ON a (id);").unwrap(),
+            TxMode::NoTransaction
+        );
+        assert_eq!(
+            mode("SELECT 1;\n-- pgkit:no-transaction\nSELECT 2;").unwrap(),
+            TxMode::Wrapped,
+            "a marker after the first statement is not the file's"
         );
         for (sql, line) in [
             ("SELECT 1;\nBEGIN;\nSELECT 2;\nCOMMIT;", 2),
