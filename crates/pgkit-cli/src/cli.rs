@@ -294,6 +294,11 @@ pub struct AuditArgs {
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
 
+    /// The database URL as psql takes it (`pgkit doctor postgresql://…`); the same as
+    /// --database-url, which it overrides.
+    #[arg(value_name = "URL")]
+    pub url: Option<String>,
+
     #[command(flatten)]
     pub db: DbArgs,
 }
@@ -312,6 +317,11 @@ pub struct DoctorArgs {
     /// text (one ok/FAIL line per step) or json.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
+
+    /// The database URL as psql takes it (`pgkit doctor postgresql://…`); the same as
+    /// --database-url, which it overrides.
+    #[arg(value_name = "URL")]
+    pub url: Option<String>,
 
     #[command(flatten)]
     pub db: DbArgs,
@@ -346,6 +356,11 @@ pub struct ProvisionArgs {
     /// Print the SQL instead of running it (passwords show as '***').
     #[arg(long)]
     pub dry_run: bool,
+
+    /// The database URL as psql takes it (`pgkit doctor postgresql://…`); the same as
+    /// --database-url, which it overrides.
+    #[arg(value_name = "URL")]
+    pub url: Option<String>,
 
     #[command(flatten)]
     pub db: DbArgs,

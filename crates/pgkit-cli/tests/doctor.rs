@@ -268,3 +268,25 @@ fn no_dsn_at_all_is_a_failure_with_the_fix() {
         "error: no database URL to diagnose\nhint: pass --database-url URL, or set DATABASE_URL (or DATABASE_URL_FILE)\n"
     );
 }
+
+/// `pgkit doctor postgresql://…`, as psql users type it (issue 14): the
+/// positional URL is the one diagnosed, over DATABASE_URL; audit takes it too.
+#[tokio::test]
+async fn a_positional_url_is_accepted_like_psql() {
+    let db = pgkit::testing::cluster().await.database().await;
+    let wrong = "postgresql://nobody@/nodb?host=/nonexistent";
+    let doctor = support::pgkit(Some(wrong), &[], &["doctor", db.url()])
+        .output()
+        .expect("pgkit runs");
+    assert_eq!(
+        doctor.status.code(),
+        Some(0),
+        "{}{}",
+        support::stdout(&doctor),
+        support::stderr(&doctor)
+    );
+    let audit = support::pgkit(None, &[], &["audit", db.url()])
+        .output()
+        .expect("pgkit runs");
+    assert_eq!(audit.status.code(), Some(0), "{}", support::stderr(&audit));
+}

@@ -11,7 +11,10 @@ use tokio_postgres::Client;
 use super::{connection, print_report, UserError};
 use crate::cli::AuditArgs;
 
-pub async fn run(args: AuditArgs) -> anyhow::Result<()> {
+pub async fn run(mut args: AuditArgs) -> anyhow::Result<()> {
+    if let Some(url) = args.url.take() {
+        args.db.database_url = Some(url);
+    }
     let (dsn, params) = connection(&args.db).await?;
     let client = open(&dsn, &params, None).await?;
     let options = AuditOptions {

@@ -34,7 +34,10 @@ const POOL_SETTINGS: &[&str] = &[
     "K_REVISION",
 ];
 
-pub async fn run(args: DoctorArgs) -> anyhow::Result<()> {
+pub async fn run(mut args: DoctorArgs) -> anyhow::Result<()> {
+    if let Some(url) = args.url.take() {
+        args.db.database_url = Some(url);
+    }
     let env = Env::from_process()?;
     let dsn = match &args.db.database_url {
         Some(url) => Secret::new(url.clone()),

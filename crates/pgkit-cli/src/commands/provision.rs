@@ -11,7 +11,10 @@ use super::audit::open;
 use super::{connection, out, outln, UserError};
 use crate::cli::ProvisionArgs;
 
-pub async fn run(args: ProvisionArgs) -> anyhow::Result<()> {
+pub async fn run(mut args: ProvisionArgs) -> anyhow::Result<()> {
+    if let Some(url) = args.url.take() {
+        args.db.database_url = Some(url);
+    }
     let login =
         match (&args.password_env, &args.iam_user) {
             (Some(var), None) => Login::Password(password(var, args.dry_run)?),
