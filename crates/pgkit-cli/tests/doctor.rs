@@ -164,6 +164,21 @@ async fn a_wrong_password_with_scram_authentication() {
         stdout(&out)
     );
 
+    // A role that does not exist gets the same answer from the server: the
+    // fix names that cause too (issue 14), not only ALTER ROLE … PASSWORD.
+    let nobody = doctor(&url_as(&db, "cli_doc_nobody", Some("Any-Pw-1")), &[], &[]);
+    assert_fails_at(
+        &nobody,
+        "authentication",
+        "password authentication failed for user \"cli_doc_nobody\"",
+        "User doesn't exist in Cloud SQL",
+    );
+    assert!(
+        stderr(&nobody).contains("gcloud sql users create cli_doc_nobody --instance="),
+        "{}",
+        stderr(&nobody)
+    );
+
     let right = doctor(&url_as(&db, "cli_doc_app", Some("right-pw")), &[], &[]);
     assert_eq!(right.status.code(), Some(0), "{}", stdout(&right));
 }

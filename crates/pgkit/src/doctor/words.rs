@@ -112,11 +112,16 @@ impl Place {
             Kind::CloudSql { instance, .. } => format!(
                 "set the password again: gcloud sql users set-password {user} --instance={instance} \
                  --prompt-for-password, then put the same one in the secret behind DATABASE_URL and \
-                 redeploy"
+                 redeploy; or the user does not exist (the standard's \"User doesn't exist in Cloud \
+                 SQL\"; the server answers the same): gcloud sql users list --instance={instance}, \
+                 and gcloud sql users create {user} --instance={instance} --prompt-for-password"
             ),
             _ => format!(
                 "check the password in DATABASE_URL (percent-encode @ : / ? # in it), or set a new \
-                 one as an admin: ALTER ROLE {user} PASSWORD '...'"
+                 one as an admin: ALTER ROLE {user} PASSWORD '...'; or the role does not exist (the \
+                 server answers the same; on Cloud SQL the standard's \"User doesn't exist in Cloud \
+                 SQL\"): create it with CREATE ROLE {user} LOGIN PASSWORD '...', on Cloud SQL with \
+                 gcloud sql users create {user} --instance=INSTANCE --prompt-for-password"
             ),
         }
     }
@@ -198,7 +203,16 @@ mod tests {
     fn other_places_get_plain_postgres_fixes() {
         let local = Place::of(&Dsn::parse("postgresql://u@/d?host=/tmp/pg").unwrap());
         assert!(local.start_server().contains(".s.PGSQL.5432"));
-        assert!(!local.reset_password("u", false).contains("gcloud"));
+        // The plain PostgreSQL fixes come first; a missing role (which the
+        // server reports as a wrong password) is named too, with the
+        // standard's Cloud SQL wording and command as the alternative.
+        let reset = local.reset_password("u", false);
+        assert!(
+            reset.starts_with("check the password in DATABASE_URL"),
+            "{reset}"
+        );
+        assert!(reset.contains("CREATE ROLE u LOGIN PASSWORD"), "{reset}");
+        assert!(reset.contains("User doesn't exist in Cloud SQL"), "{reset}");
         let tcp = Place::of(&Dsn::parse("postgresql://u@127.0.0.1:6543/d").unwrap());
         assert!(tcp.start_server().contains("--port 6543"));
         assert!(tcp
