@@ -238,6 +238,17 @@ pub(crate) async fn cancel(dsn: &Dsn, token: CancelToken, bound: Duration) {
     }
 }
 
+/// `DROP … IF EXISTS` and `CREATE … IF NOT EXISTS` say "… does not exist,
+/// skipping" / "… already exists, skipping" on every run of a re-runnable
+/// migration, which lint requires them to be: they go to the debug log, so
+/// the notices a user sees are the ones a file raised on purpose.
+fn is_idempotence_chatter(n: &tokio_postgres::error::DbError) -> bool {
+    n.severity() == "NOTICE"
+        && *n.code() == tokio_postgres::error::SqlState::SUCCESSFUL_COMPLETION
+        && (n.message().ends_with("does not exist, skipping")
+            || n.message().ends_with("already exists, skipping"))
+}
+
 /// Runs the driver's connection until it closes, forwarding notices.
 fn drive<S, T>(
     mut conn: Connection<S, T>,
@@ -250,6 +261,9 @@ where
     Box::pin(async move {
         loop {
             match poll_fn(|cx| conn.poll_message(cx)).await {
+                Some(Ok(AsyncMessage::Notice(n))) if is_idempotence_chatter(&n) => {
+                    tracing::debug!(message = n.message(), "notice");
+                }
                 Some(Ok(AsyncMessage::Notice(n))) => {
                     if let Some(tx) = &notices {
                         let _ = tx.send(Notice {
