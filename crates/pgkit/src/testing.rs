@@ -467,7 +467,9 @@ impl DedicatedCluster {
             frozen
                 .pids
                 .iter()
-                .all(|&pid| matches!(process_state(pid), None | Some('T' | 't')))
+                // A backend that exited just before (Z: a zombie the stopped
+                // postmaster cannot reap, X: dead) counts as frozen too.
+                .all(|&pid| matches!(process_state(pid), None | Some('T' | 't' | 'Z' | 'X')))
         });
         if !all_stopped {
             return Err(LocalError::Stop {
