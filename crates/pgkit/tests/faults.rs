@@ -40,6 +40,12 @@ async fn waiting_on_a_lock(admin: &tokio_postgres::Client) -> i64 {
         .get(0)
 }
 
+/// Whether, within `bound`, no session of the pool waits on a lock any
+/// more: an abandoned statement was cancelled on the server.
+async fn none_waits_within(admin: &tokio_postgres::Client, bound: Duration) -> bool {
+    eventually(bound, || async { waiting_on_a_lock(admin).await == 0 }).await
+}
+
 #[tokio::test]
 async fn a_caller_that_gives_up_mid_statement_does_not_delay_the_next() {
     let test_db = testing::cluster().await.database().await;
@@ -88,10 +94,7 @@ async fn a_caller_that_gives_up_mid_statement_does_not_delay_the_next() {
     assert_eq!(one, 1);
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(
-        eventually(Duration::from_secs(10), || async {
-            waiting_on_a_lock(&admin).await == 0
-        })
-        .await,
+        none_waits_within(&admin, Duration::from_secs(10)).await,
         "the abandoned UPDATE still runs on the server: no cancel request was sent"
     );
     admin.batch_execute("COMMIT").await.unwrap();
@@ -421,10 +424,7 @@ async fn close_waits_for_the_cancel_of_an_abandoned_statement() {
     });
     worker.join().unwrap();
     assert!(
-        eventually(Duration::from_secs(5), || async {
-            waiting_on_a_lock(&admin).await == 0
-        })
-        .await,
+        none_waits_within(&admin, Duration::from_secs(5)).await,
         "the abandoned INSERT still waits: its cancel request died with the runtime"
     );
     admin.batch_execute("COMMIT").await.unwrap();
