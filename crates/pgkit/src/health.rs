@@ -48,6 +48,10 @@ pub struct Checks {
     /// `ok` or `error: <reason>`.
     pub database: String,
     pub database_details: DatabaseDetails,
+    /// The read replica (`DB_READ_DSN`), when one is configured. It is
+    /// optional: its state never makes the service not ready.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica: Option<crate::replica::ReplicaStatus>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -89,6 +93,7 @@ pub async fn readiness(db: &Database) -> Readiness {
                 waiting: status.waiting,
                 max_size: status.max_size,
             },
+            replica: db.replica_status(),
         },
     }
 }

@@ -22,6 +22,7 @@ pub mod migrate;
 pub mod pool;
 pub mod pooler;
 pub mod provision;
+pub mod replica;
 pub mod repo;
 pub mod secret;
 pub mod seed;

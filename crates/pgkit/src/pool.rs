@@ -43,6 +43,7 @@ use crate::dsn::Dsn;
 use crate::error::{classify, DbError, Level};
 use crate::iam::SharedTokenSource;
 use crate::pooler::{ParamTypes, Pooler};
+use crate::replica::Replica;
 use crate::settings::DbSettings;
 
 /// The pool could not be built from the settings.
@@ -339,6 +340,8 @@ struct Shared {
     /// waits for them, or a runtime shut down right after would drop them
     /// and the statements would run on.
     cancels_in_flight: Arc<AtomicU64>,
+    /// `DB_READ_DSN`'s pool, when set (see [`crate::replica`]).
+    replica: Option<Replica>,
 }
 
 /// The handle services share: cheap to clone, one pool behind it.
@@ -391,6 +394,13 @@ impl Database {
         settings: DbSettings,
         tokens: Option<SharedTokenSource>,
     ) -> Result<Database, PoolBuildError> {
+        let replica = match settings.for_replica() {
+            None => None,
+            Some(s) => {
+                let max_lag = s.replica_max_lag;
+                Some(Replica::new(Database::build(s, tokens.clone())?, max_lag))
+            }
+        };
         let dsn = settings.dsn.clone().ok_or(PoolBuildError::NoDsn)?;
         let params = SessionParams::from_settings(&settings);
         let call_bound = params.call_bound();
@@ -429,8 +439,13 @@ impl Database {
                 counters: Counters::default(),
                 readiness: Default::default(),
                 cancels_in_flight: Arc::new(AtomicU64::new(0)),
+                replica,
             }),
         })
+    }
+
+    pub(crate) fn replica(&self) -> Option<&Replica> {
+        self.shared.replica.as_ref()
     }
 
     pub(crate) fn in_flight_check(&self) -> &crate::health::InFlight {
@@ -455,6 +470,16 @@ impl Database {
     /// proxy sidecar may not listen yet when the service starts). Each wait
     /// is logged. Start-up failures do not count against the breaker.
     pub async fn warm_up(&self) -> Result<(), DbError> {
+        if let Some(replica) = self.replica() {
+            // Optional: reads go to the primary until it answers, so the
+            // service never waits for it (its own retries log each wait).
+            let replica = replica.pool().clone();
+            tokio::spawn(async move { replica.warm_up_this_pool().await });
+        }
+        self.warm_up_this_pool().await
+    }
+
+    async fn warm_up_this_pool(&self) -> Result<(), DbError> {
         let deadline = Instant::now() + self.shared.settings.connect_retry;
         let mut delay = Duration::from_millis(100);
         let mut attempt = 1u32;
@@ -697,6 +722,19 @@ impl Database {
     /// Cancel requests still on their way are waited for too, within the
     /// same bound.
     pub async fn close(&self, wait: Duration) {
+        match self.replica() {
+            Some(replica) => {
+                let both = (
+                    replica.pool().close_this_pool(wait),
+                    self.close_this_pool(wait),
+                );
+                futures_util::future::join(both.0, both.1).await;
+            }
+            None => self.close_this_pool(wait).await,
+        }
+    }
+
+    async fn close_this_pool(&self, wait: Duration) {
         let deadline = Instant::now() + wait;
         while self.status().in_use > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;

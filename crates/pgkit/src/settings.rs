@@ -295,6 +295,13 @@ pub struct DbSettings {
     /// `DB_MIGRATE_DSN`: a direct connection for migrations, seeds and
     /// operator tools when the service's DSN goes through a pooler.
     pub migrate_dsn: Option<Dsn>,
+    /// `DB_READ_DSN`: a streaming read replica for reads that may be served
+    /// from one (see [`crate::replica`]); `None` sends every read to the
+    /// primary.
+    pub read_dsn: Option<Dsn>,
+    /// `DB_REPLICA_MAX_LAG`: how far behind the primary the replica may be
+    /// and still serve reads.
+    pub replica_max_lag: Duration,
 }
 
 impl DbSettings {
@@ -332,6 +339,13 @@ impl DbSettings {
                     Some(Dsn::parse(url.expose()).map_err(|e| dsn_error("DB_MIGRATE_DSN", &e))?)
                 }
             },
+            read_dsn: match env.secret("DB_READ_DSN")? {
+                None => None,
+                Some(url) => {
+                    Some(Dsn::parse(url.expose()).map_err(|e| dsn_error("DB_READ_DSN", &e))?)
+                }
+            },
+            replica_max_lag: bounded(env, "DB_REPLICA_MAX_LAG", 5.0, HOUR)?,
         };
         settings.check()?;
         Ok(settings)
@@ -361,7 +375,20 @@ impl DbSettings {
             s.dsn = Some(direct.clone());
             s.pooler = crate::pooler::Pooler::None;
         }
+        // Operator tools write; they never read from a replica.
+        s.read_dsn = None;
         s
+    }
+
+    /// The settings of the replica pool: the same pool settings with
+    /// `DB_READ_DSN` as the DSN, or `None` when no replica is configured.
+    pub fn for_replica(&self) -> Option<DbSettings> {
+        let dsn = self.read_dsn.clone()?;
+        let mut s = self.clone();
+        s.dsn = Some(dsn);
+        s.read_dsn = None;
+        s.migrate_dsn = None;
+        Some(s)
     }
 
     /// Defaults for tests and tools: the documented defaults with this DSN.

@@ -28,6 +28,7 @@ use rand::Rng;
 use tokio::sync::OnceCell;
 
 pub mod pgbouncer;
+pub mod replica;
 
 use crate::local::{
     block_on_own_runtime, describe_pg_error, is_live_postgres, off_runtime, Lifetime, LocalCluster,
@@ -380,6 +381,18 @@ pub async fn dedicated_cluster_with(settings: &[(&str, &str)]) -> DedicatedClust
         .collect();
     all.extend_from_slice(settings);
     dedicated_with(&all).await
+}
+
+/// A [`DedicatedCluster`] that can have streaming replicas
+/// ([`replica::Replica::start`]): `wal_level = replica` and room for WAL
+/// senders and slots, over the harness's fast settings.
+pub async fn replicable_cluster() -> DedicatedCluster {
+    dedicated_cluster_with(&[
+        ("wal_level", "replica"),
+        ("max_wal_senders", "4"),
+        ("max_replication_slots", "4"),
+    ])
+    .await
 }
 
 async fn dedicated_with(settings: &[(&str, &str)]) -> DedicatedCluster {
