@@ -97,6 +97,89 @@ pub struct ErrorDetail<'a> {
     pub message: &'a str,
 }
 
+/// The error answers many operations share, declared once in the OpenAPI
+/// document (`#/components/responses/...`) and named by the operations with
+/// `(status = 401, response = responses::Unauthorized)`. Each is the
+/// [`ErrorBody`] with its code; 503 also carries `Retry-After`.
+pub mod responses {
+    use utoipa::openapi::header::HeaderBuilder;
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder, Type};
+
+    /// An error response named `name`: `description`, an [`super::ErrorBody`]
+    /// body, and `Retry-After` when `retry_after`.
+    fn error_response(description: &str, retry_after: bool) -> RefOr<Response> {
+        let mut response = ResponseBuilder::new().description(description).content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build(),
+        );
+        if retry_after {
+            response = response.header(
+                "retry-after",
+                HeaderBuilder::new()
+                    .schema(
+                        utoipa::openapi::ObjectBuilder::new()
+                            .schema_type(Type::Integer)
+                            .minimum(Some(1)),
+                    )
+                    .description(Some("Seconds to wait before trying again (at least 1)"))
+                    .build(),
+            );
+        }
+        response.build().into()
+    }
+
+    macro_rules! shared {
+        ($($(#[$doc:meta])* $name:ident = $description:literal $(, $retry:ident)?;)*) => {$(
+            $(#[$doc])*
+            pub struct $name;
+
+            impl<'r> utoipa::ToResponse<'r> for $name {
+                fn response() -> (&'r str, RefOr<Response>) {
+                    (stringify!($name), error_response($description, shared!(@retry $($retry)?)))
+                }
+            }
+        )*};
+        (@retry retry_after) => { true };
+        (@retry) => { false };
+    }
+
+    shared! {
+        /// 400 `invalid_json`.
+        InvalidJson = "`invalid_json`: the body is not JSON, or is cut short";
+        /// 401 `unauthorized`.
+        Unauthorized = "`unauthorized`: credentials present but wrong (unknown or revoked key, bad signature, expired, malformed, tampered session token); never answered to a caller without credentials";
+        /// 403 `forbidden`.
+        Forbidden = "`forbidden`: the caller is not an admin";
+        /// 413 `payload_too_large`.
+        PayloadTooLarge = "`payload_too_large`: the body is over 1 MiB (refused whole, before its fields are read)";
+        /// 415 `unsupported_media_type`.
+        UnsupportedMediaType = "`unsupported_media_type`: a body whose Content-Type is not application/json (or application/*+json)";
+        /// 422 `validation_error`.
+        Validation = "`validation_error`: well-formed JSON that breaks a rule of its schema (or names an unknown field), a malformed UUID or prompt segment in the path, or a bad query parameter (`limit`, `cursor`, `q`); the message names the field";
+        /// 503 `unavailable`.
+        Unavailable = "`unavailable`: the database cannot serve now (circuit breaker open, pool exhausted, query timed out, database down)", retry_after;
+    }
+
+    /// Every shared response, for the document's `components.responses`.
+    pub fn all() -> Vec<(String, RefOr<Response>)> {
+        use utoipa::ToResponse;
+        [
+            InvalidJson::response(),
+            Unauthorized::response(),
+            Forbidden::response(),
+            PayloadTooLarge::response(),
+            UnsupportedMediaType::response(),
+            Validation::response(),
+            Unavailable::response(),
+        ]
+        .into_iter()
+        .map(|(name, response)| (name.to_owned(), response))
+        .collect()
+    }
+}
+
 impl ApiError {
     /// A 404 naming what was looked for ("conversation not found").
     pub fn not_found(what: &str) -> Self {

@@ -10,7 +10,7 @@ use axum::{Json, Router};
 use super::{conversation_not_found, decode_cursor, page_cursor};
 use crate::auth::Caller;
 use crate::cursor::{Cursor, Listing};
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{responses, ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery, PathId};
 use crate::models::{
     Conversation, ConversationPage, CreateConversation, PageQuery, UpdateConversation,
@@ -37,13 +37,12 @@ pub fn router() -> Router<AppState> {
     responses(
         (status = 201, description = "Created", body = Conversation,
             headers(("x-session-token" = String, description = "Only for a caller without credentials: its new anonymous session"))),
-        (status = 400, description = "Body is not JSON", body = ErrorBody),
-        (status = 401, description = "Credentials present but wrong", body = ErrorBody),
-        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
-        (status = 415, description = "Body is not application/json", body = ErrorBody),
-        (status = 422, description = "A field breaks a rule, or is unknown", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody,
-            headers(("retry-after" = u32, description = "Seconds to wait"))),
+        (status = 400, response = responses::InvalidJson),
+        (status = 401, response = responses::Unauthorized),
+        (status = 413, response = responses::PayloadTooLarge),
+        (status = 415, response = responses::UnsupportedMediaType),
+        (status = 422, response = responses::Validation),
+        (status = 503, response = responses::Unavailable),
     ),
     security((), ("api_key" = []), ("bearer" = []), ("session" = []))
 )]
@@ -70,9 +69,9 @@ pub async fn create(
     params(PageQuery),
     responses(
         (status = 200, description = "One page", body = ConversationPage),
-        (status = 401, description = "Credentials present but wrong", body = ErrorBody),
-        (status = 422, description = "Bad `limit` or `cursor`", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        (status = 401, response = responses::Unauthorized),
+        (status = 422, response = responses::Validation),
+        (status = 503, response = responses::Unavailable),
     ),
     security((), ("api_key" = []), ("bearer" = []), ("session" = []))
 )]
@@ -105,10 +104,10 @@ pub async fn list(
     params(("id" = uuid::Uuid, Path, description = "Conversation id")),
     responses(
         (status = 200, description = "Found", body = Conversation),
-        (status = 401, description = "Credentials present but wrong", body = ErrorBody),
+        (status = 401, response = responses::Unauthorized),
         (status = 404, description = "No such conversation for this caller", body = ErrorBody),
-        (status = 422, description = "The id is not a UUID", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        (status = 422, response = responses::Validation),
+        (status = 503, response = responses::Unavailable),
     ),
     security((), ("api_key" = []), ("bearer" = []), ("session" = []))
 )]
@@ -133,13 +132,13 @@ pub async fn read(
         description = "Absent or null fields stay as they are; an object replaces the stored one."),
     responses(
         (status = 200, description = "Changed", body = Conversation),
-        (status = 400, description = "Body is not JSON", body = ErrorBody),
-        (status = 401, description = "Credentials present but wrong", body = ErrorBody),
+        (status = 400, response = responses::InvalidJson),
+        (status = 401, response = responses::Unauthorized),
         (status = 404, description = "No such conversation for this caller", body = ErrorBody),
-        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
-        (status = 415, description = "Body is not application/json", body = ErrorBody),
-        (status = 422, description = "A field breaks a rule, or the id is not a UUID", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        (status = 413, response = responses::PayloadTooLarge),
+        (status = 415, response = responses::UnsupportedMediaType),
+        (status = 422, response = responses::Validation),
+        (status = 503, response = responses::Unavailable),
     ),
     security((), ("api_key" = []), ("bearer" = []), ("session" = []))
 )]
@@ -164,10 +163,10 @@ pub async fn update(
     params(("id" = uuid::Uuid, Path, description = "Conversation id")),
     responses(
         (status = 204, description = "Deleted, with its messages"),
-        (status = 401, description = "Credentials present but wrong", body = ErrorBody),
+        (status = 401, response = responses::Unauthorized),
         (status = 404, description = "No such conversation for this caller", body = ErrorBody),
-        (status = 422, description = "The id is not a UUID", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        (status = 422, response = responses::Validation),
+        (status = 503, response = responses::Unavailable),
     ),
     security((), ("api_key" = []), ("bearer" = []), ("session" = []))
 )]

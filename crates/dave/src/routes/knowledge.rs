@@ -8,7 +8,7 @@ use axum::{Json, Router};
 
 use crate::auth::extract::Admin;
 use crate::auth::Caller;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{responses, ApiError};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::models::{CreateKnowledge, KnowledgeArticle, KnowledgeQuery, KnowledgeResults};
 use crate::repo;
@@ -29,9 +29,9 @@ pub fn router() -> Router<AppState> {
     params(KnowledgeQuery),
     responses(
         (status = 200, description = "Matches, best first", body = KnowledgeResults),
-        (status = 401, description = "Credentials present but wrong", body = ErrorBody),
-        (status = 422, description = "Missing or bad `q`, bad `limit`", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        (status = 401, response = responses::Unauthorized),
+        (status = 422, response = responses::Validation),
+        (status = 503, response = responses::Unavailable),
     ),
     security((), ("api_key" = []), ("bearer" = []), ("session" = []))
 )]
@@ -53,13 +53,13 @@ pub async fn search(
     request_body(content = CreateKnowledge, content_type = "application/json"),
     responses(
         (status = 201, description = "Created", body = KnowledgeArticle),
-        (status = 400, description = "Body is not JSON", body = ErrorBody),
-        (status = 401, description = "Credentials present but wrong", body = ErrorBody),
-        (status = 403, description = "Not an admin", body = ErrorBody),
-        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
-        (status = 415, description = "Body is not application/json", body = ErrorBody),
-        (status = 422, description = "A field breaks a rule, or is unknown", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        (status = 400, response = responses::InvalidJson),
+        (status = 401, response = responses::Unauthorized),
+        (status = 403, response = responses::Forbidden),
+        (status = 413, response = responses::PayloadTooLarge),
+        (status = 415, response = responses::UnsupportedMediaType),
+        (status = 422, response = responses::Validation),
+        (status = 503, response = responses::Unavailable),
     ),
     security(("api_key" = []), ("bearer" = []))
 )]

@@ -10,7 +10,7 @@ use axum::{Json, Router};
 use super::{conversation_not_found, decode_cursor, page_cursor};
 use crate::auth::Caller;
 use crate::cursor::{Cursor, Listing};
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{responses, ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery, PathId};
 use crate::models::{CreateMessage, Message, MessagePage, PageQuery};
 use crate::repo;
@@ -32,13 +32,13 @@ pub fn router() -> Router<AppState> {
     request_body(content = CreateMessage, content_type = "application/json"),
     responses(
         (status = 201, description = "Created", body = Message),
-        (status = 400, description = "Body is not JSON", body = ErrorBody),
-        (status = 401, description = "Credentials present but wrong", body = ErrorBody),
+        (status = 400, response = responses::InvalidJson),
+        (status = 401, response = responses::Unauthorized),
         (status = 404, description = "No such conversation for this caller", body = ErrorBody),
-        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
-        (status = 415, description = "Body is not application/json", body = ErrorBody),
-        (status = 422, description = "A field breaks a rule, or the id is not a UUID", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        (status = 413, response = responses::PayloadTooLarge),
+        (status = 415, response = responses::UnsupportedMediaType),
+        (status = 422, response = responses::Validation),
+        (status = 503, response = responses::Unavailable),
     ),
     security((), ("api_key" = []), ("bearer" = []), ("session" = []))
 )]
@@ -68,10 +68,10 @@ pub async fn create(
     params(("id" = uuid::Uuid, Path, description = "Conversation id"), PageQuery),
     responses(
         (status = 200, description = "One page", body = MessagePage),
-        (status = 401, description = "Credentials present but wrong", body = ErrorBody),
+        (status = 401, response = responses::Unauthorized),
         (status = 404, description = "No such conversation for this caller", body = ErrorBody),
-        (status = 422, description = "Bad id, `limit` or `cursor`", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        (status = 422, response = responses::Validation),
+        (status = 503, response = responses::Unavailable),
     ),
     security((), ("api_key" = []), ("bearer" = []), ("session" = []))
 )]

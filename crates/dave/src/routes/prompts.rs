@@ -7,7 +7,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use crate::auth::extract::Admin;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{responses, ApiError, ErrorBody};
 use crate::extract::{ApiJson, PromptPath};
 use crate::models::{
     CreatePromptVersion, PromptDetail, PromptList, PromptVersionCreated, RollbackPrompt,
@@ -37,9 +37,9 @@ pub fn router() -> Router<AppState> {
     tag = "prompts",
     responses(
         (status = 200, description = "All prompts, by category and name", body = PromptList),
-        (status = 401, description = "Credentials present but wrong", body = ErrorBody),
-        (status = 403, description = "Not an admin", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        (status = 401, response = responses::Unauthorized),
+        (status = 403, response = responses::Forbidden),
+        (status = 503, response = responses::Unavailable),
     ),
     security(("api_key" = []), ("bearer" = []))
 )]
@@ -62,11 +62,11 @@ pub async fn list(
     ),
     responses(
         (status = 200, description = "Found", body = PromptDetail),
-        (status = 401, description = "Credentials present but wrong", body = ErrorBody),
-        (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 401, response = responses::Unauthorized),
+        (status = 403, response = responses::Forbidden),
         (status = 404, description = "No such prompt", body = ErrorBody),
-        (status = 422, description = "Category or name too long or not text", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        (status = 422, response = responses::Validation),
+        (status = 503, response = responses::Unavailable),
     ),
     security(("api_key" = []), ("bearer" = []))
 )]
@@ -94,13 +94,13 @@ pub async fn read(
     request_body(content = CreatePromptVersion, content_type = "application/json"),
     responses(
         (status = 201, description = "Saved and made current", body = PromptVersionCreated),
-        (status = 400, description = "Body is not JSON", body = ErrorBody),
-        (status = 401, description = "Credentials present but wrong", body = ErrorBody),
-        (status = 403, description = "Not an admin", body = ErrorBody),
-        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
-        (status = 415, description = "Body is not application/json", body = ErrorBody),
-        (status = 422, description = "A field breaks a rule, or is unknown", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        (status = 400, response = responses::InvalidJson),
+        (status = 401, response = responses::Unauthorized),
+        (status = 403, response = responses::Forbidden),
+        (status = 413, response = responses::PayloadTooLarge),
+        (status = 415, response = responses::UnsupportedMediaType),
+        (status = 422, response = responses::Validation),
+        (status = 503, response = responses::Unavailable),
     ),
     security(("api_key" = []), ("bearer" = []))
 )]
@@ -133,13 +133,14 @@ pub async fn add_version(
     request_body(content = RollbackPrompt, content_type = "application/json"),
     responses(
         (status = 200, description = "That version is now current", body = PromptDetail),
-        (status = 400, description = "Body is not JSON", body = ErrorBody),
-        (status = 401, description = "Credentials present but wrong", body = ErrorBody),
-        (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 400, response = responses::InvalidJson),
+        (status = 401, response = responses::Unauthorized),
+        (status = 403, response = responses::Forbidden),
         (status = 404, description = "No such prompt or version", body = ErrorBody),
-        (status = 415, description = "Body is not application/json", body = ErrorBody),
-        (status = 422, description = "A field breaks a rule, or is unknown", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        (status = 413, response = responses::PayloadTooLarge),
+        (status = 415, response = responses::UnsupportedMediaType),
+        (status = 422, response = responses::Validation),
+        (status = 503, response = responses::Unavailable),
     ),
     security(("api_key" = []), ("bearer" = []))
 )]
