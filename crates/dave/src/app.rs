@@ -30,9 +30,9 @@ use crate::auth::SESSION_HEADER;
 use crate::error::{route_not_found, ApiError};
 use crate::extract::declares_too_large;
 use crate::metrics::UNMATCHED;
-use crate::ops;
 use crate::state::AppState;
 use crate::telemetry::{TraceContext, ACCESS_TARGET, SAMPLED_FIELD, SPAN_ID_FIELD, TRACE_ID_FIELD};
+use crate::{openapi, ops};
 
 /// The request id header, read and returned.
 pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -50,7 +50,10 @@ pub fn app(state: AppState) -> Router {
         .route("/health/live", get(ops::live))
         .route("/health/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))
-        .route("/openapi.json", get(ops::openapi))
+        .route("/openapi.json", get(openapi::openapi))
+        .route("/docs", get(openapi::docs))
+        .route("/docs/swagger-ui-bundle.js", get(openapi::docs_script))
+        .route("/docs/swagger-ui.css", get(openapi::docs_stylesheet))
         .merge(crate::routes::api_router());
     with_middleware(routes, state)
 }

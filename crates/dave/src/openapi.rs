@@ -2,9 +2,16 @@
 //! utoipa: the operations endpoints declared here, merged with the API's
 //! paths and schemas that the route modules declare next to their handlers.
 //! Built once per process, on first request.
+//!
+//! Also the interactive documentation at `/docs`: Swagger UI reading
+//! `/openapi.json`, its script and stylesheet built into the binary from
+//! `crates/dave/assets/` (vendored from npm's `swagger-ui-dist`, see the
+//! README there), so the page needs no CDN and nothing outside the service.
 
 use std::sync::OnceLock;
 
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use utoipa::openapi::{HttpMethod, Required};
 use utoipa::OpenApi;
 
@@ -17,7 +24,7 @@ use crate::ops;
         title = "dave",
         description = "The reference service on pgkit: conversations, messages, knowledge base, versioned prompts, API keys. Every error body is {\"error\":{\"code\",\"message\"}}."
     ),
-    paths(ops::live, ops::ready, ops::metrics, ops::openapi),
+    paths(ops::live, ops::ready, ops::metrics, openapi, docs, docs_script, docs_stylesheet),
     components(schemas(
         ErrorBody,
         ErrorDetail,
@@ -26,7 +33,7 @@ use crate::ops;
         ops::ReadinessChecks,
         ops::DatabaseDetails
     )),
-    tags((name = "operations", description = "Health, metrics and this document"))
+    tags((name = "operations", description = "Health, metrics, this document and its interactive view"))
 )]
 struct OperationsDoc;
 
@@ -34,11 +41,13 @@ struct OperationsDoc;
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = OperationsDoc::openapi();
     doc.merge(crate::routes::ApiDoc::openapi());
+    let components = doc.components.get_or_insert_with(Default::default);
     // Hand-written: the recursive JSON object schema the request models refer to.
-    doc.components
-        .get_or_insert_with(Default::default)
+    components
         .schemas
         .extend(crate::models::schemas::json_components());
+    // The error answers the operations share, defined once and referred to.
+    components.responses.extend(crate::error::responses::all());
     // These two take a missing body as `{}`. utoipa says "optional" only by
     // also admitting a `null` body, which they refuse (422): mark them here.
     for (path, method) in [
@@ -66,4 +75,80 @@ pub fn document_json() -> &'static str {
             format!("{{\"error\":\"cannot serialize the OpenAPI document: {e}\"}}")
         })
     })
+}
+
+/// This document: every route and schema of the service.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "operations",
+    responses((status = 200, description = "The OpenAPI 3.1 document", body = Object, content_type = "application/json"))
+)]
+pub async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        document_json(),
+    )
+        .into_response()
+}
+
+/// The `/docs` page: loads the two files below and renders `/openapi.json`.
+const DOCS_PAGE: &str = include_str!("../assets/docs.html");
+/// Swagger UI's script (npm `swagger-ui-dist`, unchanged).
+const SWAGGER_UI_SCRIPT: &[u8] = include_bytes!("../assets/swagger-ui/swagger-ui-bundle.js");
+/// Swagger UI's stylesheet (npm `swagger-ui-dist`, unchanged).
+const SWAGGER_UI_STYLESHEET: &[u8] = include_bytes!("../assets/swagger-ui/swagger-ui.css");
+
+/// The vendored files change only with the binary: browsers may keep them an hour.
+const ASSET_CACHE: &str = "public, max-age=3600";
+
+/// Interactive API documentation (Swagger UI) of this document.
+#[utoipa::path(
+    get,
+    path = "/docs",
+    tag = "operations",
+    responses((status = 200, description = "An HTML page that renders /openapi.json with Swagger UI", body = String, content_type = "text/html"))
+)]
+pub async fn docs() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        DOCS_PAGE,
+    )
+        .into_response()
+}
+
+/// Swagger UI's script, for `/docs`.
+#[utoipa::path(
+    get,
+    path = "/docs/swagger-ui-bundle.js",
+    tag = "operations",
+    responses((status = 200, description = "JavaScript", body = String, content_type = "text/javascript"))
+)]
+pub async fn docs_script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, ASSET_CACHE),
+        ],
+        SWAGGER_UI_SCRIPT,
+    )
+        .into_response()
+}
+
+/// Swagger UI's stylesheet, for `/docs`.
+#[utoipa::path(
+    get,
+    path = "/docs/swagger-ui.css",
+    tag = "operations",
+    responses((status = 200, description = "CSS", body = String, content_type = "text/css"))
+)]
+pub async fn docs_stylesheet() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, ASSET_CACHE),
+        ],
+        SWAGGER_UI_STYLESHEET,
+    )
+        .into_response()
 }

@@ -1,5 +1,6 @@
-//! The operations endpoints: liveness, readiness, metrics and the OpenAPI
-//! document. None of them takes credentials.
+//! The operations endpoints: liveness, readiness and metrics (the OpenAPI
+//! document and `/docs` are [`crate::openapi`]'s). None of them takes
+//! credentials.
 //!
 //! Liveness never touches the database, so an outage does not make Cloud Run
 //! restart healthy instances; readiness is pgkit's (`SELECT 1` within 2 s)
@@ -121,21 +122,6 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             "text/plain; version=0.0.4; charset=utf-8",
         )],
         state.metrics.render(&state.db),
-    )
-        .into_response()
-}
-
-/// This document: every route and schema of the service.
-#[utoipa::path(
-    get,
-    path = "/openapi.json",
-    tag = "operations",
-    responses((status = 200, description = "The OpenAPI 3.1 document", body = Object, content_type = "application/json"))
-)]
-pub async fn openapi() -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        crate::openapi::document_json(),
     )
         .into_response()
 }
