@@ -6,6 +6,7 @@ pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod consistency;
 pub mod cursor;
 pub mod embedded;
 pub mod error;

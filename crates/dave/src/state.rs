@@ -16,6 +16,7 @@ use pgkit::settings::SettingsError;
 use crate::auth::jwt::JwtVerifier;
 use crate::auth::session::SessionSigner;
 use crate::config::Config;
+use crate::consistency::ConsistencyCodec;
 use crate::cursor::CursorCodec;
 use crate::metrics::Metrics;
 
@@ -55,6 +56,8 @@ pub struct AuthKeys {
     pub sessions: SessionSigner,
     /// Pagination cursors, keyed by `CURSOR_SECRET`.
     pub cursors: CursorCodec,
+    /// Read-your-writes tokens, keyed from `CURSOR_SECRET` too.
+    pub consistency: ConsistencyCodec,
 }
 
 impl AuthKeys {
@@ -70,10 +73,12 @@ impl AuthKeys {
                 SettingsError::new("SESSION_SECRET", e.to_string(), "a long random value")
             })?;
         let cursors = CursorCodec::new(config.cursor_secret.expose().as_bytes());
+        let consistency = ConsistencyCodec::new(config.cursor_secret.expose().as_bytes());
         Ok(AuthKeys {
             jwt,
             sessions,
             cursors,
+            consistency,
         })
     }
 }

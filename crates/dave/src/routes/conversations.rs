@@ -9,6 +9,7 @@ use axum::{Json, Router};
 
 use super::{conversation_not_found, decode_cursor, page_cursor};
 use crate::auth::Caller;
+use crate::consistency::LastWrite;
 use crate::cursor::{Cursor, Listing};
 use crate::error::{responses, ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery, PathId};
@@ -77,6 +78,7 @@ pub async fn create(
 )]
 pub async fn list(
     caller: Caller,
+    last_write: LastWrite,
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Json<ConversationPage>, ApiError> {
@@ -85,7 +87,12 @@ pub async fn list(
         user_id: caller.user_id,
     };
     let after = decode_cursor(&state, listing, query.cursor.as_deref())?;
-    let page = repo::conversations::list(&state.db, caller.user_id, limit, after).await?;
+    let page = state
+        .db
+        .read(last_write.own_data(), |db| async move {
+            repo::conversations::list(&db, caller.user_id, limit, after).await
+        })
+        .await?;
     let next_cursor = page_cursor(&state, listing, &page, |c| Cursor {
         at: c.updated_at,
         id: c.id,
@@ -113,10 +120,15 @@ pub async fn list(
 )]
 pub async fn read(
     caller: Caller,
+    last_write: LastWrite,
     State(state): State<AppState>,
     PathId(id): PathId,
 ) -> Result<Json<Conversation>, ApiError> {
-    repo::conversations::get(&state.db, id, caller.user_id)
+    state
+        .db
+        .read(last_write.own_data(), |db| async move {
+            repo::conversations::get(&db, id, caller.user_id).await
+        })
         .await?
         .map(Json)
         .ok_or_else(conversation_not_found)

@@ -8,6 +8,7 @@ use axum::{Json, Router};
 
 use crate::auth::extract::Admin;
 use crate::auth::Caller;
+use crate::consistency::LastWrite;
 use crate::error::{responses, ApiError};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::models::{CreateKnowledge, KnowledgeArticle, KnowledgeQuery, KnowledgeResults};
@@ -37,11 +38,18 @@ pub fn router() -> Router<AppState> {
 )]
 pub async fn search(
     _caller: Caller,
+    last_write: LastWrite,
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<KnowledgeQuery>,
 ) -> Result<Json<KnowledgeResults>, ApiError> {
     let search = query.validate()?;
-    let items = repo::knowledge::search(&state.db, &search.q, search.limit).await?;
+    let (q, limit) = (search.q.as_str(), search.limit);
+    let items = state
+        .db
+        .read(last_write.shared_data(), |db| async move {
+            repo::knowledge::search(&db, q, limit).await
+        })
+        .await?;
     Ok(Json(KnowledgeResults { items }))
 }
 

@@ -9,6 +9,7 @@ use axum::{Json, Router};
 
 use super::{conversation_not_found, decode_cursor, page_cursor};
 use crate::auth::Caller;
+use crate::consistency::LastWrite;
 use crate::cursor::{Cursor, Listing};
 use crate::error::{responses, ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery, PathId};
@@ -77,6 +78,7 @@ pub async fn create(
 )]
 pub async fn list(
     caller: Caller,
+    last_write: LastWrite,
     State(state): State<AppState>,
     PathId(conversation_id): PathId,
     ApiQuery(query): ApiQuery<PageQuery>,
@@ -84,7 +86,11 @@ pub async fn list(
     let limit = query.limit()?;
     let listing = Listing::Messages { conversation_id };
     let after = decode_cursor(&state, listing, query.cursor.as_deref())?;
-    let page = repo::messages::list(&state.db, conversation_id, caller.user_id, limit, after)
+    let page = state
+        .db
+        .read(last_write.own_data(), |db| async move {
+            repo::messages::list(&db, conversation_id, caller.user_id, limit, after).await
+        })
         .await?
         .ok_or_else(conversation_not_found)?;
     let next_cursor = page_cursor(&state, listing, &page, |m| Cursor {

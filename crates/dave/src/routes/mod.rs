@@ -24,14 +24,19 @@ use crate::error::{ApiError, ErrorBody};
 use crate::repo::Page;
 use crate::state::AppState;
 
-/// Every `/api/v1` route, ready to merge into the service's router.
-pub fn api_router() -> Router<AppState> {
+/// Every `/api/v1` route, ready to merge into the service's router; writes
+/// are stamped with consistency tokens (see [`crate::consistency`]).
+pub fn api_router(state: &AppState) -> Router<AppState> {
     Router::new()
         .merge(conversations::router())
         .merge(messages::router())
         .merge(knowledge::router())
         .merge(prompts::router())
         .layer(middleware::from_fn(hand_out_session))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::consistency::stamp_writes,
+        ))
 }
 
 /// The OpenAPI description of [`api_router`]'s routes, their schemas and

@@ -7,6 +7,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use crate::auth::extract::Admin;
+use crate::consistency::LastWrite;
 use crate::error::{responses, ApiError, ErrorBody};
 use crate::extract::{ApiJson, PromptPath};
 use crate::models::{
@@ -45,9 +46,15 @@ pub fn router() -> Router<AppState> {
 )]
 pub async fn list(
     _admin: Admin,
+    last_write: LastWrite,
     State(state): State<AppState>,
 ) -> Result<Json<PromptList>, ApiError> {
-    let items = repo::prompts::list(&state.db).await?;
+    let items = state
+        .db
+        .read(last_write.shared_data(), |db| async move {
+            repo::prompts::list(&db).await
+        })
+        .await?;
     Ok(Json(PromptList { items }))
 }
 
@@ -72,10 +79,16 @@ pub async fn list(
 )]
 pub async fn read(
     _admin: Admin,
+    last_write: LastWrite,
     State(state): State<AppState>,
     path: PromptPath,
 ) -> Result<Json<PromptDetail>, ApiError> {
-    repo::prompts::get(&state.db, &path.category, &path.name)
+    let (category, name) = (path.category.as_str(), path.name.as_str());
+    state
+        .db
+        .read(last_write.shared_data(), |db| async move {
+            repo::prompts::get(&db, category, name).await
+        })
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::not_found("prompt"))
