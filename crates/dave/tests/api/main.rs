@@ -30,3 +30,4 @@ mod knowledge;
 mod messages;
 mod page_size;
 mod prompts;
+mod replica;
