@@ -16,16 +16,16 @@ use super::{fetch_size, json_object, page, Budgeted, Page, PAGE_BYTES};
 use crate::cursor::Cursor;
 use crate::models::{Conversation, ConversationChanges, NewConversation};
 
-const INSERT: &str = "INSERT INTO ai_conversations (user_id, title, context, metadata) \
+pub const INSERT: &str = "INSERT INTO ai_conversations (user_id, title, context, metadata) \
      VALUES ($1, $2, $3, $4) \
      RETURNING id, user_id, title, context, metadata, created_at, updated_at";
 
-const GET: &str = "SELECT id, user_id, title, context, metadata, created_at, updated_at \
+pub const GET: &str = "SELECT id, user_id, title, context, metadata, created_at, updated_at \
      FROM ai_conversations WHERE id = $1 AND user_id = $2";
 
 /// A page of the caller's conversations, cut at the row limit or once the
 /// byte budget is spent (see [`super::PAGE_BYTES`]).
-const LIST_FIRST: &str = "SELECT id, user_id, title, context, metadata, created_at, updated_at, page_rows \
+pub const LIST_FIRST: &str = "SELECT id, user_id, title, context, metadata, created_at, updated_at, page_rows \
      FROM ( \
          SELECT *, sum(size) OVER (ORDER BY updated_at DESC, id DESC ROWS UNBOUNDED PRECEDING) - size AS before, \
              count(*) OVER () AS page_rows \
@@ -39,7 +39,7 @@ const LIST_FIRST: &str = "SELECT id, user_id, title, context, metadata, created_
      ORDER BY updated_at DESC, id DESC";
 
 /// [`LIST_FIRST`] after the position `($2, $3)`.
-const LIST_AFTER: &str = "SELECT id, user_id, title, context, metadata, created_at, updated_at, page_rows \
+pub const LIST_AFTER: &str = "SELECT id, user_id, title, context, metadata, created_at, updated_at, page_rows \
      FROM ( \
          SELECT *, sum(size) OVER (ORDER BY updated_at DESC, id DESC ROWS UNBOUNDED PRECEDING) - size AS before, \
              count(*) OVER () AS page_rows \
@@ -53,13 +53,13 @@ const LIST_AFTER: &str = "SELECT id, user_id, title, context, metadata, created_
      ORDER BY updated_at DESC, id DESC";
 
 /// Absent fields stay as they are; the trigger moves `updated_at`.
-const UPDATE: &str = "UPDATE ai_conversations \
+pub const UPDATE: &str = "UPDATE ai_conversations \
      SET title = COALESCE($3, title), context = COALESCE($4, context), metadata = COALESCE($5, metadata) \
      WHERE id = $1 AND user_id = $2 \
      RETURNING id, user_id, title, context, metadata, created_at, updated_at";
 
 /// Its messages go with it (`ON DELETE CASCADE`).
-const DELETE: &str = "DELETE FROM ai_conversations WHERE id = $1 AND user_id = $2";
+pub const DELETE: &str = "DELETE FROM ai_conversations WHERE id = $1 AND user_id = $2";
 
 impl FromRow for Conversation {
     fn from_row(row: &Row) -> Result<Self, DbError> {

@@ -23,7 +23,7 @@ use super::{fetch_size, json_object, page, Budgeted, Page, PAGE_BYTES};
 use crate::cursor::Cursor;
 use crate::models::{CreateMessage, Message, Role};
 
-const INSERT: &str = "WITH owned AS ( \
+pub const INSERT: &str = "WITH owned AS ( \
          UPDATE ai_conversations SET updated_at = NOW() \
          WHERE id = $1 AND user_id = $2 RETURNING id \
      ) \
@@ -34,7 +34,7 @@ const INSERT: &str = "WITH owned AS ( \
 /// A page of one conversation's messages, cut at `$3` rows or once `$4`
 /// bytes are spent (see [`super::PAGE_BYTES`]); an owned conversation
 /// without (more) messages is one row of NULLs.
-const LIST_FIRST: &str = "SELECT m.id, m.conversation_id, m.role, m.content, m.resources, \
+pub const LIST_FIRST: &str = "SELECT m.id, m.conversation_id, m.role, m.content, m.resources, \
          m.follow_up_suggestions, m.metadata, m.created_at, m.page_rows \
      FROM ai_conversations c \
      LEFT JOIN LATERAL ( \
@@ -56,7 +56,7 @@ const LIST_FIRST: &str = "SELECT m.id, m.conversation_id, m.role, m.content, m.r
      ORDER BY m.created_at, m.id";
 
 /// [`LIST_FIRST`] after the position `($5, $6)`.
-const LIST_AFTER: &str = "SELECT m.id, m.conversation_id, m.role, m.content, m.resources, \
+pub const LIST_AFTER: &str = "SELECT m.id, m.conversation_id, m.role, m.content, m.resources, \
          m.follow_up_suggestions, m.metadata, m.created_at, m.page_rows \
      FROM ai_conversations c \
      LEFT JOIN LATERAL ( \
