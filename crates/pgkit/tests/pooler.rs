@@ -361,3 +361,43 @@ async fn pgbouncers_own_errors_are_unavailable_not_query_errors() {
     let one: i32 = db.fetch_val("SELECT 1", &[]).await.unwrap();
     assert_eq!(one, 1);
 }
+
+/// PgBouncer's own refusals are the database being unavailable for now (a
+/// 503 with `Retry-After` in a service), never a query error (a 500).
+#[tokio::test]
+async fn pgbouncers_own_refusals_are_unavailable() {
+    let cluster = testing::cluster().await;
+    let test_db = cluster.database().await;
+    let bouncer = PgBouncer::start_with(cluster.socket_dir(), 2, &[("max_client_conn", "2")]).await;
+
+    // `no more connections allowed (max_client_conn)`.
+    let s = settings(
+        &bouncer.url(test_db.name()),
+        &[("DB_POOLER", "transaction"), ("DB_POOL_MIN_SIZE", "0")],
+    );
+    set_session_defaults(test_db.url(), test_db.name(), &s).await;
+    let db = Database::new(s).unwrap();
+    let held: Vec<_> = futures_util::future::join_all((0..3).map(|_| db.acquire())).await;
+    let refused: Vec<&DbError> = held.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(!refused.is_empty(), "a third client connection is refused");
+    for e in &refused {
+        assert!(
+            matches!(e, DbError::Unavailable { .. }),
+            "max_client_conn refusal: {e:?}"
+        );
+        assert!(e.retry_after().is_some());
+    }
+    drop(held);
+
+    // A server login that fails (here: no such database on the server).
+    let s = settings(
+        &bouncer.url("no_such_database_here"),
+        &[("DB_POOLER", "transaction"), ("DB_POOL_MIN_SIZE", "0")],
+    );
+    let db = Database::new(s).unwrap();
+    let err = db.fetch_val::<i32>("SELECT 1", &[]).await.unwrap_err();
+    assert!(
+        matches!(err, DbError::Unavailable { .. }),
+        "server login failure: {err:?}"
+    );
+}

@@ -47,13 +47,27 @@ impl PgBouncer {
     /// database's `socket_dir()`). Panics (failing the test) with what to
     /// install when it cannot.
     pub async fn start(server_socket_dir: &Path, pool_size: u32) -> PgBouncer {
-        match Self::try_start(server_socket_dir, pool_size).await {
+        Self::start_with(server_socket_dir, pool_size, &[]).await
+    }
+
+    /// [`PgBouncer::start`] with more `[pgbouncer]` settings (a small
+    /// `max_client_conn`, say), written after the harness's own.
+    pub async fn start_with(
+        server_socket_dir: &Path,
+        pool_size: u32,
+        settings: &[(&str, &str)],
+    ) -> PgBouncer {
+        match Self::try_start(server_socket_dir, pool_size, settings).await {
             Ok(b) => b,
             Err(e) => panic!("pgkit test harness: cannot start PgBouncer: {e}"),
         }
     }
 
-    async fn try_start(server_socket_dir: &Path, pool_size: u32) -> Result<PgBouncer, String> {
+    async fn try_start(
+        server_socket_dir: &Path,
+        pool_size: u32,
+        settings: &[(&str, &str)],
+    ) -> Result<PgBouncer, String> {
         let bin =
             binary().ok_or("no pgbouncer binary; install it with `apt-get install pgbouncer`")?;
         let dir = tempfile::Builder::new()
@@ -61,7 +75,7 @@ impl PgBouncer {
             .tempdir()
             .map_err(|e| format!("temp dir: {e}"))?;
         let user = ServerUser::for_this_process().map_err(|e| e.to_string())?;
-        let ini = write_config(dir.path(), server_socket_dir, pool_size)
+        let ini = write_config(dir.path(), server_socket_dir, pool_size, settings)
             .map_err(|e| format!("config: {e}"))?;
         if let Some(u) = user {
             u.chown(dir.path()).map_err(|e| e.to_string())?;
@@ -148,7 +162,12 @@ impl Drop for PgBouncer {
     }
 }
 
-fn write_config(dir: &Path, server_socket: &Path, pool_size: u32) -> std::io::Result<PathBuf> {
+fn write_config(
+    dir: &Path,
+    server_socket: &Path,
+    pool_size: u32,
+    settings: &[(&str, &str)],
+) -> std::io::Result<PathBuf> {
     let users = dir.join("users.txt");
     fs::write(&users, "\"postgres\" \"\"\n")?;
     let ini = dir.join("pgbouncer.ini");
@@ -174,6 +193,9 @@ fn write_config(dir: &Path, server_socket: &Path, pool_size: u32) -> std::io::Re
     // `options` start-up parameter; nothing is ignored here, so a client
     // that sends it fails as it would in production.
     writeln!(f, "server_reset_query =")?;
+    for (name, value) in settings {
+        writeln!(f, "{name} = {value}")?;
+    }
     drop(f);
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
     Ok(ini)
