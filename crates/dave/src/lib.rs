@@ -2,6 +2,11 @@
 //! versioned prompts, API keys) on pgkit, as a library so that tests and the
 //! binary share it.
 
+// No `unwrap()` on the service's code paths: a request must never panic on
+// a `None` or an `Err` (issue 12 §4). Tests may (clippy.toml:
+// allow-unwrap-in-tests); integration tests are other crates, not linted here.
+#![deny(clippy::unwrap_used)]
+
 pub mod app;
 pub mod auth;
 pub mod cli;

@@ -2,6 +2,11 @@
 //! the exit code (0 success, 1 a failure the user can fix, 2 bad usage, the
 //! last from clap).
 
+// No `unwrap()` on the service's code paths: a request must never panic on
+// a `None` or an `Err` (issue 12 §4). Tests may (clippy.toml:
+// allow-unwrap-in-tests); integration tests are other crates, not linted here.
+#![deny(clippy::unwrap_used)]
+
 use std::process::ExitCode;
 
 use clap::Parser;
