@@ -3,7 +3,9 @@
 //! Exit codes: 0 success; 1 a failure the user can fix (the error, then one
 //! `hint:` line saying how); 2 bad usage (clap's own); 141 standard output
 //! was closed by its reader (quietly, as a shell reports SIGPIPE); 3 from
-//! `local status` when no server runs (as `pg_ctl status`).
+//! `local status` when no server runs (as `pg_ctl status`); 130 (SIGINT) or
+//! 143 (SIGTERM) when `migrate up` was stopped by that signal, after it
+//! cancelled and rolled back the running file.
 
 mod cli;
 mod commands;
@@ -29,7 +31,14 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("error: {}", commands::message(&e));
             eprintln!("hint: {}", commands::hint(&e));
-            ExitCode::from(1)
+            // Stopped by Ctrl-C or SIGTERM, after cleaning up: the status a
+            // shell shows for that signal.
+            match e.downcast_ref::<pgkit::migrate::MigrateError>() {
+                Some(pgkit::migrate::MigrateError::Interrupted(i)) => {
+                    ExitCode::from(i.signal.exit_code())
+                }
+                _ => ExitCode::from(1),
+            }
         }
     }
 }

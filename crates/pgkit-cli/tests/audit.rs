@@ -41,7 +41,7 @@ async fn findings_print_like_lint_and_exit_1() {
             "public.children: error[table-comment] table has no comment: the next person cannot tell what one row is",
             "  fix: COMMENT ON TABLE public.children IS '<what one row is, and who writes it>';",
             "public.children: error[foreign-key-index] foreign key children_parent_id_fkey (parent_id) -> public.parents has no index leading with its columns: each delete or key update in public.parents scans this whole table",
-            "  fix: CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_children_parent_id ON public.children (parent_id);",
+            "  fix: CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_children_parent_id ON public.children (parent_id); -- alone in a migration file with `-- pgkit:no-transaction` in its header, no BEGIN/COMMIT",
             "public.parents: error[updated-at-trigger] table has updated_at but no enabled BEFORE UPDATE FOR EACH ROW trigger calling update_updated_at_column(): updated_at keeps its insert time",
             "  fix: CREATE OR REPLACE FUNCTION update_updated_at_column() RETURNS TRIGGER AS $$ BEGIN NEW.updated_at = NOW(); RETURN NEW; END; $$ LANGUAGE plpgsql; DROP TRIGGER IF EXISTS update_parents_updated_at ON public.parents; CREATE TRIGGER update_parents_updated_at BEFORE UPDATE ON public.parents FOR EACH ROW EXECUTE FUNCTION update_updated_at_column();",
             "public.parents.doc: error[jsonb-column-comment] JSONB column has no comment: its shape is written down nowhere else",

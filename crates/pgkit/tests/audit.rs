@@ -168,7 +168,8 @@ async fn each_finding_names_the_fix_as_sql_that_works() {
     );
     assert_eq!(
         fk.fix,
-        "CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_children_parent_id ON public.children (parent_id);"
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_children_parent_id ON public.children (parent_id); \
+         -- alone in a migration file with `-- pgkit:no-transaction` in its header, no BEGIN/COMMIT"
     );
     let column = find(&report, "public.docs.body", AuditRule::JsonbColumnComment);
     assert!(

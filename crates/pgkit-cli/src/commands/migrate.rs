@@ -1,7 +1,7 @@
 //! `pgkit migrate status|up|new|repair|baseline` over a migrations directory.
 
 use anyhow::Context;
-use pgkit::migrate::{MigrateOptions, MigrationSource, Migrator, NewFile, State, Status};
+use pgkit::migrate::{MigrateOptions, MigrationSource, Migrator, NewFile, State, Status, Stop};
 use pgkit::settings::Env;
 
 use super::{connection, out, outln, progress, seconds, timeouts, UserError};
@@ -41,8 +41,11 @@ pub async fn run(args: MigrateArgs) -> anyhow::Result<()> {
             Ok(())
         }
         MigrateAction::Up => {
+            // Listening before anything connects: a Ctrl-C from here on
+            // stops the run cleanly instead of killing the process.
+            let stop = stop_signal()?;
             let (dsn, params) = connection(&args.db).await?;
-            let report = migrator.up(&dsn, &params, progress).await?;
+            let report = migrator.up_until(&dsn, &params, progress, stop).await?;
             if !report.applied.is_empty() {
                 let ms: u128 = report.applied.iter().map(|(_, d)| d.as_millis()).sum();
                 eprintln!(
@@ -71,6 +74,21 @@ pub async fn run(args: MigrateArgs) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Completes on the first SIGINT or SIGTERM. The handlers are installed
+/// now, so the default action (ending the process at once, with the
+/// statement left running on the server) is replaced before any work starts.
+fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = Stop> + Send> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => Stop::Interrupt,
+            _ = terminate.recv() => Stop::Terminate,
+        }
+    })
 }
 
 /// The lock timeout and retries: the flags (or their variables), else the

@@ -267,13 +267,23 @@ async fn foreign_key_index(
                 "foreign key {conname} ({cols}) -> {referenced} has no index leading with its \
                  columns: each delete or key update in {referenced} scans this whole table"
             ),
+            // CONCURRENTLY cannot run in a transaction: the migration
+            // runner needs the file marked, or it refuses it (issue 14).
             format!(
-                "CREATE INDEX CONCURRENTLY IF NOT EXISTS {index} ON {qualified} ({quoted_cols});"
+                "CREATE INDEX CONCURRENTLY IF NOT EXISTS {index} ON {qualified} ({quoted_cols}); \
+                 {FK_INDEX_PLACEMENT}"
             ),
         )
     })
     .await
 }
+
+/// Where the foreign-key index fix goes: `CREATE INDEX CONCURRENTLY` runs
+/// only outside a transaction block, so `pgkit migrate` needs it alone in a
+/// file marked `-- pgkit:no-transaction`. A SQL comment, so the line stays
+/// SQL that can be pasted.
+pub const FK_INDEX_PLACEMENT: &str =
+    "-- alone in a migration file with `-- pgkit:no-transaction` in its header, no BEGIN/COMMIT";
 
 async fn primary_key(
     client: &Client,

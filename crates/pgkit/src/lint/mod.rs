@@ -145,7 +145,9 @@ fn sql_files(folder: &Path) -> Result<Vec<PathBuf>, LintError> {
     let mut paths = Vec::new();
     for entry in fs::read_dir(folder).map_err(list_error)? {
         let path = entry.map_err(list_error)?.path();
-        if path.is_file() && path.extension().is_some_and(|e| e == "sql") {
+        // `X.SQL` too: `migration-file` reports it rather than skipping it.
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        if path.is_file() && name.is_some_and(|n| crate::migrate::is_sql_name(&n)) {
             paths.push(path);
         }
     }

@@ -34,6 +34,7 @@ impl fmt::Display for Severity {
 #[non_exhaustive]
 pub enum Rule {
     SyntaxError,
+    MigrationFile,
     MigrationHeader,
     TransactionWrapper,
     CreateIfNotExists,
@@ -53,8 +54,9 @@ pub enum Rule {
 
 impl Rule {
     /// Every rule, in the order `docs/lint-rules.md` lists them.
-    pub const ALL: [Rule; 16] = [
+    pub const ALL: [Rule; 17] = [
         Rule::SyntaxError,
+        Rule::MigrationFile,
         Rule::MigrationHeader,
         Rule::TransactionWrapper,
         Rule::CreateIfNotExists,
@@ -75,6 +77,7 @@ impl Rule {
     pub fn as_str(self) -> &'static str {
         match self {
             Rule::SyntaxError => "syntax-error",
+            Rule::MigrationFile => "migration-file",
             Rule::MigrationHeader => "migration-header",
             Rule::TransactionWrapper => "transaction-wrapper",
             Rule::CreateIfNotExists => "create-if-not-exists",
@@ -107,6 +110,9 @@ impl Rule {
     pub fn summary(self) -> &'static str {
         match self {
             Rule::SyntaxError => "the file does not parse as PostgreSQL",
+            Rule::MigrationFile => {
+                "pgkit migrate, seed and bundle can run the file (name, numbering, transaction control)"
+            }
             Rule::MigrationHeader => {
                 "header comment with Migration, Issue, Date, Author and Description"
             }

@@ -89,7 +89,8 @@ impl Allows {
     /// anywhere in the header. A line's allow comment is spent on the first
     /// finding it covers.
     pub fn take(&mut self, finding: &Finding, file_level: bool) -> bool {
-        if finding.rule == Rule::InvalidSuppression {
+        // The runner refuses such a file whatever a comment says.
+        if matches!(finding.rule, Rule::InvalidSuppression | Rule::MigrationFile) {
             return false;
         }
         if file_level && self.in_header.contains(&finding.rule) {

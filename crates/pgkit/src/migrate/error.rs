@@ -71,8 +71,8 @@ pub enum MigrateError {
         source: std::io::Error,
     },
 
-    #[error("{name}: a migration file name must start with its number, as NNN_description.sql")]
-    BadFileName { name: String },
+    #[error("{name}: {problem}")]
+    BadFileName { name: String, problem: String },
 
     #[error("{name}: the number in the file name is too large (at most 18 digits)")]
     VersionTooLarge { name: String },
@@ -92,6 +92,15 @@ pub enum MigrateError {
         name: String,
         line: u32,
         problem: String,
+    },
+
+    /// A statement PostgreSQL refuses inside a transaction block, in a file
+    /// the runner would run in one (no `-- pgkit:no-transaction` marker).
+    #[error("{name}:{line}: {statement} cannot run inside a transaction block, and this file runs in one (it has no `-- pgkit:no-transaction` line)")]
+    NeedsNoTransaction {
+        name: String,
+        line: u32,
+        statement: String,
     },
 
     #[error("{name}:{line}: {message}")]
@@ -138,6 +147,10 @@ pub enum MigrateError {
         attempts: u32,
     },
 
+    /// `up` was stopped by a signal; the running file was cancelled.
+    #[error("{0}")]
+    Interrupted(Box<super::Interrupted>),
+
     #[error("seed failed at {0}")]
     SeedFailed(Box<FileFailure>),
 
@@ -181,9 +194,14 @@ impl MigrateError {
     pub fn hint(&self) -> Option<String> {
         Some(match self {
             MigrateError::Io { .. } => "check the path (--dir) and its permissions".into(),
-            MigrateError::BadFileName { .. } => {
-                "rename it to NNN_description.sql (for example 007_add_index.sql), or move it out of the migrations directory".into()
-            }
+            MigrateError::BadFileName { name, .. } => match super::source::suggested_name(name) {
+                Some(better) => format!("rename it to {better}, or move it out of the migrations folder"),
+                None => "rename it to NNN_description.sql (for example 007_add_index.sql), or move it out of the migrations folder".into(),
+            },
+            MigrateError::NeedsNoTransaction { .. } => format!(
+                "put `{}` on a line of the header (before the first statement), remove BEGIN/COMMIT, and keep the file to that one statement, written to be safe to re-run (IF NOT EXISTS)",
+                super::source::NO_TRANSACTION_MARKER
+            ),
             MigrateError::VersionTooLarge { .. } => "use a shorter number, such as 007 or a date like 20251229".into(),
             MigrateError::NotUtf8 { .. } => "save the file as UTF-8".into(),
             MigrateError::DuplicateVersion { second, .. } => {
@@ -233,6 +251,16 @@ impl MigrateError {
                 super::LOCK_TIMEOUT_VAR,
                 super::LOCK_RETRIES_VAR
             ),
+            MigrateError::Interrupted(i) => match i.outcome {
+                super::InterruptOutcome::PartlyApplied => format!(
+                    "run `up` again when ready: {} resumes from its first statement, so each must be safe to re-run",
+                    i.file.as_deref().unwrap_or("the file")
+                ),
+                super::InterruptOutcome::Unconfirmed => {
+                    "check pg_stat_activity for a statement still running, then run `up` again".into()
+                }
+                _ => "run `up` again when ready: the interrupted file starts over".into(),
+            },
             MigrateError::SeedFailed(f) => format!(
                 "fix {} (seeds must be idempotent: INSERT … ON CONFLICT) and run `seed` again",
                 f.name

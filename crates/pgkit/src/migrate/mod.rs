@@ -55,8 +55,11 @@ pub use checksum::{checksum, normalize};
 pub use error::{ChangedFile, FileFailure, MigrateError};
 pub use lock::lock_key;
 pub use new::NewFile;
-pub(crate) use source::tx_mode as source_tx_mode;
-pub use source::{discover, Migration, MigrationSource, SourceFile, TxMode, NO_TRANSACTION_MARKER};
+pub use source::{
+    discover, is_sql_name, refusal, suggested_name, version_of, FileRole, Migration,
+    MigrationSource, SourceFile, TxMode, NO_TRANSACTION_MARKER,
+};
+pub(crate) use source::{has_no_transaction_marker, tx_mode as source_tx_mode};
 pub use status::{State, Status, StatusEntry};
 pub use tracking::{validate_schema, AppliedRow, TABLE};
 
@@ -264,6 +267,89 @@ impl fmt::Display for Event {
     }
 }
 
+/// The signal that stopped a run, as the caller's `stop` future reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// SIGINT (Ctrl-C): exit 130, as shells report it.
+    Interrupt,
+    /// SIGTERM: exit 143.
+    Terminate,
+}
+
+impl Stop {
+    /// The exit status a shell shows for a process this signal ended (128 + its number).
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Stop::Interrupt => 130,
+            Stop::Terminate => 143,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Stop::Interrupt => "SIGINT",
+            Stop::Terminate => "SIGTERM",
+        }
+    }
+}
+
+/// How long each clean-up step after an interrupt may take (cancel request,
+/// rollback, unlock): the process must end within seconds of Ctrl-C.
+const STOP_BOUND: Duration = Duration::from_millis(1500);
+
+/// What an interrupt left behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InterruptOutcome {
+    /// No file was running (waiting for the lock, or between files).
+    NothingRunning,
+    /// The running file's statement was cancelled and its transaction rolled back.
+    RolledBack,
+    /// The file runs outside a transaction (`-- pgkit:no-transaction`):
+    /// statements before the cancelled one stay applied; it is not recorded.
+    PartlyApplied,
+    /// The file had committed (with its tracking row) before the interrupt.
+    Committed,
+    /// The server did not answer in time: the connection was closed, and the
+    /// server rolls the transaction back when it notices.
+    Unconfirmed,
+}
+
+/// An interrupted `up`: which signal, which file, and what became of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interrupted {
+    pub signal: Stop,
+    pub file: Option<String>,
+    pub outcome: InterruptOutcome,
+}
+
+impl fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "interrupted by {}", self.signal.name())?;
+        let file = self.file.as_deref().unwrap_or("");
+        match self.outcome {
+            InterruptOutcome::NothingRunning => {
+                write!(f, " before any file ran; the migration lock is released")
+            }
+            InterruptOutcome::RolledBack => write!(
+                f,
+                ": {file} was rolled back (its running statement cancelled); nothing of it is applied or recorded, and the migration lock is released"
+            ),
+            InterruptOutcome::PartlyApplied => write!(
+                f,
+                ": {file} runs outside a transaction; its running statement was cancelled, the statements before it stay applied, it is not recorded; the migration lock is released"
+            ),
+            InterruptOutcome::Committed => write!(
+                f,
+                ": {file} had committed and is recorded; the migration lock is released"
+            ),
+            InterruptOutcome::Unconfirmed => write!(
+                f,
+                ": {file} was being rolled back (cancel sent) but the server did not confirm it in time; the connection is closed, so the server rolls it back and releases the lock when it notices"
+            ),
+        }
+    }
+}
+
 /// What `up` did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UpReport {
@@ -332,16 +418,115 @@ impl Migrator {
         &self,
         dsn: &Dsn,
         params: &SessionParams,
+        on_event: impl FnMut(&Event) + Send,
+    ) -> Result<UpReport, MigrateError> {
+        self.up_until(dsn, params, on_event, std::future::pending())
+            .await
+    }
+
+    /// [`Migrator::up`], stopped cleanly when `stop` completes (a CLI passes
+    /// its SIGINT/SIGTERM): the running statement gets a cancel request,
+    /// the file's transaction is rolled back and the lock released, so
+    /// nothing keeps running on the server holding locks with no runner
+    /// behind it. Returns [`MigrateError::Interrupted`] naming the file.
+    pub async fn up_until(
+        &self,
+        dsn: &Dsn,
+        params: &SessionParams,
         mut on_event: impl FnMut(&Event) + Send,
+        stop: impl std::future::Future<Output = Stop> + Send,
     ) -> Result<UpReport, MigrateError> {
         let migrations = self.migrations()?;
         let tracking = self.tracking()?;
-        let mut session = self.open_locked(dsn, params, &mut on_event).await?;
-        let result = self
-            .apply_pending(&mut session, &tracking, &migrations, &mut on_event)
+        tokio::pin!(stop);
+        // The file running now, as the events tell it.
+        let current: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+        let mut on_event = |e: &Event| {
+            match e {
+                Event::Applying { name } => {
+                    *current.lock().unwrap_or_else(|p| p.into_inner()) = Some(name.clone())
+                }
+                Event::Applied { .. } => *current.lock().unwrap_or_else(|p| p.into_inner()) = None,
+                _ => {}
+            }
+            on_event(e)
+        };
+        // Stopped before the lock is held: the connection (and any lock it
+        // just took) goes with the dropped future.
+        let mut session = tokio::select! {
+            session = self.open_locked(dsn, params, &mut on_event) => session?,
+            signal = &mut stop => {
+                return Err(MigrateError::Interrupted(Box::new(Interrupted {
+                    signal,
+                    file: None,
+                    outcome: InterruptOutcome::NothingRunning,
+                })))
+            }
+        };
+        let outcome = {
+            let apply = self.apply_pending(&mut session, &tracking, &migrations, &mut on_event);
+            tokio::select! {
+                result = apply => Ok(result),
+                signal = &mut stop => Err(signal),
+            }
+        };
+        let signal = match outcome {
+            Ok(result) => {
+                lock::release(&session.client, self.key()).await;
+                return result;
+            }
+            Err(signal) => signal,
+        };
+        let file = current.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let outcome = self
+            .stop_running(dsn, &mut session, &tracking, &migrations, file.as_deref())
             .await;
-        lock::release(&session.client, self.key()).await;
-        result
+        Err(MigrateError::Interrupted(Box::new(Interrupted {
+            signal,
+            file,
+            outcome,
+        })))
+    }
+
+    /// After an interrupt: cancels the running statement, rolls back,
+    /// releases the lock, each bounded so a dead server cannot hold the
+    /// exit; then says what became of the file.
+    async fn stop_running(
+        &self,
+        dsn: &Dsn,
+        session: &mut Session,
+        tracking: &Tracking,
+        migrations: &[Migration],
+        file: Option<&str>,
+    ) -> InterruptOutcome {
+        let Some(name) = file else {
+            lock::release(&session.client, self.key()).await;
+            return InterruptOutcome::NothingRunning;
+        };
+        let bound = STOP_BOUND;
+        crate::connect::cancel(dsn, session.client.cancel_token(), bound).await;
+        // Queued behind the cancelled statement: runs once its error is in.
+        let rolled_back = tokio::time::timeout(bound, session.client.batch_execute("ROLLBACK"))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        if !rolled_back {
+            // The connection is dropped with the session: the server ends
+            // the transaction and the lock when it notices.
+            return InterruptOutcome::Unconfirmed;
+        }
+        let _ = tokio::time::timeout(bound, lock::release(&session.client, self.key())).await;
+        let migration = migrations.iter().find(|m| m.name == name);
+        let recorded = match tokio::time::timeout(bound, tracking.applied(&session.client)).await {
+            Ok(Ok(rows)) => migration.is_some_and(|m| rows.iter().any(|r| r.version == m.version)),
+            _ => false,
+        };
+        if recorded {
+            InterruptOutcome::Committed
+        } else if migration.is_some_and(|m| m.mode == TxMode::NoTransaction) {
+            InterruptOutcome::PartlyApplied
+        } else {
+            InterruptOutcome::RolledBack
+        }
     }
 
     async fn apply_pending(

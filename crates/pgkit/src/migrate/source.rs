@@ -5,6 +5,12 @@
 //! no migrations folder. Both give (file name, text) pairs; [`discover`] turns
 //! those into [`Migration`]s: `NNN_description.sql`, numbers of any width
 //! (`007`, `20251229`), in numeric order, one file per number.
+//!
+//! This module is the one place that decides what a migration (or seed)
+//! file is: its name ([`version_of`]), how it runs ([`tx_mode`]) and what
+//! the runner refuses ([`refusal`]). `pgkit lint` asks [`refusal`] too, so
+//! lint reports, in the same words, every file `migrate`, `seed` and
+//! `bundle` would refuse.
 
 use std::path::{Path, PathBuf};
 
@@ -36,14 +42,18 @@ impl MigrationSource {
     pub fn files(&self) -> Result<Vec<SourceFile>, MigrateError> {
         match self {
             MigrationSource::Dir(dir) => read_dir(dir),
-            MigrationSource::Embedded(pairs) => Ok(pairs
+            MigrationSource::Embedded(pairs) => pairs
                 .iter()
-                .filter(|(name, _)| name.ends_with(".sql"))
-                .map(|(name, text)| SourceFile {
-                    name: base_name(name).to_string(),
-                    text: text.to_string(),
+                .filter(|(name, _)| is_sql_name(name))
+                .map(|(name, text)| {
+                    let name = base_name(name);
+                    check_extension(name)?;
+                    Ok(SourceFile {
+                        name: name.to_string(),
+                        text: text.to_string(),
+                    })
                 })
-                .collect()),
+                .collect(),
         }
     }
 
@@ -70,9 +80,10 @@ fn read_dir(dir: &Path) -> Result<Vec<SourceFile>, MigrateError> {
         let entry = entry.map_err(io)?;
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
-        if !name.ends_with(".sql") || !path.is_file() {
+        if !is_sql_name(&name) || !path.is_file() {
             continue;
         }
+        check_extension(&name)?;
         let bytes = std::fs::read(&path).map_err(|source| MigrateError::Io {
             path: path.clone(),
             source,
@@ -83,6 +94,50 @@ fn read_dir(dir: &Path) -> Result<Vec<SourceFile>, MigrateError> {
     }
     files.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(files)
+}
+
+/// Whether a file name looks like SQL, whatever the case of its extension:
+/// such files are either run or refused, never skipped silently.
+pub fn is_sql_name(name: &str) -> bool {
+    name.len() >= 4
+        && name.is_char_boundary(name.len() - 4)
+        && name[name.len() - 4..].eq_ignore_ascii_case(".sql")
+}
+
+/// Refuses `X.SQL` (or `.Sql`): PostgreSQL tools and this runner read
+/// `.sql`, and a file that is silently skipped is a migration never applied.
+fn check_extension(name: &str) -> Result<(), MigrateError> {
+    if is_sql_name(name) && !name.ends_with(".sql") {
+        return Err(MigrateError::BadFileName {
+            name: name.to_string(),
+            problem: "the extension must be lower-case .sql".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Which rules a file of a migrations folder is held to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileRole {
+    /// `NNN_description.sql` in the folder itself: numbered and recorded.
+    Migration,
+    /// `seeds/` or `data/`: any name ending in `.sql`, run every time.
+    Seed,
+}
+
+/// Why the runner would refuse this file, before running anything: the
+/// check `pgkit migrate`, `seed` and `bundle` make, and `pgkit lint`
+/// reports. `None` when the file can run.
+pub fn refusal(role: FileRole, name: &str, text: &str) -> Option<MigrateError> {
+    match role {
+        FileRole::Migration => Migration::from_file(name, text).err(),
+        FileRole::Seed => check_extension(name)
+            .and_then(|()| {
+                let sql = normalize(text);
+                tx_mode(name, &sql, &sql::split(&sql)).map(|_| ())
+            })
+            .err(),
+    }
 }
 
 /// How a file is run with respect to transactions.
@@ -122,8 +177,10 @@ pub struct Migration {
 impl Migration {
     /// Parses one file; `name` must be `NNN_description.sql`.
     pub fn from_file(name: &str, text: &str) -> Result<Migration, MigrateError> {
+        check_extension(name)?;
         let version = version_of(name)?.ok_or_else(|| MigrateError::BadFileName {
             name: name.to_string(),
+            problem: name_problem(name).into(),
         })?;
         let sql = normalize(text);
         let statements = sql::split(&sql);
@@ -159,6 +216,36 @@ pub fn version_of(name: &str) -> Result<Option<i64>, MigrateError> {
         })
 }
 
+/// What is wrong with a name [`version_of`] finds no number in.
+fn name_problem(name: &str) -> &'static str {
+    let digits = name.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 {
+        "a migration file name must start with its number, as NNN_description.sql"
+    } else {
+        "the number must be followed by _ and the description, as NNN_description.sql"
+    }
+}
+
+/// The name a refused file could have: `006-add.sql` -> `006_add.sql`,
+/// `X.SQL` -> `X.sql`; `None` when no number can be guessed.
+pub fn suggested_name(name: &str) -> Option<String> {
+    let stem = if is_sql_name(name) {
+        &name[..name.len() - 4]
+    } else {
+        name
+    };
+    let digits = stem.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 {
+        return None;
+    }
+    let rest = stem[digits..].trim_start_matches(|c: char| !c.is_ascii_alphanumeric());
+    Some(if rest.is_empty() {
+        format!("{}.sql", &stem[..digits])
+    } else {
+        format!("{}_{rest}.sql", &stem[..digits])
+    })
+}
+
 /// Reads, parses and orders every migration of a source.
 pub fn discover(source: &MigrationSource) -> Result<Vec<Migration>, MigrateError> {
     let mut migrations = source
@@ -184,8 +271,7 @@ pub fn discover(source: &MigrationSource) -> Result<Vec<Migration>, MigrateError
 pub fn tx_mode(name: &str, sql: &str, statements: &[Statement]) -> Result<TxMode, MigrateError> {
     // The marker may follow the standard's header: any line of the comments
     // before the first statement.
-    let leading = &sql[..statements.first().map_or(sql.len(), |s| s.range.start)];
-    if leading.lines().any(|l| is_no_transaction_marker(l.trim())) {
+    if has_no_transaction_marker(sql, statements) {
         return Ok(TxMode::NoTransaction);
     }
     let control: Vec<(usize, Control)> = statements
@@ -196,13 +282,18 @@ pub fn tx_mode(name: &str, sql: &str, statements: &[Statement]) -> Result<TxMode
         .collect();
     let last = statements.len().saturating_sub(1);
     match control.as_slice() {
-        [] => Ok(TxMode::Wrapped),
+        [] => in_transaction(name, sql, statements, TxMode::Wrapped),
         // Statements after the COMMIT (the standard's seed pattern ends with
         // a `DO $$ … RAISE NOTICE … $$`) run after the transaction.
-        [(0, Control::Begin), (end, Control::Commit)] => Ok(TxMode::Own {
-            begin: 0,
-            commit: *end,
-        }),
+        [(0, Control::Begin), (end, Control::Commit)] => in_transaction(
+            name,
+            sql,
+            &statements[..=*end],
+            TxMode::Own {
+                begin: 0,
+                commit: *end,
+            },
+        ),
         _ => {
             // A statement the parser cannot read (`CREATE TABLE broken (;`)
             // swallows what follows it, the COMMIT too: that is the problem
@@ -222,6 +313,27 @@ pub fn tx_mode(name: &str, sql: &str, statements: &[Statement]) -> Result<TxMode
             })
         }
     }
+}
+
+/// `mode` for a file whose `statements` run in a transaction, unless one of
+/// them is a statement PostgreSQL refuses there (`CREATE INDEX
+/// CONCURRENTLY`): refused before anything runs, not half way at apply.
+fn in_transaction(
+    name: &str,
+    sql: &str,
+    statements: &[Statement],
+    mode: TxMode,
+) -> Result<TxMode, MigrateError> {
+    for stmt in statements {
+        if let Some(what) = sql::non_transactional(&sql[stmt.range.clone()]) {
+            return Err(MigrateError::NeedsNoTransaction {
+                name: name.to_string(),
+                line: sql::line_col(sql, stmt.range.start).0,
+                statement: what.to_string(),
+            });
+        }
+    }
+    Ok(mode)
 }
 
 /// The parser's first error in the file, if any.
@@ -246,6 +358,13 @@ fn syntax_error(sql: &str) -> Option<ParseError> {
         offset: usize::from(e.range().start()),
         message: e.message().to_string(),
     })
+}
+
+/// Whether `-- pgkit:no-transaction` is a line of the comments before the
+/// first statement (first, or after the standard's header).
+pub(crate) fn has_no_transaction_marker(sql: &str, statements: &[Statement]) -> bool {
+    let leading = &sql[..statements.first().map_or(sql.len(), |s| s.range.start)];
+    leading.lines().any(|l| is_no_transaction_marker(l.trim()))
 }
 
 fn is_no_transaction_marker(line: &str) -> bool {

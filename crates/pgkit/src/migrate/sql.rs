@@ -171,6 +171,46 @@ pub fn is_concurrently(statement: &str) -> bool {
         && words.any(|w| w == "CONCURRENTLY")
 }
 
+/// The name of a statement PostgreSQL refuses inside a transaction block
+/// (`CREATE INDEX CONCURRENTLY`, `VACUUM`, `CREATE DATABASE`, …), read from
+/// its leading words; `None` for any other statement. The runner refuses a
+/// file that would run one in a transaction, and `pgkit lint` asks the same
+/// function, so the two agree.
+pub fn non_transactional(statement: &str) -> Option<&'static str> {
+    let words: Vec<String> = idents(statement).take(8).collect();
+    let w: Vec<&str> = words.iter().map(String::as_str).collect();
+    let concurrently = || w.contains(&"CONCURRENTLY");
+    match w.as_slice() {
+        ["CREATE", "INDEX", "CONCURRENTLY", ..]
+        | ["CREATE", "UNIQUE", "INDEX", "CONCURRENTLY", ..] => Some("CREATE INDEX CONCURRENTLY"),
+        ["DROP", "INDEX", "CONCURRENTLY", ..] => Some("DROP INDEX CONCURRENTLY"),
+        ["REINDEX", ..] if concurrently() => Some("REINDEX CONCURRENTLY"),
+        ["ALTER", "TABLE", ..] if w.contains(&"DETACH") && is_concurrently(statement) => {
+            Some("ALTER TABLE ... DETACH PARTITION ... CONCURRENTLY")
+        }
+        ["VACUUM", ..] => Some("VACUUM"),
+        ["CREATE", "DATABASE", ..] => Some("CREATE DATABASE"),
+        ["DROP", "DATABASE", ..] => Some("DROP DATABASE"),
+        ["CREATE", "TABLESPACE", ..] => Some("CREATE TABLESPACE"),
+        ["DROP", "TABLESPACE", ..] => Some("DROP TABLESPACE"),
+        ["ALTER", "SYSTEM", ..] => Some("ALTER SYSTEM"),
+        _ => None,
+    }
+}
+
+/// The unquoted words of a statement, upper-cased, skipping comments,
+/// literals and punctuation.
+fn idents(statement: &str) -> impl Iterator<Item = String> + '_ {
+    tokenize(statement)
+        .scan(0usize, |pos, t| {
+            let start = *pos;
+            *pos += t.len as usize;
+            Some((t.kind, start..*pos))
+        })
+        .filter(|(kind, _)| *kind == TokenKind::Ident)
+        .map(|(_, r)| statement[r].to_ascii_uppercase())
+}
+
 /// 1-based line and column (in characters) of a byte offset.
 pub fn line_col(sql: &str, byte: usize) -> (u32, u32) {
     let byte = floor_char_boundary(sql, byte.min(sql.len()));
@@ -278,6 +318,41 @@ mod tests {
             "CREATE TABLE t (\"concurrently\" int);",
         ] {
             assert!(!is_concurrently(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn names_what_cannot_run_in_a_transaction() {
+        for (sql, what) in [
+            (
+                "CREATE INDEX CONCURRENTLY IF NOT EXISTS i ON t (a);",
+                "CREATE INDEX CONCURRENTLY",
+            ),
+            (
+                "-- x\ncreate unique index concurrently i on t (a)",
+                "CREATE INDEX CONCURRENTLY",
+            ),
+            (
+                "DROP INDEX CONCURRENTLY IF EXISTS i;",
+                "DROP INDEX CONCURRENTLY",
+            ),
+            (
+                "REINDEX (VERBOSE) TABLE CONCURRENTLY t;",
+                "REINDEX CONCURRENTLY",
+            ),
+            ("VACUUM ANALYZE t;", "VACUUM"),
+            ("CREATE DATABASE x;", "CREATE DATABASE"),
+            ("ALTER SYSTEM SET work_mem = '8MB';", "ALTER SYSTEM"),
+        ] {
+            assert_eq!(non_transactional(sql), Some(what), "{sql}");
+        }
+        for sql in [
+            "CREATE INDEX IF NOT EXISTS i ON t (a);",
+            "CREATE TABLE t (concurrently int);",
+            "SELECT 'VACUUM';",
+            "REFRESH MATERIALIZED VIEW CONCURRENTLY v;",
+        ] {
+            assert_eq!(non_transactional(sql), None, "{sql}");
         }
     }
 

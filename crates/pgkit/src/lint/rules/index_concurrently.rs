@@ -2,8 +2,8 @@
 //! file created. That table may hold production rows by now, and a plain
 //! `CREATE INDEX` blocks every write to it until the build ends.
 //! `CREATE INDEX CONCURRENTLY` does not, but cannot run in a transaction
-//! block, so it goes in a file of its own without `BEGIN`/`COMMIT` (see
-//! `transaction-wrapper`). An index on a table created in the same file is
+//! block, so it goes in a file of its own with `-- pgkit:no-transaction` in
+//! its header and no `BEGIN`/`COMMIT` (see `transaction-wrapper`). An index on a table created in the same file is
 //! fine: the table is empty.
 
 use squawk_syntax::ast::{self, AstNode};
@@ -46,7 +46,7 @@ pub(crate) fn check(files: &[SqlFile], sink: &mut Sink) {
                         format!(
                             "CREATE INDEX on {table}, which an earlier migration created, blocks writes to it until the index is built"
                         ),
-                        "write `CREATE INDEX CONCURRENTLY IF NOT EXISTS ...` alone in a migration file without BEGIN/COMMIT",
+                        "write `CREATE INDEX CONCURRENTLY IF NOT EXISTS ...` alone in a migration file of its own, with `-- pgkit:no-transaction` in its header and no BEGIN/COMMIT",
                     ));
                 }
                 _ => {}
@@ -98,7 +98,7 @@ mod tests {
                 ("001_a.sql", &migration("001_a", CREATE)),
                 (
                     "002_b.sql",
-                    "CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_users_email ON users (email);",
+                    "-- pgkit:no-transaction\nCREATE INDEX CONCURRENTLY IF NOT EXISTS idx_users_email ON users (email);",
                 ),
             ],
             Rule::IndexConcurrently,

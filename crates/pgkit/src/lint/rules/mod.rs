@@ -10,6 +10,7 @@ mod drop_column;
 mod drop_table;
 mod index_concurrently;
 mod jsonb_column_comment;
+mod migration_file;
 mod migration_header;
 mod rerunnable_trigger;
 mod seed_on_conflict;
@@ -56,6 +57,7 @@ impl Sink {
 pub(crate) fn run_all(files: &[SqlFile], sink: &mut Sink) {
     let catalog = catalog::Catalog::build(files);
     syntax_error::check(files, sink);
+    migration_file::check(files, sink);
     migration_header::check(files, sink);
     transaction_wrapper::check(files, sink);
     create_if_not_exists::check(files, sink);

@@ -7,14 +7,19 @@
 //! The exception is a statement PostgreSQL refuses inside a transaction block
 //! (`CREATE/DROP INDEX CONCURRENTLY`, `REINDEX CONCURRENTLY`, `VACUUM`,
 //! `CREATE/DROP DATABASE`, `ALTER SYSTEM`): a file holding one must not have
-//! `BEGIN`, and is then not required to. Only files in the migrations folder.
+//! `BEGIN`, and is then not required to; it needs `-- pgkit:no-transaction`
+//! in its header, which `migration-file` reports when missing (the runner
+//! refuses the file without it). A file with that marker is held to the
+//! no-transaction form. A file the runner refuses for its transaction
+//! control is `migration-file`'s, in the runner's words, not reported twice.
+//! Only files in the migrations folder.
 
 use squawk_syntax::ast::{self, AstNode};
-use squawk_syntax::SyntaxKind;
 
 use super::Sink;
 use crate::lint::rule::Rule;
 use crate::lint::source::{FileKind, SqlFile};
+use crate::migrate::{refusal, FileRole, MigrateError};
 
 pub(crate) fn check(files: &[SqlFile], sink: &mut Sink) {
     for file in files.iter().filter(|f| f.kind == FileKind::Migration) {
@@ -25,7 +30,22 @@ pub(crate) fn check(files: &[SqlFile], sink: &mut Sink) {
         if stmts.is_empty() {
             continue;
         }
-        if stmts.iter().any(|s| non_transactional(s).is_some()) {
+        let name = file
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if matches!(
+            refusal(FileRole::Migration, &name, &file.text),
+            Some(MigrateError::TransactionControl { .. } | MigrateError::NeedsNoTransaction { .. })
+        ) {
+            continue;
+        }
+        let marked = crate::migrate::has_no_transaction_marker(
+            &file.text,
+            &crate::migrate::sql::split(&file.text),
+        );
+        if marked || stmts.iter().any(|s| non_transactional(s).is_some()) {
             check_no_transaction(file, &stmts, sink);
         } else {
             check_wrapped(file, &stmts, sink);
@@ -110,7 +130,7 @@ fn check_no_transaction(file: &SqlFile, stmts: &[ast::Stmt], sink: &mut Sink) {
                         format!(
                             "{what} cannot run inside a transaction block: the migration fails"
                         ),
-                        "move it to a migration file of its own with no BEGIN/COMMIT",
+                        "move it to a migration file of its own with `-- pgkit:no-transaction` in its header and no BEGIN/COMMIT",
                     ));
                 }
             }
@@ -118,27 +138,10 @@ fn check_no_transaction(file: &SqlFile, stmts: &[ast::Stmt], sink: &mut Sink) {
     }
 }
 
-/// The name of a statement PostgreSQL refuses inside a transaction block.
+/// The name of a statement PostgreSQL refuses inside a transaction block:
+/// the runner's own reading of it ([`crate::migrate::sql::non_transactional`]).
 pub(crate) fn non_transactional(stmt: &ast::Stmt) -> Option<&'static str> {
-    let concurrently = || {
-        stmt.syntax()
-            .descendants_with_tokens()
-            .any(|e| e.kind() == SyntaxKind::CONCURRENTLY_KW)
-    };
-    match stmt {
-        ast::Stmt::CreateIndex(i) if i.concurrently_token().is_some() => {
-            Some("CREATE INDEX CONCURRENTLY")
-        }
-        ast::Stmt::DropIndex(i) if i.concurrently_token().is_some() => {
-            Some("DROP INDEX CONCURRENTLY")
-        }
-        ast::Stmt::Reindex(_) if concurrently() => Some("REINDEX CONCURRENTLY"),
-        ast::Stmt::Vacuum(_) => Some("VACUUM"),
-        ast::Stmt::CreateDatabase(_) => Some("CREATE DATABASE"),
-        ast::Stmt::DropDatabase(_) => Some("DROP DATABASE"),
-        ast::Stmt::AlterSystem(_) => Some("ALTER SYSTEM"),
-        _ => None,
-    }
+    crate::migrate::sql::non_transactional(&stmt.syntax().to_string())
 }
 
 #[cfg(test)]
@@ -167,23 +170,29 @@ mod tests {
         );
     }
 
+    /// What the runner refuses is `migration-file`'s, in the runner's words.
+    fn refused(body: &str) -> Vec<String> {
+        assert_eq!(check(body), Vec::<String>::new(), "reported twice");
+        lint_one(&format!("{HEAD}{body}"), Rule::MigrationFile)
+    }
+
     #[test]
-    fn missing_commit_and_trailing_rollback() {
+    fn missing_commit_and_trailing_rollback_are_the_runners_refusals() {
         assert_eq!(
-            check("BEGIN;\nSELECT 1;\n"),
-            ["001_x.sql:7:1 the migration does not end with COMMIT;"]
+            refused("BEGIN;\nSELECT 1;\n"),
+            ["001_x.sql:6:1 pgkit migrate refuses this file: BEGIN without a COMMIT at the end of the file: a file may only open with BEGIN and end with COMMIT (found BEGIN)"]
         );
         assert_eq!(
-            check("BEGIN;\nSELECT 1;\nROLLBACK;\n"),
-            ["001_x.sql:8:1 the migration ends with ROLLBACK, so none of it is ever applied"]
+            refused("BEGIN;\nSELECT 1;\nROLLBACK;\n"),
+            ["001_x.sql:8:1 pgkit migrate refuses this file: ROLLBACK in a migration: a file may only open with BEGIN and end with COMMIT (found ROLLBACK)"]
         );
     }
 
     #[test]
     fn lone_commit_is_one_finding() {
         assert_eq!(
-            check("SELECT 1;\nCOMMIT;\n"),
-            ["001_x.sql:6:1 the migration does not start with BEGIN;"]
+            refused("SELECT 1;\nCOMMIT;\n"),
+            ["001_x.sql:7:1 pgkit migrate refuses this file: COMMIT without a BEGIN at the start of the file: a file may only open with BEGIN and end with COMMIT (found COMMIT)"]
         );
     }
 
@@ -195,17 +204,30 @@ mod tests {
 
     #[test]
     fn commit_in_the_middle_is_reported() {
-        let found = check("BEGIN;\nSELECT 1;\nCOMMIT;\nSELECT 2;\nCOMMIT;\n");
+        let found = refused("BEGIN;\nSELECT 1;\nCOMMIT;\nSELECT 2;\nCOMMIT;\n");
         assert_eq!(found.len(), 1, "{found:?}");
-        assert!(found[0].starts_with("001_x.sql:8:1 a COMMIT before the end"));
+        assert!(
+            found[0].starts_with(
+                "001_x.sql:8:1 pgkit migrate refuses this file: COMMIT before the end"
+            ),
+            "{found:?}"
+        );
     }
 
     #[test]
     fn concurrently_needs_no_wrapper_and_refuses_one() {
-        assert!(check("CREATE INDEX CONCURRENTLY IF NOT EXISTS i ON t (a);\n").is_empty());
+        assert!(check(
+            "-- pgkit:no-transaction\nCREATE INDEX CONCURRENTLY IF NOT EXISTS i ON t (a);\n"
+        )
+        .is_empty());
+        // Inside BEGIN/COMMIT the runner refuses it: `migration-file` says so.
+        assert!(
+            check("BEGIN;\nCREATE INDEX CONCURRENTLY IF NOT EXISTS i ON t (a);\nCOMMIT;\n")
+                .is_empty()
+        );
         assert_eq!(
-            check("BEGIN;\nCREATE INDEX CONCURRENTLY IF NOT EXISTS i ON t (a);\nCOMMIT;\n"),
-            ["001_x.sql:7:1 CREATE INDEX CONCURRENTLY cannot run inside a transaction block: the migration fails"]
+            check("-- pgkit:no-transaction\nBEGIN;\nCREATE INDEX CONCURRENTLY IF NOT EXISTS i ON t (a);\nCOMMIT;\n"),
+            ["001_x.sql:8:1 CREATE INDEX CONCURRENTLY cannot run inside a transaction block: the migration fails"]
         );
     }
 

@@ -1,0 +1,193 @@
+//! `pgkit lint` and the runner (`migrate`, `bundle`) agree, on one parser
+//! (issue 14 §2): what the runner refuses, lint reports first, in the same
+//! words; what lint's fixes (and audit's) say to write, the runner applies.
+
+mod support;
+
+use std::path::Path;
+use std::process::Output;
+
+use pgkit::testing::cluster;
+use support::{pgkit, stderr, stdout};
+
+fn header(name: &str, description: &str) -> String {
+    format!(
+        "-- Migration: {name}\n-- Issue: DAVE-1\n-- Date: 2025-01-15\n-- Author: Jane Doe\n-- Description: {description}\n"
+    )
+}
+
+const CREATE: &str = "BEGIN;\n\
+CREATE TABLE IF NOT EXISTS parents (id BIGINT PRIMARY KEY);\n\
+COMMENT ON TABLE parents IS 'Parents';\n\
+CREATE TABLE IF NOT EXISTS children (id BIGINT PRIMARY KEY, parent_id BIGINT NOT NULL REFERENCES parents (id));\n\
+COMMENT ON TABLE children IS 'Children of a parent';\n\
+COMMIT;\n";
+
+fn write(dir: &Path, name: &str, text: &str) {
+    std::fs::write(dir.join(name), text).unwrap();
+}
+
+fn run(url: Option<&str>, args: &[&str]) -> Output {
+    pgkit(url, &[], args).output().expect("pgkit runs")
+}
+
+/// The `error:` line the runner printed, without `error: `.
+fn error_line(out: &Output) -> String {
+    stderr(out)
+        .lines()
+        .find_map(|l| l.strip_prefix("error: "))
+        .unwrap_or_else(|| panic!("no error line: {}", stderr(out)))
+        .to_owned()
+}
+
+#[test]
+fn every_name_the_runner_refuses_lint_reports_in_the_same_words() {
+    for bad in ["add_users.sql", "006-add.sql", "007_add.SQL"] {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_str().unwrap();
+        write(
+            dir.path(),
+            "001_create.sql",
+            &format!("{}{CREATE}", header("001_create.sql", "tables")),
+        );
+        let stem = bad.split('.').next().unwrap();
+        write(
+            dir.path(),
+            bad,
+            &format!("{}BEGIN;\nSELECT 1;\nCOMMIT;\n", header(stem, "x")),
+        );
+
+        let out_file = dir.path().join("bundle.sql");
+        let bundle = run(
+            None,
+            &["bundle", "--dir", d, "--out", out_file.to_str().unwrap()],
+        );
+        assert_eq!(bundle.status.code(), Some(1), "{bad}: {}", stderr(&bundle));
+        let refused = error_line(&bundle);
+        assert!(refused.starts_with(&format!("{bad}: ")), "{refused}");
+
+        let lint = run(None, &["lint", d]);
+        assert_eq!(lint.status.code(), Some(1), "{bad}: {}", stdout(&lint));
+        let text = stdout(&lint);
+        let finding = text
+            .lines()
+            .find(|l| l.contains("error[migration-file]"))
+            .unwrap_or_else(|| panic!("{bad}: lint did not report it:\n{text}"));
+        assert!(
+            finding.ends_with(&refused),
+            "{bad}:\n lint: {finding}\n runner: {refused}"
+        );
+        // The hint is the same too.
+        let hint = stderr(&bundle)
+            .lines()
+            .find_map(|l| l.strip_prefix("hint: ").map(str::to_owned))
+            .unwrap();
+        assert!(text.contains(&format!("fix: {hint}")), "{text}\n{hint}");
+    }
+}
+
+/// The file lint's `index-concurrently` fix describes, and the one audit's
+/// `foreign-key-index` fix describes, pass lint and apply; without the
+/// marker both lint and `migrate up` refuse it, in the same words.
+#[tokio::test]
+async fn a_concurrent_index_written_as_lint_and_audit_say_applies() {
+    let db = cluster().await.database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    write(
+        dir.path(),
+        "001_create.sql",
+        &format!("{}{CREATE}", header("001_create.sql", "tables")),
+    );
+    let up = run(Some(db.url()), &["migrate", "--dir", d, "up"]);
+    assert_eq!(up.status.code(), Some(0), "{}", stderr(&up));
+
+    // Audit names the missing foreign-key index and where its fix goes.
+    let audit = run(Some(db.url()), &["audit"]);
+    let audit_out = stdout(&audit);
+    let fix = audit_out
+        .lines()
+        .skip_while(|l| !l.contains("error[foreign-key-index]"))
+        .find_map(|l| l.trim().strip_prefix("fix: "))
+        .unwrap_or_else(|| panic!("{audit_out}"))
+        .to_owned();
+    assert!(fix.contains("-- pgkit:no-transaction"), "{fix}");
+
+    // As lint's fix for a plain CREATE INDEX says: its own file, no
+    // BEGIN/COMMIT, the marker in the header.
+    let lint_fix = {
+        write(
+            dir.path(),
+            "002_index.sql",
+            &format!("{}BEGIN;\nCREATE INDEX IF NOT EXISTS idx_children_parent_id ON children (parent_id);\nCOMMIT;\n", header("002_index.sql", "index")),
+        );
+        let lint = run(None, &["lint", d]);
+        let text = stdout(&lint);
+        let line = text
+            .lines()
+            .skip_while(|l| !l.contains("warning[index-concurrently]"))
+            .find_map(|l| l.trim().strip_prefix("fix: "))
+            .unwrap_or_else(|| panic!("{text}"))
+            .to_owned();
+        line
+    };
+    assert!(lint_fix.contains("-- pgkit:no-transaction"), "{lint_fix}");
+
+    // Without the marker: lint and the runner refuse it alike.
+    let unmarked = format!("{}{fix}\n", header("002_index.sql", "index"));
+    write(dir.path(), "002_index.sql", &unmarked);
+    let lint = run(None, &["lint", d]);
+    assert_eq!(lint.status.code(), Some(1), "{}", stdout(&lint));
+    let up = run(Some(db.url()), &["migrate", "--dir", d, "up"]);
+    assert_eq!(up.status.code(), Some(1), "{}", stderr(&up));
+    let refused = error_line(&up);
+    assert!(
+        refused.contains("CREATE INDEX CONCURRENTLY cannot run inside a transaction block"),
+        "{refused}"
+    );
+    let refused_words = refused.split_once(": ").unwrap().1;
+    assert!(
+        stdout(&lint).contains(&format!(
+            "error[migration-file] pgkit migrate refuses this file: {refused_words}"
+        )),
+        "{}\n{refused}",
+        stdout(&lint)
+    );
+    assert!(
+        stderr(&up).contains("hint: put `-- pgkit:no-transaction`"),
+        "{}",
+        stderr(&up)
+    );
+
+    // With it, as both fixes say: lint clean, applied, audit clean.
+    let marked = format!(
+        "{}-- pgkit:no-transaction\n{fix}\n",
+        header("002_index.sql", "index")
+    );
+    write(dir.path(), "002_index.sql", &marked);
+    let lint = run(None, &["lint", d]);
+    assert_eq!(lint.status.code(), Some(0), "{}", stdout(&lint));
+    assert!(
+        stdout(&lint).contains("0 errors, 0 warnings"),
+        "{}",
+        stdout(&lint)
+    );
+    let up = run(Some(db.url()), &["migrate", "--dir", d, "up"]);
+    assert_eq!(up.status.code(), Some(0), "{}", stderr(&up));
+    let audit = run(Some(db.url()), &["audit"]);
+    assert!(
+        !stdout(&audit).contains("foreign-key-index"),
+        "{}",
+        stdout(&audit)
+    );
+    let c = support::connect(db.url()).await;
+    let valid: bool = c
+        .query_one(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = 'idx_children_parent_id'::regclass",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(valid);
+}
