@@ -1,0 +1,198 @@
+#!/usr/bin/env python3
+"""SVG charts from the JSON of scripts/bench-growth.sh and scripts/bench-connections.sh.
+
+  scripts/charts.py docs/bench-results/<run>-growth.json docs/bench-results/<run>-connections.json
+
+Writes <json name without .json>-<chart>.svg beside each JSON file. Standard library only:
+the SVG is written by hand (line charts, log or linear axes, a legend).
+"""
+import json
+import math
+import sys
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+W, H = 760, 420
+LEFT, RIGHT, TOP, BOTTOM = 70, 230, 40, 50
+COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
+
+
+def nice_ticks(lo: float, hi: float, log: bool) -> list[float]:
+    if log:
+        a, b = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
+        ticks = []
+        for e in range(a, b + 1):
+            for m in (1, 2, 5):
+                v = m * 10 ** e
+                if lo <= v <= hi:
+                    ticks.append(v)
+        return ticks
+    step = 10 ** math.floor(math.log10(max(hi - lo, 1e-9)))
+    for m in (1, 2, 5, 10):
+        if (hi - lo) / (step * m) <= 8:
+            step *= m
+            break
+    t, out = math.floor(lo / step) * step, []
+    while t <= hi + 1e-9:
+        out.append(t)
+        t += step
+    return out
+
+
+def fmt(v: float) -> str:
+    if v >= 1e6:
+        return f"{v / 1e6:g}M"
+    if v >= 1e3:
+        return f"{v / 1e3:g}k"
+    return f"{v:g}"
+
+
+def chart(path: Path, title: str, xlabel: str, ylabel: str, series: list[dict], xlog=True, ylog=True,
+          hlines=(), note: str = "") -> None:
+    """series: {label, xs, ys, color?, dash?}; hlines: {label, y, color?}."""
+    pts = [(x, y) for s in series for x, y in zip(s["xs"], s["ys"]) if y is not None and y > 0]
+    ys = [y for _, y in pts] + [h["y"] for h in hlines if h["y"]]
+    xs = [x for x, _ in pts]
+    if not pts:
+        return
+    xlo, xhi = min(xs), max(xs)
+    ylo, yhi = min(ys), max(ys)
+    if ylog:
+        ylo, yhi = 10 ** math.floor(math.log10(ylo)), 10 ** math.ceil(math.log10(yhi))
+    else:
+        ylo, yhi = 0, yhi * 1.1
+    if xlo == xhi:
+        xhi = xlo * 10 if xlog else xlo + 1
+    pw, ph = W - LEFT - RIGHT, H - TOP - BOTTOM
+
+    def sx(x):
+        f = (math.log10(x) - math.log10(xlo)) / (math.log10(xhi) - math.log10(xlo)) if xlog else \
+            (x - xlo) / (xhi - xlo)
+        return LEFT + f * pw
+
+    def sy(y):
+        f = (math.log10(y) - math.log10(ylo)) / (math.log10(yhi) - math.log10(ylo)) if ylog else \
+            (y - ylo) / (yhi - ylo)
+        return TOP + ph - f * ph
+
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" '
+           'font-family="sans-serif" font-size="12">',
+           f'<rect width="{W}" height="{H}" fill="white"/>',
+           f'<text x="{LEFT}" y="22" font-size="15" font-weight="bold">{escape(title)}</text>']
+    for t in nice_ticks(ylo, yhi, ylog):
+        y = sy(t)
+        out.append(f'<line x1="{LEFT}" y1="{y:.1f}" x2="{LEFT + pw}" y2="{y:.1f}" stroke="#ddd"/>')
+        out.append(f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{fmt(t)}</text>')
+    for t in sorted(set(xs)):
+        x = sx(t)
+        out.append(f'<line x1="{x:.1f}" y1="{TOP}" x2="{x:.1f}" y2="{TOP + ph}" stroke="#eee"/>')
+        out.append(f'<text x="{x:.1f}" y="{TOP + ph + 16}" text-anchor="middle">{fmt(t)}</text>')
+    out.append(f'<rect x="{LEFT}" y="{TOP}" width="{pw}" height="{ph}" fill="none" stroke="#888"/>')
+    out.append(f'<text x="{LEFT + pw / 2}" y="{H - 12}" text-anchor="middle">{escape(xlabel)}</text>')
+    out.append(f'<text x="16" y="{TOP + ph / 2}" text-anchor="middle" '
+               f'transform="rotate(-90 16 {TOP + ph / 2})">{escape(ylabel)}</text>')
+    legend_y = TOP + 4
+    for i, h in enumerate(hlines):
+        if not h["y"]:
+            continue
+        color = h.get("color", "#444")
+        y = sy(h["y"])
+        out.append(f'<line x1="{LEFT}" y1="{y:.1f}" x2="{LEFT + pw}" y2="{y:.1f}" stroke="{color}" '
+                   'stroke-width="1.5" stroke-dasharray="2,3"/>')
+        out.append(f'<line x1="{LEFT + pw + 10}" y1="{legend_y:.1f}" x2="{LEFT + pw + 34}" y2="{legend_y:.1f}" '
+                   f'stroke="{color}" stroke-width="1.5" stroke-dasharray="2,3"/>')
+        out.append(f'<text x="{LEFT + pw + 40}" y="{legend_y + 4:.1f}">{escape(h["label"])}</text>')
+        legend_y += 17
+    for i, s in enumerate(series):
+        color = s.get("color", COLORS[i % len(COLORS)])
+        dash = f' stroke-dasharray="{s["dash"]}"' if s.get("dash") else ""
+        p = [(sx(x), sy(y)) for x, y in zip(s["xs"], s["ys"]) if y is not None and y > 0]
+        if not p:
+            continue
+        out.append(f'<polyline fill="none" stroke="{color}" stroke-width="2"{dash} points="'
+                   + " ".join(f"{x:.1f},{y:.1f}" for x, y in p) + '"/>')
+        for x, y in p:
+            out.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{color}"/>')
+        out.append(f'<line x1="{LEFT + pw + 10}" y1="{legend_y:.1f}" x2="{LEFT + pw + 34}" y2="{legend_y:.1f}" '
+                   f'stroke="{color}" stroke-width="2"{dash}/>')
+        out.append(f'<text x="{LEFT + pw + 40}" y="{legend_y + 4:.1f}">{escape(s["label"])}</text>')
+        legend_y += 17
+    if note:
+        out.append(f'<text x="{LEFT}" y="{TOP - 6}" font-size="10" fill="#555">{escape(note)}</text>')
+    out.append("</svg>")
+    path.write_text("\n".join(out) + "\n")
+    print(path)
+
+
+def growth(data: dict, stem: Path) -> None:
+    levels = data["levels"]
+    xs = [lv["sizes"]["msgs"] for lv in levels]
+    note = f"{data['meta']['date']}, {data['meta']['cpus']} cores, one client; load avg at start " \
+           f"{data['meta']['load_average_start'][0]:.2f}"
+    cases = ["get_conversation", "list_first", "list_deep", "messages_first", "messages_deep", "post_message",
+             "knowledge_rare"]
+    services = sorted({s for lv in levels for s in lv["services"]}, key=lambda s: s != "dave")
+    for metric in ("p99_ms", "p50_ms"):
+        series = []
+        for si, svc in enumerate(services):
+            for ci, case in enumerate(cases):
+                ys = [lv["services"].get(svc, {}).get(case, {}).get(metric) for lv in levels]
+                if any(ys):
+                    series.append({"label": f"{svc} {case}", "xs": xs, "ys": ys, "color": COLORS[ci],
+                                   "dash": "6,4" if si else None})
+        chart(stem.with_name(stem.name + f"-{metric[:3]}.svg"),
+              f"{metric[:3]} latency as the data grows (dave solid, Python dashed)",
+              "messages in the database (conversations and articles grow with them)",
+              f"{metric[:3]} ms (log)", series, note=note)
+    series = []
+    for si, svc in enumerate(services):
+        for ci, case in enumerate(("knowledge_common", "knowledge_rare")):
+            ys = [lv["services"].get(svc, {}).get(case, {}).get("p99_ms") for lv in levels]
+            series.append({"label": f"{svc} {case.split('_')[1]} p99", "xs": [x // 10 for x in xs], "ys": ys,
+                           "color": COLORS[ci], "dash": "6,4" if si else None})
+    for ci, case in enumerate(("knowledge_common", "knowledge_rare")):
+        ys = [lv.get("limits", {}).get(case, {}).get("p99_ms") for lv in levels]
+        if any(ys):
+            series.append({"label": f"pgbench {case.split('_')[1]} p99", "xs": [x // 10 for x in xs],
+                           "ys": ys, "color": COLORS[ci + 4], "dash": "2,3"})
+    chart(stem.with_name(stem.name + "-knowledge.svg"), "Knowledge search p99 as articles grow",
+          "knowledge articles", "p99 ms (log)", series,
+          hlines=[{"label": "target 50 ms", "y": 50, "color": "#d62728"}], note=note)
+
+
+def connections(data: dict, stem: Path) -> None:
+    runs, limits = data["runs"], data.get("limits", {})
+    note = f"{data['meta']['date']}, {data['meta']['cpus']} cores, wrk -t1; load avg at start " \
+           f"{data['meta']['load_average_start'][0]:.2f}"
+    for metric, ylabel, ylog in (("rps", "requests/s", False), ("p99_ms", "p99 ms (log)", True)):
+        series, hl = [], []
+        for si, (svc, r) in enumerate(sorted(runs.items(), key=lambda kv: kv[0] != "dave")):
+            for ci, case in enumerate(("get_conversation", "health")):
+                pts = sorted((int(c), v) for c, v in r.get(case, {}).items())
+                series.append({"label": f"{svc} {case}", "xs": [c for c, _ in pts],
+                               "ys": [v[metric] for _, v in pts], "color": COLORS[ci],
+                               "dash": "6,4" if si else None})
+                if metric == "p99_ms" and svc == "dave":
+                    series.append({"label": f"{svc} {case} p50", "xs": [c for c, _ in pts],
+                                   "ys": [v["p50_ms"] for _, v in pts], "color": COLORS[ci + 2], "dash": "1,3"})
+        if metric == "rps":
+            for ci, case in enumerate(("get_conversation", "health")):
+                lim = limits.get(f"{case}_c32")
+                if lim:
+                    hl.append({"label": f"pgbench {case} (32 clients)", "y": lim["tps"], "color": COLORS[ci + 4]})
+        chart(stem.with_name(stem.name + f"-{metric.split('_')[0]}.svg"),
+              f"{ylabel.split(' (')[0]} as connections grow (dave solid, Python dashed)", "wrk connections",
+              ylabel, series, ylog=ylog, hlines=hl, note=note)
+
+
+def main() -> int:
+    for arg in sys.argv[1:]:
+        p = Path(arg)
+        data = json.loads(p.read_text())
+        stem = p.with_suffix("")
+        {"growth": growth, "connections": connections}[data["kind"]](data, stem)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
