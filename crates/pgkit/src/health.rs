@@ -15,10 +15,9 @@
 //! result that was already known before it came; under a burst of probes
 //! the database sees one query per round trip instead of one per probe.
 
-use std::sync::Mutex;
 use std::time::Duration;
 
-use futures_util::future::{BoxFuture, FutureExt, Shared};
+use futures_util::future::FutureExt;
 use serde::Serialize;
 
 use crate::pool::Database;
@@ -97,12 +96,6 @@ pub async fn readiness(db: &Database) -> Readiness {
         },
     }
 }
-
-type Check = Shared<BoxFuture<'static, Result<(), String>>>;
-
-/// The check in flight, if any; lives in the [`Database`] it checks.
-#[derive(Default)]
-pub(crate) struct InFlight(Mutex<Option<Check>>);
 
 /// Joins the check in flight, or starts one.
 async fn shared_check(db: &Database) -> Result<(), String> {

@@ -8,7 +8,6 @@
 //! `pgkit` CLI and each service binary share one engine.
 
 pub mod audit;
-pub mod breaker;
 pub mod budget;
 pub mod connect;
 pub mod doctor;
@@ -22,7 +21,6 @@ pub mod migrate;
 pub mod pool;
 pub mod pooler;
 pub mod provision;
-pub mod replica;
 pub mod repo;
 pub mod secret;
 pub mod seed;
@@ -30,3 +28,11 @@ pub mod settings;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod tls;
+
+// The pool's parts keep their short paths (`pgkit::breaker::Breaker`).
+pub use pool::{breaker, replica};
+
+// What most services name, at the crate root.
+pub use error::DbError;
+pub use pool::{Database, PooledConn};
+pub use settings::{DbSettings, Env, Environment};
