@@ -134,20 +134,8 @@ impl ConnectError {
     }
 }
 
-/// An error and its causes, `outer: inner: innermost`, without repeats.
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let part = cause.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = cause.source();
-    }
-    text
-}
+/// Kept at its old path for callers of `pgkit::connect::error_chain`.
+pub use crate::error::error_chain;
 
 /// A notice the server sent (RAISE NOTICE, warnings).
 #[derive(Debug, Clone)]

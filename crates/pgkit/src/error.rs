@@ -86,6 +86,24 @@ pub(crate) enum Level {
     Query,
 }
 
+/// An error and its causes on one line, `outer: inner: innermost`, a cause
+/// left out when the text so far already says it (drivers often repeat
+/// their source in their own message). The one such function in the
+/// workspace: logs, CLI errors and test failures all read alike.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// Classifies a driver error. SQLSTATE classes: 08 connection exception,
 /// 28 invalid authorization, 53300 too many connections, 57P01..57P03
 /// shutdown / cannot connect now, 3D000 no such database. Errors without a
@@ -97,7 +115,7 @@ pub(crate) enum Level {
 pub(crate) fn classify(e: &tokio_postgres::Error) -> (DbError, Level) {
     use tokio_postgres::error::SqlState;
     let Some(db) = e.as_db_error() else {
-        let text = crate::connect::error_chain(e);
+        let text = error_chain(e);
         if text.starts_with("error serializing") || text.starts_with("error deserializing") {
             return (DbError::Decode(text), Level::Query);
         }

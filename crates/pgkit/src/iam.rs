@@ -265,7 +265,7 @@ fn http_client() -> Result<reqwest::Client, IamError> {
         .timeout(HTTP_TIMEOUT)
         .no_proxy()
         .build()
-        .map_err(|e| IamError::Client(error_chain(&e)))
+        .map_err(|e| IamError::Client(crate::error::error_chain(&e)))
 }
 
 /// The metadata server of Cloud Run (and GCE, GKE): tokens for the
@@ -623,17 +623,6 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
         cause = next;
     }
     cause.to_string()
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
 }
 
 #[cfg(test)]

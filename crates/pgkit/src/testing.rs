@@ -81,21 +81,8 @@ pub async fn cluster() -> &'static TestCluster {
         .await;
     match started {
         Ok(cluster) => cluster,
-        Err(e) => panic!("pgkit test harness: {}", with_causes(&e)),
+        Err(e) => panic!("pgkit test harness: {}", crate::error::error_chain(&e)),
     }
-}
-
-/// An error and its causes on one line: `Io`'s message names what failed,
-/// its source says why.
-fn with_causes(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
 }
 
 /// A throwaway cluster: the shared one ([`cluster`]) or, through `Deref`, a
@@ -398,7 +385,7 @@ pub async fn replicable_cluster() -> DedicatedCluster {
 async fn dedicated_with(settings: &[(&str, &str)]) -> DedicatedCluster {
     match TestCluster::start(settings).await {
         Ok(cluster) => DedicatedCluster { cluster },
-        Err(e) => panic!("pgkit test harness: {}", with_causes(&e)),
+        Err(e) => panic!("pgkit test harness: {}", crate::error::error_chain(&e)),
     }
 }
 

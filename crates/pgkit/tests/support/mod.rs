@@ -190,18 +190,7 @@ pub fn session() -> SessionParams {
 }
 
 /// An error with all its causes, as a person reading a log would see it.
-pub fn full_message(err: &dyn std::error::Error) -> String {
-    let mut parts: Vec<String> = vec![err.to_string()];
-    let mut source = err.source();
-    while let Some(e) = source {
-        let text = e.to_string();
-        if parts.last() != Some(&text) {
-            parts.push(text);
-        }
-        source = e.source();
-    }
-    parts.join(": ")
-}
+pub use pgkit::error::error_chain as full_message;
 
 /// Polls `check` until it holds or `bound` passes.
 pub async fn eventually<F, Fut>(bound: Duration, mut check: F) -> bool
