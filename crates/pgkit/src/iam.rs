@@ -21,6 +21,40 @@
 //! [`TokenSource::token`] before each new connection and passes the token to
 //! [`crate::connect::connect`] as the password. The fetchers take their
 //! endpoints as values, so tests point them at a fake server on 127.0.0.1.
+//!
+//! # Why not `google-cloud-auth` (evaluated for issue 12 §2)
+//!
+//! Google's official crate (googleapis/google-cloud-rust, 1.x) was read
+//! against what this module does. It downloads nothing at build time (no
+//! build script fetching anything) and at run time talks to the same
+//! endpoints as this module. It covers every source used here and more:
+//! the metadata server with chosen scopes (so `sqlservice.login` works),
+//! Application Default Credentials in Google's order
+//! (`GOOGLE_APPLICATION_CREDENTIALS`, gcloud's file, the metadata server),
+//! gcloud user refresh tokens, and impersonation (an
+//! `impersonated_service_account` ADC file, or a builder). What keeps this
+//! module is how it caches:
+//!
+//! - its token cache spawns a background task at construction
+//!   (`tokio::spawn`) that sleeps until four minutes before expiry and
+//!   refetches, and after a transient failure retries every ten seconds for
+//!   as long as the process lives. DESIGN §2 rules that out: Cloud Run
+//!   throttles the CPU between requests, so token refresh must happen on the
+//!   next call, as [`CachedTokenSource`] does (refresh on the first call
+//!   within five minutes of expiry, the current token kept if that fails);
+//! - a caller that finds the cached token expired waits for that background
+//!   task; with a throttled CPU the task's timer is late, so the wait lands
+//!   on a request;
+//! - the task needs a Tokio runtime when the credentials are built, which
+//!   `pgkit`'s settings do not otherwise need;
+//! - it hands out HTTP headers (`Authorization: Bearer ...`) for API calls,
+//!   so the connection password would be cut out of a header value.
+//!
+//! Service-account key files and workload identity federation, which it
+//! adds, are what this module refuses on purpose (Cloud Run needs neither).
+//! Verdict: kept hand-written, small (metadata server, authorized-user
+//! refresh, impersonation through ADC), tested against a fake server.
+//! Revisit if the crate offers an on-demand (no background task) cache.
 
 use std::fmt;
 use std::future::Future;
