@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use postgres_protocol::escape::escape_identifier;
 use rand::Rng;
 use tokio::sync::OnceCell;
 
@@ -196,7 +197,7 @@ impl TestCluster {
         Fut: Future<Output = Result<(), Box<dyn std::error::Error + Send + Sync>>>,
     {
         let name = format!("template_{template}");
-        let quoted = quote_ident(&name);
+        let quoted = escape_identifier(&name);
         // A failed earlier attempt may have left it half built.
         self.admin(Admin::Sql(format!(
             "DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"
@@ -221,10 +222,10 @@ impl TestCluster {
         let sql = match template {
             Some(t) => format!(
                 "CREATE DATABASE {} TEMPLATE {}",
-                quote_ident(&name),
-                quote_ident(t)
+                escape_identifier(&name),
+                escape_identifier(t)
             ),
-            None => format!("CREATE DATABASE {}", quote_ident(&name)),
+            None => format!("CREATE DATABASE {}", escape_identifier(&name)),
         };
         if let Err(e) = self.admin(Admin::Sql(sql.clone())).await {
             panic!("pgkit test harness: {sql} failed: {e}");
@@ -320,7 +321,7 @@ impl Drop for TestDatabase {
         let admin = self.admin.clone();
         let drop_sql = Admin::Sql(format!(
             "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            quote_ident(&self.name)
+            escape_identifier(&self.name)
         ));
         let worker = std::thread::spawn(move || run_admin(&admin, &drop_sql));
         match worker.join() {
@@ -707,11 +708,6 @@ fn is_plain_identifier(name: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-}
-
-/// Quotes an identifier the harness made itself (never user input).
-fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 #[cfg(test)]
