@@ -1,14 +1,12 @@
 //! `knowledge_base`: articles anyone may search, only admins may add.
 //!
-//! The search filters and ranks on the stored, generated column
-//! `search_vector` (`to_tsvector('english', title || ' ' || content)`,
-//! migration 007, GIN index `idx_knowledge_base_search_vector`, 008), so no
-//! article is parsed again at search time; `plainto_tsquery` takes the
-//! client's words as plain text (no query syntax to get wrong), and results
-//! come best first by `ts_rank`, ties by id so a page is stable. Only the
-//! ranking reads every match, and only `(id, rank)` of it: the page's
-//! columns and sizes are fetched for the `$2` best alone. Articles are up to
-//! 100,000 characters, so the hits also stop at [`PAGE_BYTES`].
+//! The search reads the stored, generated column `search_vector`
+//! (`to_tsvector('english', title || ' ' || content)`, migration 007, GIN
+//! index `idx_knowledge_base_search_vector`, 008), so no article is parsed
+//! again at search time; `plainto_tsquery` takes the client's words as plain
+//! text (no query syntax to get wrong), and results come best first by
+//! `ts_rank`, ties by id so a page is stable. Articles are up to 100,000
+//! characters, so the hits also stop at [`PAGE_BYTES`].
 
 use pgkit::error::DbError;
 use pgkit::pool::Database;
@@ -20,24 +18,33 @@ use crate::models::{CreateKnowledge, KnowledgeArticle, KnowledgeHit};
 /// The best `$2` hits, fewer when their rows would pass `$3` bytes (the
 /// hit that crosses it is the last; see [`super::PAGE_BYTES`]).
 ///
-/// `ranked` is the only part that grows with the number of matches: it reads
-/// `search_vector` and ranks it, keeping `(id, rank)` of the best `$2`; the
-/// articles' text, tags and sizes are read for those rows only, by primary
-/// key. A term that nearly every article contains still ranks every match
-/// (the order must be `ts_rank`'s), but at the cost of a stored tsvector,
-/// not of parsing each article again (docs/benchmarks.md).
+/// `ranked` has two branches, one of which runs (one-time filters on
+/// `numnode`): a query of one word reads `knowledge_base_terms` (009) in
+/// index order, `npos DESC, doc_id`, which for a one-word query is exactly
+/// `ts_rank DESC, id` (see the migration), and stops after `$2` rows however
+/// many articles contain the word; any other query finds its matches
+/// through the GIN index and ranks each of them by `ts_rank` on the stored
+/// vector, keeping only `(id, rank)` until the page is known. Either way the
+/// page's rows are then read by primary key and `rank` is `ts_rank` itself.
 pub const SEARCH: &str = "SELECT id, title, content, tags, rank FROM ( \
-         SELECT k.id, k.title, k.content, k.tags, ranked.rank, \
-             sum(octet_length(k.title) + octet_length(k.content) + octet_length(k.tags::text)) \
-                 OVER (ORDER BY ranked.rank DESC, ranked.id ROWS UNBOUNDED PRECEDING) \
-             - (octet_length(k.title) + octet_length(k.content) + octet_length(k.tags::text)) AS before \
+         SELECT *, sum(size) OVER (ORDER BY rank DESC, id ROWS UNBOUNDED PRECEDING) - size AS before \
          FROM ( \
-             SELECT id, ts_rank(search_vector, query) AS rank \
-             FROM knowledge_base, plainto_tsquery('english', $1) AS query \
-             WHERE search_vector @@ query \
-             ORDER BY rank DESC, id LIMIT $2 \
-         ) ranked \
-         JOIN knowledge_base k ON k.id = ranked.id \
+             SELECT k.id, k.title, k.content, k.tags, \
+                 ts_rank(k.search_vector, plainto_tsquery('english', $1)) AS rank, \
+                 octet_length(k.title) + octet_length(k.content) + octet_length(k.tags::text) AS size \
+             FROM ( \
+                 (SELECT t.doc_id AS id FROM knowledge_base_terms t \
+                  WHERE numnode(plainto_tsquery('english', $1)) = 1 \
+                    AND t.word = (tsvector_to_array(to_tsvector('english', $1)))[1] \
+                  ORDER BY t.npos DESC, t.doc_id LIMIT $2) \
+                 UNION ALL \
+                 (SELECT id FROM knowledge_base \
+                  WHERE numnode(plainto_tsquery('english', $1)) <> 1 \
+                    AND search_vector @@ plainto_tsquery('english', $1) \
+                  ORDER BY ts_rank(search_vector, plainto_tsquery('english', $1)) DESC, id LIMIT $2) \
+             ) ranked \
+             JOIN knowledge_base k ON k.id = ranked.id \
+         ) hits \
      ) budgeted WHERE before < $3 \
      ORDER BY rank DESC, id";
 
