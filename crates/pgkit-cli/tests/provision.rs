@@ -348,3 +348,143 @@ async fn a_superuser_the_connecting_role_or_the_schema_owner_is_refused() {
         "it is the migration owner",
     );
 }
+
+/// Issue 14 §4: pgkit's tracking table is read-only for the runtime role,
+/// whether it existed before provision or `migrate` creates it afterwards;
+/// `doctor` as that role does not ask for writes on it; `audit --schema`
+/// does not count pgkit's table or the shared `update_updated_at_column()`
+/// as objects outside the schema.
+#[tokio::test]
+async fn the_runtime_role_reads_the_migration_history_but_cannot_rewrite_it() {
+    let db = testing::cluster().await.database().await;
+    let admin = connect(db.url()).await;
+    let args = [
+        "--schema",
+        "trk",
+        "--role",
+        "trk_app",
+        "--password-env",
+        "APP_PW",
+    ];
+    let out = provision(Some(db.url()), &[("APP_PW", PASSWORD)], &args);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("001_notes.sql"),
+        "-- Migration: 001_notes.sql\n-- Issue: T-1\n-- Date: 2025-01-15\n-- Author: A\n-- Description: notes\n\
+         BEGIN;\n\
+         CREATE OR REPLACE FUNCTION public.update_updated_at_column() RETURNS TRIGGER AS $$\n\
+         BEGIN NEW.updated_at = NOW(); RETURN NEW; END;\n$$ LANGUAGE plpgsql;\n\
+         CREATE TABLE IF NOT EXISTS trk.notes (id BIGINT PRIMARY KEY, updated_at TIMESTAMPTZ NOT NULL DEFAULT NOW());\n\
+         COMMENT ON TABLE trk.notes IS 'Notes';\n\
+         DROP TRIGGER IF EXISTS update_notes_updated_at ON trk.notes;\n\
+         CREATE TRIGGER update_notes_updated_at BEFORE UPDATE ON trk.notes FOR EACH ROW EXECUTE FUNCTION public.update_updated_at_column();\n\
+         COMMIT;\n",
+    )
+    .unwrap();
+    let d = dir.path().to_str().unwrap();
+    // The tracking table in the service's schema, created after provision
+    // (default privileges would give the runtime role writes on it) ...
+    for schema in ["trk", "public"] {
+        let up = support::pgkit(
+            Some(db.url()),
+            &[],
+            &["migrate", "--dir", d, "--schema", schema, "up"],
+        )
+        .output()
+        .unwrap();
+        assert_eq!(up.status.code(), Some(0), "{}", stderr(&up));
+    }
+    let privileges = |table: &'static str| {
+        let admin = &admin;
+        async move {
+            let row = admin
+                .query_one(
+                    "SELECT has_table_privilege('trk_app', $1, 'SELECT'),
+                            has_table_privilege('trk_app', $1, 'INSERT'),
+                            has_table_privilege('trk_app', $1, 'UPDATE'),
+                            has_table_privilege('trk_app', $1, 'DELETE'),
+                            has_table_privilege('trk_app', $1, 'TRUNCATE')",
+                    &[&table],
+                )
+                .await
+                .unwrap();
+            (0..5).map(|i| row.get::<_, bool>(i)).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        privileges("trk.pgkit_migrations").await,
+        [true, false, false, false, false],
+        "created by migrate after provision"
+    );
+    assert_eq!(
+        privileges("trk.notes").await,
+        [true, true, true, true, false]
+    );
+
+    // ... and one that existed, written to by hand, before provision ran again.
+    admin
+        .batch_execute("GRANT INSERT, UPDATE, DELETE ON trk.pgkit_migrations TO trk_app")
+        .await
+        .unwrap();
+    let again = provision(Some(db.url()), &[("APP_PW", PASSWORD)], &args);
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    assert_eq!(
+        privileges("trk.pgkit_migrations").await,
+        [true, false, false, false, false],
+        "provision revokes the writes on an existing tracking table"
+    );
+    let app = connect(&url_as(&db, "trk_app")).await;
+    let denied = app
+        .execute("DELETE FROM trk.pgkit_migrations", &[])
+        .await
+        .unwrap_err();
+    let denied = denied.as_db_error().map(|e| e.message().to_owned());
+    assert!(
+        denied
+            .as_deref()
+            .is_some_and(|m| m.contains("permission denied")),
+        "{denied:?}"
+    );
+
+    // doctor as the runtime role: the grants step passes.
+    let doctor = support::pgkit(
+        None,
+        &[],
+        &["doctor", &url_as(&db, "trk_app"), "--schema", "trk"],
+    )
+    .output()
+    .unwrap();
+    let text = stdout(&doctor);
+    let grants = text
+        .lines()
+        .find(|l| l.contains("privileges:"))
+        .unwrap_or_else(|| panic!("{text}{}", stderr(&doctor)));
+    assert!(grants.starts_with("ok"), "{text}");
+    assert!(grants.contains("on all 1 tables"), "{text}");
+
+    // audit of the schema: pgkit's table in public and the shared trigger
+    // function are not "outside the schema"; a stray table is.
+    admin
+        .batch_execute(
+            "CREATE TABLE public.stray (id int PRIMARY KEY); COMMENT ON TABLE public.stray IS 's'",
+        )
+        .await
+        .unwrap();
+    let audit = support::pgkit(
+        Some(db.url()),
+        &[],
+        &["audit", "--schema", "trk", "--role", "trk_app"],
+    )
+    .output()
+    .unwrap();
+    let text = stdout(&audit);
+    assert!(
+        text.contains("public.stray: error[object-outside-schema]"),
+        "{text}"
+    );
+    assert!(!text.contains("pgkit_migrations"), "{text}");
+    assert!(!text.contains("update_updated_at_column()"), "{text}");
+    assert_eq!(text.matches("object-outside-schema").count(), 1, "{text}");
+}

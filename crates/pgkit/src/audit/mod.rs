@@ -314,6 +314,10 @@ async fn primary_key(
 
 /// Objects owned by the schema's owner in other schemas. Sequences and types
 /// that belong to a table (serial, identity, row types) go with their table.
+/// Not reported: pgkit's own tracking table (`pgkit_migrations`, wherever a
+/// runner's `--schema` put it) and the standard's shared
+/// `update_updated_at_column()`, which every service's triggers call from
+/// `public` by design.
 async fn object_outside_schema(
     client: &Client,
     schema: &str,
@@ -327,7 +331,8 @@ async fn object_outside_schema(
                                   WHEN 'c' THEN 'TYPE' ELSE 'TABLE' END AS kind,
                    n.nspname::text AS nsp, n.nspname || '.' || c.relname AS display,
                    format('%I.%I', n.nspname, c.relname) AS qualified,
-                   c.relowner AS owner, 'pg_catalog.pg_class'::regclass AS classid, c.oid
+                   c.relowner AS owner, 'pg_catalog.pg_class'::regclass AS classid, c.oid,
+                   c.relname = $2 AS shared
             FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
             WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'c') AND NOT c.relispartition
             UNION ALL
@@ -335,19 +340,21 @@ async fn object_outside_schema(
                    n.nspname::text,
                    n.nspname || '.' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')',
                    format('%I.%I(%s)', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid)),
-                   p.proowner, 'pg_catalog.pg_proc'::regclass, p.oid
+                   p.proowner, 'pg_catalog.pg_proc'::regclass, p.oid,
+                   p.proname = 'update_updated_at_column' AND p.pronargs = 0
             FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
             UNION ALL
             SELECT CASE ty.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END,
                    n.nspname::text, n.nspname || '.' || ty.typname,
                    format('%I.%I', n.nspname, ty.typname),
-                   ty.typowner, 'pg_catalog.pg_type'::regclass, ty.oid
+                   ty.typowner, 'pg_catalog.pg_type'::regclass, ty.oid, false
             FROM pg_catalog.pg_type ty JOIN pg_catalog.pg_namespace n ON n.oid = ty.typnamespace
             WHERE ty.typtype IN ('e', 'd', 'r'))
         SELECT o.kind, o.display, o.qualified, pg_get_userbyid(o.owner)::text, format('%I', s.nspname)
         FROM objs o, s
         WHERE o.owner = s.nspowner
           AND o.nsp <> s.nspname
+          AND NOT o.shared
           AND o.nsp NOT IN ('pg_catalog', 'information_schema')
           AND o.nsp !~ '^pg_(toast|temp_)'
           AND NOT EXISTS (
@@ -360,7 +367,7 @@ async fn object_outside_schema(
         client,
         "objects outside the schema",
         sql,
-        &[&schema],
+        &[&schema, &crate::migrate::TABLE],
         |row| {
             let (kind, qualified, owner, target): (String, String, String, String) =
                 (row.get(0), row.get(2), row.get(3), row.get(4));

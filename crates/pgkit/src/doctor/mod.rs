@@ -662,7 +662,10 @@ async fn privileges(
     ))
 }
 
-/// Tables of one schema the current user cannot fully use.
+/// Tables of one schema the current user cannot fully use. pgkit's tracking
+/// table is not one of them: the runtime role gets SELECT on it at most
+/// (`pgkit provision` revokes writes), so the service cannot rewrite its
+/// migration history.
 struct TableGaps {
     total: usize,
     missing: Vec<String>,
@@ -681,8 +684,9 @@ async fn table_gaps(
                     has_table_privilege(c.oid, 'UPDATE'), has_table_privilege(c.oid, 'DELETE')
              FROM pg_catalog.pg_class c
              WHERE c.relnamespace = $1 AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+               AND c.relname <> $2
              ORDER BY 1",
-            &[&schema],
+            &[&schema, &crate::migrate::TABLE],
         )
         .await?;
     const NAMES: [&str; 4] = ["SELECT", "INSERT", "UPDATE", "DELETE"];

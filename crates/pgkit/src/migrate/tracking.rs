@@ -49,11 +49,15 @@ impl Tracking {
 
     /// Creates the schema and the table when missing. A DO block, so a role
     /// without CREATE on the database can still use an existing schema.
+    /// Write privileges that default privileges hand out on the new table
+    /// (`pgkit provision` sets such defaults for the runtime role) are
+    /// revoked at once: only the migration owner writes the history; others
+    /// keep SELECT at most.
     pub fn ensure_sql(&self) -> String {
         let schema = quote_ident(&self.schema);
         let table = self.qualified();
         format!(
-            "DO $pgkit$\nBEGIN\n    \
+            "DO $pgkit$\nDECLARE\n    grantee text;\nBEGIN\n    \
              IF to_regnamespace('{schema}') IS NULL THEN\n        CREATE SCHEMA {schema};\n    END IF;\n    \
              IF to_regclass('{table}') IS NULL THEN\n        \
              CREATE TABLE {table} (\n            \
@@ -62,7 +66,15 @@ impl Tracking {
              checksum     TEXT NOT NULL,\n            \
              applied_at   TIMESTAMPTZ NOT NULL DEFAULT now(),\n            \
              execution_ms BIGINT NOT NULL\n        );\n        \
-             COMMENT ON TABLE {table} IS 'Migration files applied by pgkit: one row per file; checksum is sha256 of the file with LF line endings';\n    \
+             COMMENT ON TABLE {table} IS 'Migration files applied by pgkit: one row per file; checksum is sha256 of the file with LF line endings';\n        \
+             FOR grantee IN SELECT DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END\n            \
+             FROM pg_catalog.pg_class c CROSS JOIN aclexplode(c.relacl) a\n            \
+             LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee\n            \
+             WHERE c.oid = '{table}'::regclass AND a.grantee <> c.relowner\n              \
+             AND a.privilege_type IN ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE')\n        \
+             LOOP\n            \
+             EXECUTE format('REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON {table} FROM %s', grantee);\n        \
+             END LOOP;\n    \
              END IF;\nEND\n$pgkit$;\n"
         )
     }

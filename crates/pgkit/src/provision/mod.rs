@@ -278,6 +278,8 @@ impl Plan {
 
     fn render(&self, with_secret: bool) -> Vec<Statement> {
         let (schema, role, owner) = (self.schema.quoted(), self.role.quoted(), self.owner_sql());
+        let tracking = format!("{schema}.{}", crate::migrate::TABLE);
+        let tracking_literal = postgres_protocol::escape::escape_literal(&tracking);
         let mut out = vec![
             Statement {
                 purpose: "one provision at a time (two at once could both try to create the role)",
@@ -320,6 +322,14 @@ impl Plan {
                 sql: format!(
                     "ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA {schema} GRANT {SEQUENCE_PRIVILEGES} ON SEQUENCES TO {role};"
                 ),
+            },
+                   Statement {
+                purpose: "pgkit's tracking table is read-only for the service: it must not rewrite its migration history (pgkit migrate does the same when it creates the table later)",
+                sql: do_block(&format!(
+                    "IF to_regclass({tracking_literal}) IS NOT NULL THEN\n        \
+                     REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON {tracking} FROM {role};\n    \
+                     END IF;"
+                )),
             },
         ]);
         out.extend(self.search_path_statements());
@@ -508,6 +518,7 @@ mod tests {
             "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA \"dave\" TO \"dave_app\";",
             "ALTER DEFAULT PRIVILEGES FOR ROLE CURRENT_USER IN SCHEMA \"dave\" GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO \"dave_app\";",
             "ALTER ROLE \"dave_app\" SET search_path = \"dave\", public;",
+            "IF to_regclass('\"dave\".pgkit_migrations') IS NOT NULL THEN\n        REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON \"dave\".pgkit_migrations FROM \"dave_app\";",
         ] {
             assert!(sql.contains(expected), "missing {expected}\n{sql}");
         }
