@@ -364,7 +364,7 @@ async fn migrate(action: MigrateAction) -> anyhow::Result<()> {
             .map_err(anyhow::Error::from),
         MigrateAction::Status { json } => status(&migrator, &target.dsn, &params, json).await,
         MigrateAction::Repair => migrator
-            .repair(&target.dsn, &params, print_event)
+            .repair(&target.dsn, &params, &[], false, print_event)
             .await
             .map(|changed| {
                 if changed.is_empty() {

@@ -157,8 +157,16 @@ pub enum MigrateAction {
     Up,
     /// Write the next numbered file from the standard's template.
     New(NewArgs),
-    /// Accept the current checksum of applied files that were edited.
-    Repair,
+    /// Accept the current checksum of the applied files named, after showing what changed;
+    /// an edit beyond comments and whitespace is refused unless --force.
+    Repair {
+        /// The edited migration files (names or paths), at least one.
+        #[arg(value_name = "FILE", required = true)]
+        files: Vec<String>,
+        /// Accept edits of statements too (the database must already match the file).
+        #[arg(long)]
+        force: bool,
+    },
     /// Record migrations up to --to as applied without running them (adopt an existing database).
     Baseline {
         /// The number of the last migration the database already has.

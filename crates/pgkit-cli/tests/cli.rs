@@ -228,8 +228,74 @@ async fn an_edited_applied_file_fails_up_with_exit_1_until_repaired() {
         "{err}"
     );
 
-    let repaired = ok(run(url, "development", &["migrate", "--dir", d, "repair"]));
-    assert!(stderr(&repaired).contains("repaired 003_create_categories_and_prompts.sql"));
+    // repair takes the files it is told.
+    let bare = run(url, "development", &["migrate", "--dir", d, "repair"]);
+    assert_eq!(bare.status.code(), Some(2), "{}", stderr(&bare));
+    let name = "003_create_categories_and_prompts.sql";
+    // A statement changed (a string literal): shown, refused, nothing changed.
+    let refused = run(url, "development", &["migrate", "--dir", d, "repair", name]);
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    let err = stderr(&refused);
+    assert!(
+        err.contains(&format!(
+            "{name}: its statements changed since it was applied (sha256 "
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("Reference categories, seeded"),
+        "the diff shows the old line: {err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "error: not repaired: {name} changed beyond comments and whitespace"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("--force"), "{err}");
+    assert_eq!(
+        run(url, "development", &["migrate", "--dir", d, "up"])
+            .status
+            .code(),
+        Some(1)
+    );
+
+    // Only comments and whitespace: accepted without --force, with the diff.
+    std::fs::write(
+        &file,
+        format!("-- reviewed in DAVE-9\n{}", text.replace("\n\n", "\n\n\n")),
+    )
+    .unwrap();
+    let repaired = ok(run(
+        url,
+        "development",
+        &["migrate", "--dir", d, "repair", &format!("{d}/{name}")],
+    ));
+    let err = stderr(&repaired);
+    assert!(
+        err.contains(&format!("{name}: only comments and whitespace changed")),
+        "{err}"
+    );
+    assert!(err.contains("+1: -- reviewed in DAVE-9"), "{err}");
+    assert!(err.contains(&format!("repaired {name}")), "{err}");
+    ok(run(url, "development", &["migrate", "--dir", d, "up"]));
+
+    // A statement edit the operator vouches for: --force.
+    std::fs::write(
+        &file,
+        text.replace("Reference categories, seeded", "Reference categories"),
+    )
+    .unwrap();
+    let forced = ok(run(
+        url,
+        "development",
+        &["migrate", "--dir", d, "repair", name, "--force"],
+    ));
+    assert!(
+        stderr(&forced).contains(&format!("repaired {name}")),
+        "{}",
+        stderr(&forced)
+    );
     ok(run(url, "development", &["migrate", "--dir", d, "up"]));
 }
 

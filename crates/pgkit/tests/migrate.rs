@@ -328,8 +328,29 @@ async fn an_edited_applied_file_stops_up_until_repaired() {
         "{msg}"
     );
 
+    // The edit is in a string literal, a statement: refused unless forced.
+    let (_, sink) = collect();
+    let refused = m.repair(&dsn, &params, &[], false, sink).await.unwrap_err();
+    assert!(
+        matches!(&refused, MigrateError::RepairRefused { files } if files == &["002_create_documents.sql"]),
+        "{refused}"
+    );
+    assert_eq!(
+        tracking_rows(&db, "public").await,
+        before,
+        "nothing changed"
+    );
     let (events, sink) = collect();
-    let repaired = m.repair(&dsn, &params, sink).await.unwrap();
+    let repaired = m
+        .repair(
+            &dsn,
+            &params,
+            &["002_create_documents.sql".into()],
+            true,
+            sink,
+        )
+        .await
+        .unwrap();
     assert_eq!(repaired.len(), 1);
     assert!(events
         .lock()

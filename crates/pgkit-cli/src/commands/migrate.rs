@@ -56,11 +56,15 @@ pub async fn run(args: MigrateArgs) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        MigrateAction::Repair => {
+        MigrateAction::Repair { files, force } => {
             let (dsn, params) = connection(&args.db).await?;
-            let repaired = migrator.repair(&dsn, &params, progress).await?;
+            let repaired = migrator
+                .repair(&dsn, &params, files, *force, progress)
+                .await?;
             if repaired.is_empty() {
-                eprintln!("nothing to repair: no applied file changed");
+                eprintln!(
+                    "nothing to repair: the files named are unchanged since they were applied"
+                );
             }
             Ok(())
         }

@@ -163,10 +163,11 @@ fn previous_check(m: &Migration, table: &str, previous: Option<&Migration>) -> S
 
 fn insert(m: &Migration, table: &str) -> String {
     format!(
-        "INSERT INTO {table} (version, name, checksum, execution_ms) VALUES ({}, {}, {}, floor(extract(epoch FROM clock_timestamp() - pgkit_started) * 1000)::bigint);",
+        "INSERT INTO {table} (version, name, checksum, execution_ms, sql) VALUES ({}, {}, {}, floor(extract(epoch FROM clock_timestamp() - pgkit_started) * 1000)::bigint, {});",
         m.version,
         literal(&m.name),
-        literal(&m.checksum)
+        literal(&m.checksum),
+        literal(&m.sql)
     )
 }
 

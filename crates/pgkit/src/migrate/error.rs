@@ -163,6 +163,14 @@ pub enum MigrateError {
     #[error("no migration file has number {version}; numbers present: {known}")]
     UnknownVersion { version: i64, known: String },
 
+    /// `repair` found an edit beyond comments and whitespace (or one it
+    /// cannot judge) and was not forced; nothing was changed.
+    #[error("not repaired: {} changed beyond comments and whitespace (or cannot be compared); nothing was changed", files.join(", "))]
+    RepairRefused { files: Vec<String> },
+
+    #[error("cannot repair {name}: {problem}")]
+    RepairTarget { name: String, problem: String },
+
     #[error("{} already exists", path.display())]
     Exists { path: PathBuf },
 
@@ -226,7 +234,7 @@ impl MigrateError {
                 "wait for the other runner to finish, or raise --lock-timeout; if none is running, end the session holding the lock (pg_terminate_backend(pid))".into()
             }
             MigrateError::Changed { .. } => {
-                "restore the applied file(s) and put the change in a new migration (`pgkit migrate new`); if the edit is intended (comments, formatting), accept it with `pgkit migrate repair`".into()
+                "restore the applied file(s) and put the change in a new migration (`pgkit migrate new`); if the edit is only comments or formatting, accept it with `pgkit migrate repair FILE`".into()
             }
             MigrateError::Failed(f) if f.after_commit => format!(
                 "{} is applied and recorded (its transaction committed); the statements after its COMMIT, from line {} on, did not run and `up` will not run them again: run them by hand if they matter",
@@ -269,6 +277,12 @@ impl MigrateError {
                 "point DB_MIGRATE_DSN at a direct connection to the instance (the Cloud SQL socket or private IP, not the pooler), or pass --database-url with one".into()
             }
             MigrateError::UnknownVersion { .. } => "give --to the number of an existing migration file".into(),
+            MigrateError::RepairRefused { .. } => {
+                "the database still holds what the old statements did, and the new ones would never run: restore the file and put the change in a new migration (`pgkit migrate new`); if the database already matches the file (changed by hand), repair with --force".into()
+            }
+            MigrateError::RepairTarget { .. } => {
+                "name applied files of the folder (`pgkit migrate status` lists them, marking the changed ones)".into()
+            }
             MigrateError::Exists { .. } => "choose another name, or delete the file if it is unused".into(),
             MigrateError::BadName { .. } => {
                 "use letters, digits, spaces, - or _ (such as add_user_email)".into()

@@ -39,6 +39,7 @@ mod checksum;
 mod error;
 pub(crate) mod lock;
 mod new;
+mod repair;
 pub(crate) mod runner;
 mod source;
 pub(crate) mod sql;
@@ -55,6 +56,7 @@ pub use checksum::{checksum, normalize};
 pub use error::{ChangedFile, FileFailure, MigrateError};
 pub use lock::lock_key;
 pub use new::NewFile;
+pub use repair::{Change, RepairCheck};
 pub use source::{
     discover, is_sql_name, refusal, suggested_name, version_of, FileRole, Migration,
     MigrationSource, SourceFile, TxMode, NO_TRANSACTION_MARKER,
@@ -196,6 +198,8 @@ pub enum Event {
     },
     /// A recorded version has no file (an older checkout?); `up` carries on.
     Missing { version: i64, name: String },
+    /// `repair` compared a file with its text as applied: what changed.
+    RepairCheck(RepairCheck),
     /// `repair` accepted a changed file's checksum.
     Repaired(ChangedFile),
     /// `baseline` recorded a file as applied without running it.
@@ -250,6 +254,7 @@ impl fmt::Display for Event {
                 f,
                 "warning: {name} (version {version}) is recorded as applied but no file has that number"
             ),
+            Event::RepairCheck(c) => write!(f, "{c}"),
             Event::Repaired(c) => write!(
                 f,
                 "repaired {}: recorded sha256 {} replaced by {}",
@@ -591,32 +596,63 @@ impl Migrator {
         })
     }
 
-    /// Accepts the current checksum of every changed applied file (the user
-    /// says the edit is intended). Returns what it changed.
+    /// Accepts the current checksum of the applied files named (by file
+    /// name or path; none names every changed file), after showing what
+    /// changed in each ([`Event::RepairCheck`]). An edit beyond comments and
+    /// whitespace, or one that cannot be told (a row from before pgkit kept
+    /// the applied text), is refused unless `force`; then nothing is
+    /// changed. Returns what it accepted.
     pub async fn repair(
         &self,
         dsn: &Dsn,
         params: &SessionParams,
+        files: &[String],
+        force: bool,
         mut on_event: impl FnMut(&Event) + Send,
     ) -> Result<Vec<ChangedFile>, MigrateError> {
         let migrations = self.migrations()?;
         let tracking = self.tracking()?;
         let session = self.open_locked(dsn, params, &mut on_event).await?;
         let result = async {
+            tracking.ensure(&session.client).await?;
             let applied = tracking.applied(&session.client).await?;
-            let changed = Status {
-                schema: tracking.schema().into(),
-                tracking_table: true,
-                migrations: status::compare(&migrations, &applied),
+            let checks = repair_checks(&migrations, &applied, files)?;
+            for check in &checks {
+                on_event(&Event::RepairCheck(check.clone()));
             }
-            .changed();
-            for c in &changed {
+            let unsafe_ones: Vec<String> = checks
+                .iter()
+                .filter(|c| !c.is_safe())
+                .map(|c| c.name.clone())
+                .collect();
+            if !force && !unsafe_ones.is_empty() {
+                return Err(MigrateError::RepairRefused { files: unsafe_ones });
+            }
+            let mut repaired = Vec::new();
+            for c in checks.iter().filter(|c| c.change != Change::Unchanged) {
+                let m = migrations
+                    .iter()
+                    .find(|m| m.version == c.version)
+                    .expect("a check is made for a file of the folder");
                 tracking
-                    .repair(&session.client, c.version, &c.name, &c.file_checksum)
+                    .repair(
+                        &session.client,
+                        c.version,
+                        &c.name,
+                        &c.file_checksum,
+                        &m.sql,
+                    )
                     .await?;
-                on_event(&Event::Repaired(c.clone()));
+                let changed = ChangedFile {
+                    version: c.version,
+                    name: c.name.clone(),
+                    applied_checksum: c.applied_checksum.clone(),
+                    file_checksum: c.file_checksum.clone(),
+                };
+                on_event(&Event::Repaired(changed.clone()));
+                repaired.push(changed);
             }
-            Ok::<_, MigrateError>(changed)
+            Ok::<_, MigrateError>(repaired)
         }
         .await;
         lock::release(&session.client, self.key()).await;
@@ -656,7 +692,7 @@ impl Migrator {
                     continue;
                 }
                 tracking
-                    .insert(&session.client, m.version, &m.name, &m.checksum, 0)
+                    .insert(&session.client, m.version, &m.name, &m.checksum, 0, &m.sql)
                     .await
                     .map_err(|e| MigrateError::db(&format!("cannot record {}", m.name), &e))?;
                 on_event(&Event::Baselined {
@@ -680,6 +716,40 @@ impl Migrator {
             self.key(),
         ))
     }
+}
+
+/// The files `repair` was asked about, each compared with its row: the
+/// named ones (all must be applied files of the folder), or every changed
+/// one when none is named.
+fn repair_checks(
+    migrations: &[Migration],
+    applied: &[AppliedRow],
+    files: &[String],
+) -> Result<Vec<RepairCheck>, MigrateError> {
+    let row_of = |m: &Migration| applied.iter().find(|r| r.version == m.version);
+    if files.is_empty() {
+        return Ok(migrations
+            .iter()
+            .filter_map(|m| row_of(m).map(|r| RepairCheck::new(m, r)))
+            .filter(|c| c.change != Change::Unchanged)
+            .collect());
+    }
+    let mut checks = Vec::new();
+    for file in files {
+        let name = file.rsplit('/').next().unwrap_or(file);
+        let m = migrations.iter().find(|m| m.name == name).ok_or_else(|| {
+            MigrateError::RepairTarget {
+                name: name.to_string(),
+                problem: "no migration file of that name in the folder".into(),
+            }
+        })?;
+        let row = row_of(m).ok_or_else(|| MigrateError::RepairTarget {
+            name: name.to_string(),
+            problem: "it is not applied, so there is nothing to repair (`up` runs it)".into(),
+        })?;
+        checks.push(RepairCheck::new(m, row));
+    }
+    Ok(checks)
 }
 
 /// Runs one migration with its tracking row, reporting progress, and tries

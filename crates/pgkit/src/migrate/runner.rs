@@ -232,7 +232,14 @@ pub(crate) async fn run_attempt(
                 let ms = started.elapsed().as_millis() as i64;
                 match r
                     .tracking
-                    .insert(&session.client, r.version, script.name, r.checksum, ms)
+                    .insert(
+                        &session.client,
+                        r.version,
+                        script.name,
+                        r.checksum,
+                        ms,
+                        script.sql,
+                    )
                     .await
                 {
                     Ok(()) => Ok(()),

@@ -211,6 +211,25 @@ fn idents(statement: &str) -> impl Iterator<Item = String> + '_ {
         .map(|(_, r)| statement[r].to_ascii_uppercase())
 }
 
+/// The file's tokens without whitespace and comments: two texts with the
+/// same list run the same statements (`migrate repair` accepts such an
+/// edit without `--force`).
+pub fn significant_tokens(sql: &str) -> Vec<&str> {
+    let mut pos = 0usize;
+    tokenize(sql)
+        .filter_map(|t| {
+            let start = pos;
+            pos += t.len as usize;
+            match t.kind {
+                TokenKind::Whitespace | TokenKind::LineComment | TokenKind::BlockComment { .. } => {
+                    None
+                }
+                _ => Some(&sql[start..pos]),
+            }
+        })
+        .collect()
+}
+
 /// 1-based line and column (in characters) of a byte offset.
 pub fn line_col(sql: &str, byte: usize) -> (u32, u32) {
     let byte = floor_char_boundary(sql, byte.min(sql.len()));
@@ -319,6 +338,21 @@ mod tests {
         ] {
             assert!(!is_concurrently(no), "{no}");
         }
+    }
+
+    #[test]
+    fn comments_and_whitespace_are_not_significant_but_literals_are() {
+        let a = "-- v1\nCREATE TABLE t (a int);\n/* note */ SELECT 'x  y';";
+        let b = "CREATE TABLE t (\n    a int -- the a\n);\nSELECT 'x  y';\n";
+        assert_eq!(significant_tokens(a), significant_tokens(b));
+        assert_ne!(
+            significant_tokens(a),
+            significant_tokens("CREATE TABLE t (a int);\nSELECT 'x y';")
+        );
+        assert_ne!(
+            significant_tokens(a),
+            significant_tokens("CREATE TABLE t (a bigint);\nSELECT 'x  y';")
+        );
     }
 
     #[test]

@@ -120,6 +120,7 @@ mod tests {
             checksum: checksum.into(),
             applied_at: Utc::now(),
             execution_ms: 1,
+            sql: None,
         }
     }
 

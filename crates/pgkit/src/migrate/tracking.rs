@@ -1,7 +1,10 @@
 //! The tracking table: which files ran, with what checksum, when, how long.
 //!
 //! `<schema>.pgkit_migrations(version, name, checksum, applied_at,
-//! execution_ms)`, one row per applied file. The schema is configurable (a
+//! execution_ms, sql)`, one row per applied file. `sql` is the text as
+//! applied, so `migrate repair` can show what changed in a file since and
+//! tell an edit of comments from one of statements (rows written before
+//! pgkit kept it have NULL there; a table from then gains the column). The schema is configurable (a
 //! service that owns a schema keeps its record there); its name is validated
 //! and quoted here, the only place it enters SQL text. Every value goes in as
 //! a parameter.
@@ -22,6 +25,8 @@ pub struct AppliedRow {
     pub checksum: String,
     pub applied_at: DateTime<Utc>,
     pub execution_ms: i64,
+    /// The text as applied; `None` for rows recorded before pgkit kept it.
+    pub sql: Option<String>,
 }
 
 /// The tracking table of one schema.
@@ -65,7 +70,8 @@ impl Tracking {
              name         TEXT NOT NULL,\n            \
              checksum     TEXT NOT NULL,\n            \
              applied_at   TIMESTAMPTZ NOT NULL DEFAULT now(),\n            \
-             execution_ms BIGINT NOT NULL\n        );\n        \
+             execution_ms BIGINT NOT NULL,\n            \
+             sql          TEXT\n        );\n        \
              COMMENT ON TABLE {table} IS 'Migration files applied by pgkit: one row per file; checksum is sha256 of the file with LF line endings';\n        \
              FOR grantee IN SELECT DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END\n            \
              FROM pg_catalog.pg_class c CROSS JOIN aclexplode(c.relacl) a\n            \
@@ -75,14 +81,18 @@ impl Tracking {
              LOOP\n            \
              EXECUTE format('REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON {table} FROM %s', grantee);\n        \
              END LOOP;\n    \
+             ELSIF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute\n                       \
+             WHERE attrelid = '{table}'::regclass AND attname = 'sql' AND NOT attisdropped) THEN\n        \
+             ALTER TABLE {table} ADD COLUMN sql TEXT;\n    \
              END IF;\nEND\n$pgkit$;\n"
         )
     }
 
-    /// The parameterised insert of one row ($1 version, $2 name, $3 checksum, $4 execution_ms).
+    /// The parameterised insert of one row ($1 version, $2 name, $3
+    /// checksum, $4 execution_ms, $5 the text as applied).
     pub fn insert_sql(&self) -> String {
         format!(
-            "INSERT INTO {} (version, name, checksum, execution_ms) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO {} (version, name, checksum, execution_ms, sql) VALUES ($1, $2, $3, $4, $5)",
             self.qualified()
         )
     }
@@ -110,8 +120,11 @@ impl Tracking {
         if !self.exists(client).await? {
             return Ok(Vec::new());
         }
+        // Through to_jsonb: `status` reads a table an older pgkit created,
+        // without the `sql` column, as it is (it changes nothing).
         let sql = format!(
-            "SELECT version, name, checksum, applied_at, execution_ms FROM {} ORDER BY version",
+            "SELECT version, name, checksum, applied_at, execution_ms, to_jsonb(m)->>'sql' \
+             FROM {} m ORDER BY version",
             self.qualified()
         );
         let rows = client
@@ -126,6 +139,7 @@ impl Tracking {
                 checksum: r.get(2),
                 applied_at: r.get(3),
                 execution_ms: r.get(4),
+                sql: r.get(5),
             })
             .collect())
     }
@@ -137,30 +151,32 @@ impl Tracking {
         name: &str,
         checksum: &str,
         execution_ms: i64,
+        sql: &str,
     ) -> Result<(), tokio_postgres::Error> {
         client
             .execute(
                 &self.insert_sql(),
-                &[&version, &name, &checksum, &execution_ms],
+                &[&version, &name, &checksum, &execution_ms, &sql],
             )
             .await
             .map(|_| ())
     }
 
-    /// Accepts a file's current checksum (and name) for an applied version.
+    /// Accepts a file's current checksum, name and text for an applied version.
     pub async fn repair(
         &self,
         client: &impl GenericClient,
         version: i64,
         name: &str,
         checksum: &str,
+        text: &str,
     ) -> Result<(), MigrateError> {
         let sql = format!(
-            "UPDATE {} SET checksum = $2, name = $3 WHERE version = $1",
+            "UPDATE {} SET checksum = $2, name = $3, sql = $4 WHERE version = $1",
             self.qualified()
         );
         client
-            .execute(&sql, &[&version, &checksum, &name])
+            .execute(&sql, &[&version, &checksum, &name, &text])
             .await
             .map(|_| ())
             .map_err(|e| MigrateError::db(&format!("cannot update {}", self.qualified()), &e))
