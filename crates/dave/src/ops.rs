@@ -108,19 +108,17 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     (status, Json(Readiness::from(readiness))).into_response()
 }
 
-/// Prometheus text: requests, latency histogram, pool, breaker, query errors.
+/// Prometheus metrics (OpenMetrics text): requests, latency histogram, pool,
+/// breaker, query errors.
 #[utoipa::path(
     get,
     path = "/metrics",
     tag = "operations",
-    responses((status = 200, description = "Prometheus text exposition format 0.0.4", body = String, content_type = "text/plain"))
+    responses((status = 200, description = "OpenMetrics text 1.0.0 (Prometheus scrapes it), ending in `# EOF`", body = String, content_type = "application/openmetrics-text"))
 )]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
         state.metrics.render(&state.db),
     )
         .into_response()

@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use serde_yaml::Value;
+use serde_norway::Value;
 
 use crate::helpers::spawn_app;
 
@@ -21,7 +21,7 @@ fn read(relative: &str) -> String {
 }
 
 fn yaml(relative: &str) -> Value {
-    serde_yaml::from_str(&read(relative)).unwrap_or_else(|e| panic!("{relative} is not YAML: {e}"))
+    serde_norway::from_str(&read(relative)).unwrap_or_else(|e| panic!("{relative} is not YAML: {e}"))
 }
 
 fn containers(service: &Value) -> &Vec<Value> {
@@ -250,7 +250,7 @@ fn cloudbuild_builds_and_migrates_before_deploying() {
     };
     assert!(position("build") < position("migrate"));
     assert!(position("migrate") < position("deploy"));
-    let migrate = serde_yaml::to_string(&steps[position("migrate")]).unwrap();
+    let migrate = serde_norway::to_string(&steps[position("migrate")]).unwrap();
     assert!(migrate.contains("--args=migrate,up"), "{migrate}");
 }
 

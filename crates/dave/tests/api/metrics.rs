@@ -9,7 +9,12 @@ use crate::helpers::spawn_app;
 fn samples(text: &str) -> HashMap<String, f64> {
     let mut out = HashMap::new();
     for line in text.lines() {
-        if line.is_empty() || line.starts_with("# HELP ") || line.starts_with("# TYPE ") {
+        if line.is_empty()
+            || line.starts_with("# HELP ")
+            || line.starts_with("# TYPE ")
+            || line.starts_with("# UNIT ")
+            || line == "# EOF"
+        {
             continue;
         }
         let (series, value) = line
@@ -55,8 +60,12 @@ async fn metrics_count_requests_by_route_template_and_status() {
     assert!(response.headers()["content-type"]
         .to_str()
         .unwrap()
-        .starts_with("text/plain; version=0.0.4"));
+        .starts_with("application/openmetrics-text; version=1.0.0"));
     let text = response.text().await.unwrap();
+    assert!(
+        text.ends_with("# EOF\n"),
+        "OpenMetrics ends with # EOF:\n{text}"
+    );
     let s = samples(&text);
 
     let by_id = "method=\"GET\",route=\"/api/v1/conversations/{id}\",status=\"404\"";
@@ -70,7 +79,7 @@ async fn metrics_count_requests_by_route_template_and_status() {
         2.0
     );
     assert_eq!(
-        s[&format!("dave_http_request_duration_seconds_bucket{{{by_id},le=\"+Inf\"}}")],
+        s[&format!("dave_http_request_duration_seconds_bucket{{le=\"+Inf\",{by_id}}}")],
         2.0
     );
     assert!(s[&format!("dave_http_request_duration_seconds_sum{{{by_id}}}")] > 0.0);
@@ -111,10 +120,12 @@ async fn histogram_buckets_are_cumulative() {
         app.get("/health/live").await;
     }
     let text = app.get("/metrics").await.text().await.unwrap();
-    let prefix = "dave_http_request_duration_seconds_bucket{method=\"GET\",route=\"/health/live\",status=\"200\",le=";
+    let labels = ",method=\"GET\",route=\"/health/live\",status=\"200\"}";
     let counts: Vec<f64> = text
         .lines()
-        .filter(|l| l.starts_with(prefix))
+        .filter(|l| {
+            l.starts_with("dave_http_request_duration_seconds_bucket{le=") && l.contains(labels)
+        })
         .map(|l| l.rsplit_once(' ').unwrap().1.parse().unwrap())
         .collect();
     assert!(counts.len() > 5, "{text}");
