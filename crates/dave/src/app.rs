@@ -1,12 +1,21 @@
 //! The whole HTTP application as one `Router`, apart from any socket, so
 //! tests can drive it in-process and `server` only binds and serves it.
 //!
-//! Around every route (and the 404/405 fallbacks) one middleware, [`observe`]:
-//! it takes `X-Request-Id` from the request (or makes one), opens the
-//! request's tracing span (request id, method, route template, trace context)
-//! in which the handler and every log line it writes run, refuses a declared
-//! body over 1 MiB with the contract's 413, records the request in the
-//! metrics, writes the access-log line and returns the request id. Every
+//! The request id is tower-http's: [`SetRequestIdLayer`] keeps the client's
+//! `X-Request-Id` (when it is short printable ASCII, see
+//! [`usable_request_id`]) or makes one (128 random bits in hex), and
+//! [`PropagateRequestIdLayer`] returns it on every response. Inside them,
+//! around every route (and the 404/405 fallbacks), one middleware,
+//! [`observe`]: it opens the request's tracing span (request id, method,
+//! route template, trace context) in which the handler and every log line it
+//! writes run, refuses a declared body over 1 MiB with the contract's 413,
+//! records the request in the metrics and writes the access-log line. It
+//! stays hand-written rather than tower-http's `TraceLayer` and
+//! `RequestBodyLimitLayer`: the span needs the matched route template and
+//! the trace context, the access line the path and user agent (TraceLayer's
+//! response hook sees neither the request nor its route), metrics share the
+//! same timing, and `RequestBodyLimitLayer` answers a declared oversized
+//! body with its own plain-text 413, not the contract's JSON body. Every
 //! response under `/api/` (and any carrying a session token) gets
 //! `Cache-Control: no-store`: they hold user data or credentials, which no
 //! browser, proxy or CDN may keep. Inside it,
@@ -17,12 +26,15 @@ use std::any::Any;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
+use axum::http::{header, HeaderName, HeaderValue};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tracing::field::Empty;
 use tracing::Instrument;
 
@@ -39,10 +51,6 @@ pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// A client's request id longer than this is replaced by a generated one.
 const MAX_REQUEST_ID_LEN: usize = 128;
-
-/// The request id of the current request, for handlers that want it.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub String);
 
 /// The service: operations endpoints, the API, fallbacks and middleware.
 pub fn app(state: AppState) -> Router {
@@ -66,6 +74,9 @@ fn with_middleware(routes: Router<AppState>, state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
+        .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), RandomRequestId))
+        .layer(middleware::map_request(drop_unusable_request_id))
         .with_state(state)
 }
 
@@ -84,20 +95,41 @@ fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
     ApiError::internal(format!("handler panicked: {message}")).into_response()
 }
 
-/// The client's `X-Request-Id` when it is short printable ASCII, else 32 random hex digits.
-fn request_id(headers: &HeaderMap) -> String {
-    headers
-        .get(&REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|id| {
-            !id.is_empty()
-                && id.len() <= MAX_REQUEST_ID_LEN
-                && id.bytes().all(|b| b.is_ascii_graphic())
-        })
-        .map(str::to_owned)
-        // 128 random bits from the thread's generator: no system call per request.
-        .unwrap_or_else(|| format!("{:032x}", rand::random::<u128>()))
+/// Request ids made for requests that bring no usable one: 32 hex digits,
+/// 128 random bits from the thread's generator (no system call per request).
+#[derive(Debug, Clone, Copy)]
+struct RandomRequestId;
+
+impl MakeRequestId for RandomRequestId {
+    fn make_request_id<B>(&mut self, _request: &axum::http::Request<B>) -> Option<RequestId> {
+        let id = format!("{:032x}", rand::random::<u128>());
+        HeaderValue::from_str(&id).ok().map(RequestId::new)
+    }
+}
+
+/// The client's `X-Request-Id` as it will be kept: trimmed, when it is 1 to
+/// 128 printable ASCII characters; `None` (a new one is made) otherwise.
+fn usable_request_id(value: &HeaderValue) -> Option<HeaderValue> {
+    let id = value.to_str().ok()?.trim();
+    let usable = !id.is_empty()
+        && id.len() <= MAX_REQUEST_ID_LEN
+        && id.bytes().all(|b| b.is_ascii_graphic());
+    if !usable {
+        return None;
+    }
+    HeaderValue::from_str(id).ok()
+}
+
+/// Before [`SetRequestIdLayer`]: an unusable client id is removed, so that
+/// one is made instead (the layer keeps any id it finds).
+async fn drop_unusable_request_id(mut request: Request) -> Request {
+    if let Some(value) = request.headers().get(&REQUEST_ID) {
+        match usable_request_id(value) {
+            Some(kept) => request.headers_mut().insert(REQUEST_ID.clone(), kept),
+            None => request.headers_mut().remove(&REQUEST_ID),
+        };
+    }
+    request
 }
 
 /// Health probes and scrapes are not access-logged: they would drown the rest.
@@ -108,7 +140,13 @@ fn is_probe(route: &str) -> bool {
 /// See the module docs.
 async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let id = request_id(request.headers());
+    // Set by SetRequestIdLayer outside this middleware.
+    let id = request
+        .extensions()
+        .get::<RequestId>()
+        .and_then(|id| id.header_value().to_str().ok())
+        .unwrap_or("")
+        .to_owned();
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -147,15 +185,10 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
     let mut response = if declares_too_large(request.headers()) {
         span.in_scope(|| ApiError::PayloadTooLarge.into_response())
     } else {
-        let mut request = request;
-        request.extensions_mut().insert(RequestId(id.clone()));
         next.run(request).instrument(span.clone()).await
     };
     drop(in_flight);
 
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert(REQUEST_ID.clone(), value);
-    }
     if private || response.headers().contains_key(SESSION_HEADER) {
         response
             .headers_mut()
@@ -252,26 +285,51 @@ mod tests {
         assert_logged_500("/panics", "kaboom in a handler").await;
     }
 
-    fn headers(id: &str) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        h.insert(&REQUEST_ID, HeaderValue::from_str(id).unwrap());
-        h
+    fn usable(id: &str) -> Option<String> {
+        usable_request_id(&HeaderValue::from_str(id).unwrap())
+            .map(|v| v.to_str().unwrap().to_owned())
     }
 
     #[test]
     fn client_request_ids_are_kept_when_sane() {
-        assert_eq!(request_id(&headers("abc-123")), "abc-123");
-        assert_eq!(request_id(&headers("  padded ")), "padded");
+        assert_eq!(usable("abc-123").as_deref(), Some("abc-123"));
+        assert_eq!(usable("  padded ").as_deref(), Some("padded"));
+        assert_eq!(usable(&"x".repeat(128)).map(|v| v.len()), Some(128));
     }
 
     #[test]
     fn odd_request_ids_are_replaced() {
-        for bad in ["", "has space", &"x".repeat(129)] {
-            let id = request_id(&headers(bad));
-            assert_ne!(id, bad);
-            assert_eq!(id.len(), 32, "{id}");
+        for bad in ["", "   ", "has space", &"x".repeat(129)] {
+            assert_eq!(usable(bad), None, "{bad:?}");
         }
-        assert_eq!(request_id(&HeaderMap::new()).len(), 32);
+        let made = RandomRequestId
+            .make_request_id(&axum::http::Request::new(()))
+            .unwrap();
+        let made = made.header_value().to_str().unwrap();
+        assert_eq!(made.len(), 32, "{made}");
+        assert!(made.bytes().all(|b| b.is_ascii_hexdigit()), "{made}");
+    }
+
+    #[tokio::test]
+    async fn the_request_id_is_kept_or_made_and_returned() {
+        let app = with_middleware(
+            Router::new().route("/x", get(|| async { "ok" })),
+            offline_state(),
+        );
+        let ask = |id: Option<&str>| {
+            let mut request = Request::get("/x");
+            if let Some(id) = id {
+                request = request.header("x-request-id", id);
+            }
+            app.clone().oneshot(request.body(Body::empty()).unwrap())
+        };
+        let kept = ask(Some("mine-1")).await.unwrap();
+        assert_eq!(kept.headers()["x-request-id"], "mine-1");
+        for odd in [None, Some("has space"), Some(&*"y".repeat(200))] {
+            let response = ask(odd).await.unwrap();
+            let id = response.headers()["x-request-id"].to_str().unwrap();
+            assert_eq!(id.len(), 32, "{odd:?} -> {id}");
+        }
     }
 
     #[test]
