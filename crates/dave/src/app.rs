@@ -3,10 +3,10 @@
 //!
 //! The request id is tower-http's: [`SetRequestIdLayer`] keeps the client's
 //! `X-Request-Id` (when it is short printable ASCII, see
-//! [`usable_request_id`]) or makes one (128 random bits in hex), and
+//! `usable_request_id`) or makes one (128 random bits in hex), and
 //! [`PropagateRequestIdLayer`] returns it on every response. Inside them,
 //! around every route (and the 404/405 fallbacks), one middleware,
-//! [`observe`]: it opens the request's tracing span (request id, method,
+//! `observe`: it opens the request's tracing span (request id, method,
 //! route template, trace context) in which the handler and every log line it
 //! writes run, refuses a declared body over 1 MiB with the contract's 413,
 //! records the request in the metrics and writes the access-log line. It
