@@ -21,7 +21,8 @@ fn read(relative: &str) -> String {
 }
 
 fn yaml(relative: &str) -> Value {
-    serde_norway::from_str(&read(relative)).unwrap_or_else(|e| panic!("{relative} is not YAML: {e}"))
+    serde_norway::from_str(&read(relative))
+        .unwrap_or_else(|e| panic!("{relative} is not YAML: {e}"))
 }
 
 fn containers(service: &Value) -> &Vec<Value> {
