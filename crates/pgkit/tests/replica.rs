@@ -4,7 +4,6 @@
 //! position was replayed are served by the replica; a stopped replica
 //! changes no answer and never makes the service not ready.
 
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 use pgkit::error::DbError;
@@ -36,19 +35,17 @@ struct Seen {
     notes: i64,
 }
 
-fn count_notes(db: Database) -> impl Future<Output = Result<Seen, DbError>> {
-    async move {
-        let row: tokio_postgres::Row = db
-            .fetch_one(
-                "SELECT pg_is_in_recovery(), (SELECT count(*) FROM notes)",
-                &[],
-            )
-            .await?;
-        Ok(Seen {
-            on_replica: row.get(0),
-            notes: row.get(1),
-        })
-    }
+async fn count_notes(db: Database) -> Result<Seen, DbError> {
+    let row: tokio_postgres::Row = db
+        .fetch_one(
+            "SELECT pg_is_in_recovery(), (SELECT count(*) FROM notes)",
+            &[],
+        )
+        .await?;
+    Ok(Seen {
+        on_replica: row.get(0),
+        notes: row.get(1),
+    })
 }
 
 async fn write_note(db: &Database) -> Lsn {
