@@ -66,6 +66,11 @@ struct ToLabel {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ServedByLabel {
+    served_by: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct KindLabel {
     kind: &'static str,
 }
@@ -246,12 +251,71 @@ fn scrape_registry(db: &Database, uptime: Duration) -> Registry {
     }
     registry.register("dave_db_errors", "Failed database calls by kind", errors);
 
+    register_replica(&mut registry, db);
+
     registry.register(
         "dave_uptime_seconds",
         "Seconds since the process started",
         ConstGauge::new(uptime.as_secs_f64()),
     );
     registry
+}
+
+/// The read replica's figures (`DB_READ_DSN`), when one is configured:
+/// its state, lag, pool, and how many routed reads each server answered.
+fn register_replica(registry: &mut Registry, db: &Database) {
+    let Some(replica) = db.replica_status() else {
+        return;
+    };
+    let state = Family::<StateLabel, Gauge>::default();
+    for candidate in ["ok", "lagging", "down", "unknown"] {
+        state
+            .get_or_create(&StateLabel { state: candidate })
+            .set(i64::from(candidate == replica.state));
+    }
+    registry.register(
+        "dave_db_replica_state",
+        "The read replica's state (1 for the current one)",
+        state,
+    );
+    if let Some(lag) = replica.lag_seconds {
+        registry.register(
+            "dave_db_replica_lag_seconds",
+            "How far behind the primary the replica was at its last check, plus the check's age",
+            ConstGauge::new(lag),
+        );
+    }
+    let reads = Family::<ServedByLabel, Counter>::default();
+    for (served_by, n) in [
+        ("replica", replica.reads_replica),
+        ("primary", replica.reads_primary),
+        ("primary_after_replica_failed", replica.fallbacks),
+    ] {
+        reads.get_or_create(&ServedByLabel { served_by }).inc_by(n);
+    }
+    registry.register(
+        "dave_db_replica_routed_reads",
+        "Reads that could go to the replica, by the server that answered",
+        reads,
+    );
+    for (name, help, value) in [
+        (
+            "dave_db_replica_pool_size",
+            "Open replica connections",
+            replica.pool.size,
+        ),
+        (
+            "dave_db_replica_pool_in_use",
+            "Replica connections handed out",
+            replica.pool.in_use,
+        ),
+    ] {
+        registry.register(
+            name,
+            help,
+            ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX)),
+        );
+    }
 }
 
 #[cfg(test)]

@@ -31,7 +31,8 @@ use crate::ops;
         ops::Liveness,
         ops::Readiness,
         ops::ReadinessChecks,
-        ops::DatabaseDetails
+        ops::DatabaseDetails,
+        ops::ReplicaDetails
     )),
     tags((name = "operations", description = "Health, metrics, this document and its interactive view"))
 )]

@@ -39,6 +39,31 @@ pub struct ReadinessChecks {
     #[schema(example = "ok")]
     pub database: String,
     pub database_details: DatabaseDetails,
+    /// The read replica (`DB_READ_DSN`), only when one is configured; it
+    /// is optional, so its state never makes the service not ready.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica: Option<ReplicaDetails>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReplicaDetails {
+    /// `ok`, `lagging` (over `DB_REPLICA_MAX_LAG`), `down` or `unknown` (not checked yet).
+    #[schema(example = "ok")]
+    pub state: String,
+    /// Seconds behind the primary at the last check, plus that check's age.
+    pub lag_seconds: Option<f64>,
+    /// The WAL position the replica had replayed at the last check.
+    #[schema(example = "0/3000148")]
+    pub replayed_lsn: Option<String>,
+    /// Why the replica does not serve, when it is `down`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+    /// Reads that could go to the replica and that it answered.
+    pub reads_replica: u64,
+    /// Reads that could go to the replica and went to the primary.
+    pub reads_primary: u64,
+    /// `closed`, `open` or `half_open`: the replica pool's own breaker.
+    pub circuit_breaker: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -70,6 +95,15 @@ impl From<pgkit::health::Readiness> for Readiness {
                     waiting: d.waiting,
                     max_size: d.max_size,
                 },
+                replica: r.checks.replica.map(|r| ReplicaDetails {
+                    state: r.state.to_owned(),
+                    lag_seconds: r.lag_seconds,
+                    replayed_lsn: r.replayed_lsn,
+                    problem: r.problem,
+                    reads_replica: r.reads_replica,
+                    reads_primary: r.reads_primary,
+                    circuit_breaker: r.circuit_breaker.to_owned(),
+                }),
             },
         }
     }

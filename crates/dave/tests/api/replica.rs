@@ -139,6 +139,25 @@ async fn a_caller_reads_its_writes_while_replay_is_paused_and_the_replica_serves
     })
     .await;
     assert_eq!(served["id"], id.as_str());
+    let ready: Value = app.get("/health/ready").await.json().await.unwrap();
+    assert_eq!(ready["checks"]["replica"]["state"], "ok", "{ready}");
+    assert!(
+        ready["checks"]["replica"]["reads_replica"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let served_line = metrics
+        .lines()
+        .find(|l| l.starts_with("dave_db_replica_routed_reads_total{served_by=\"replica\"}"))
+        .unwrap_or_else(|| panic!("replica reads in /metrics:\n{metrics}"));
+    let served_count: f64 = served_line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(served_count >= 1.0, "{served_line}");
+    assert!(
+        metrics.contains("dave_db_replica_state{state=\"ok\"} 1"),
+        "{metrics}"
+    );
     eventually("knowledge search served by the replica", WAIT, || {
         let caller = &caller;
         let app = &app;
@@ -191,6 +210,9 @@ async fn stopping_the_replica_changes_no_answer() {
     })
     .await;
     assert_eq!(body["status"], "ready", "{body}");
+    let body: Value = app.get("/health/ready").await.json().await.unwrap();
+    assert_eq!(body["status"], "ready", "{body}");
+    assert_eq!(body["checks"]["replica"]["state"], "down", "{body}");
 }
 
 #[tokio::test]
@@ -206,6 +228,10 @@ async fn without_a_replica_writes_carry_no_token() {
         .unwrap();
     assert_eq!(answer.status(), 201);
     assert!(answer.headers().get(TOKEN).is_none());
+    let ready: Value = app.get("/health/ready").await.json().await.unwrap();
+    assert!(ready["checks"].get("replica").is_none(), "{ready}");
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(!metrics.contains("dave_db_replica"), "{metrics}");
 }
 
 #[tokio::test]
