@@ -43,18 +43,8 @@ pub enum Command {
 pub struct DbArgs {
     /// PostgreSQL URL, e.g. postgresql://user:pass@/db?host=/cloudsql/PROJECT:REGION:INSTANCE
     /// (DATABASE_URL_FILE and .env are read too when the flag and variable are absent).
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        hide_env_values = true,
-        value_name = "URL",
-        global = true
-    )]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_name = "URL")]
     pub database_url: Option<String>,
-
-    /// The session's app.environment (seeds run data/ only for test).
-    #[arg(long, env = "APP_ENVIRONMENT", value_enum, global = true)]
-    pub environment: Option<Environment>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -73,8 +63,7 @@ pub struct RunArgs {
         long,
         env = "PGKIT_LOCK_TIMEOUT",
         default_value_t = 300.0,
-        value_name = "SECS",
-        global = true
+        value_name = "SECS"
     )]
     pub lock_timeout: f64,
 
@@ -84,8 +73,7 @@ pub struct RunArgs {
         long,
         env = "PGKIT_STATEMENT_TIMEOUT",
         default_value_t = 0.0,
-        value_name = "SECS",
-        global = true
+        value_name = "SECS"
     )]
     pub statement_timeout: f64,
 }
@@ -102,27 +90,33 @@ pub struct MigrateArgs {
     )]
     pub dir: PathBuf,
 
+    #[command(subcommand)]
+    pub action: MigrateAction,
+}
+
+/// What the actions that talk to the database share (`new` does not: its
+/// help lists only what it uses).
+#[derive(Debug, Args)]
+pub struct RunnerArgs {
     /// Schema of the tracking table pgkit_migrations.
     #[arg(
         long,
         env = "PGKIT_MIGRATIONS_SCHEMA",
         default_value = "public",
-        value_name = "SCHEMA",
-        global = true
+        value_name = "SCHEMA"
     )]
     pub schema: String,
+
+    /// The session's app.environment, which files may read with
+    /// current_setting('app.environment', true).
+    #[arg(long, env = "APP_ENVIRONMENT", value_enum)]
+    pub environment: Option<Environment>,
 
     #[command(flatten)]
     pub db: DbArgs,
 
     #[command(flatten)]
     pub run: RunArgs,
-
-    #[command(flatten)]
-    pub ddl: DdlLockArgs,
-
-    #[command(subcommand)]
-    pub action: MigrateAction,
 }
 
 /// How long a migration statement may wait for a table or row lock. Unset
@@ -132,16 +126,11 @@ pub struct DdlLockArgs {
     /// lock_timeout in seconds for each migration statement [default: 5]: an ALTER TABLE
     /// waiting longer behind another session's lock (while every query on the table queues
     /// behind it) is rolled back and the file retried.
-    #[arg(
-        long,
-        env = "DB_MIGRATE_LOCK_TIMEOUT",
-        value_name = "SECS",
-        global = true
-    )]
+    #[arg(long, env = "DB_MIGRATE_LOCK_TIMEOUT", value_name = "SECS")]
     pub ddl_lock_timeout: Option<f64>,
 
     /// How many times a file that hit --ddl-lock-timeout is tried again, with backoff [default: 3].
-    #[arg(long, env = "DB_MIGRATE_LOCK_RETRIES", value_name = "N", global = true)]
+    #[arg(long, env = "DB_MIGRATE_LOCK_RETRIES", value_name = "N")]
     pub ddl_lock_retries: Option<u32>,
 }
 
@@ -149,17 +138,30 @@ pub struct DdlLockArgs {
 pub enum MigrateAction {
     /// List applied, pending, changed and missing migrations.
     Status {
-        /// Print JSON on stdout instead of a table.
-        #[arg(long)]
+        #[command(flatten)]
+        runner: RunnerArgs,
+        /// text (a table) or json, on stdout.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+        /// The same as --format json (kept for scripts written before --format).
+        #[arg(long, hide = true)]
         json: bool,
     },
-    /// Apply every pending migration, in order, under an advisory lock.
-    Up,
+    /// Apply every pending migration, in order, under an advisory lock; Ctrl-C cancels and
+    /// rolls back the running file (exit 130).
+    Up {
+        #[command(flatten)]
+        runner: RunnerArgs,
+        #[command(flatten)]
+        ddl: DdlLockArgs,
+    },
     /// Write the next numbered file from the standard's template.
     New(NewArgs),
     /// Accept the current checksum of the applied files named, after showing what changed;
     /// an edit beyond comments and whitespace is refused unless --force.
     Repair {
+        #[command(flatten)]
+        runner: RunnerArgs,
         /// The edited migration files (names or paths), at least one.
         #[arg(value_name = "FILE", required = true)]
         files: Vec<String>,
@@ -169,6 +171,8 @@ pub enum MigrateAction {
     },
     /// Record migrations up to --to as applied without running them (adopt an existing database).
     Baseline {
+        #[command(flatten)]
+        runner: RunnerArgs,
         /// The number of the last migration the database already has.
         #[arg(long, value_name = "N")]
         to: i64,
@@ -200,6 +204,10 @@ pub struct SeedArgs {
         value_name = "DIR"
     )]
     pub dir: PathBuf,
+
+    /// The session's app.environment: data/ runs only for test.
+    #[arg(long, env = "APP_ENVIRONMENT", value_enum)]
+    pub environment: Option<Environment>,
 
     #[command(flatten)]
     pub db: DbArgs,
@@ -271,9 +279,19 @@ pub enum OutputFormat {
 
 #[derive(Debug, Args)]
 pub struct LintArgs {
-    /// The migrations folder: NNN_*.sql, with optional seeds/ and data/ subfolders.
-    #[arg(env = "PGKIT_MIGRATIONS_DIR", value_name = "DIR")]
-    pub dir: std::path::PathBuf,
+    /// The migrations folder: NNN_*.sql, with optional seeds/ and data/ subfolders
+    /// (the same as --dir).
+    #[arg(value_name = "DIR")]
+    pub path: Option<PathBuf>,
+
+    /// The migrations folder, as every other command takes it.
+    #[arg(
+        long,
+        env = "PGKIT_MIGRATIONS_DIR",
+        default_value = "migrations",
+        value_name = "DIR"
+    )]
+    pub dir: PathBuf,
 
     /// text (`file:line:col: severity[rule] message` and the fix) or json.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
@@ -326,6 +344,10 @@ pub struct DoctorArgs {
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
 
+    /// The app.environment the service's sessions carry (APP_ENVIRONMENT).
+    #[arg(long, env = "APP_ENVIRONMENT", value_enum)]
+    pub environment: Option<Environment>,
+
     /// The database URL as psql takes it (`pgkit doctor postgresql://…`); the same as
     /// --database-url, which it overrides.
     #[arg(value_name = "URL")]
@@ -365,6 +387,11 @@ pub struct ProvisionArgs {
     #[arg(long)]
     pub dry_run: bool,
 
+    /// With DB_POOLER=transaction, the app.environment written as the role's default
+    /// (APP_ENVIRONMENT).
+    #[arg(long, env = "APP_ENVIRONMENT", value_enum)]
+    pub environment: Option<Environment>,
+
     /// The database URL as psql takes it (`pgkit doctor postgresql://…`); the same as
     /// --database-url, which it overrides.
     #[arg(value_name = "URL")]
@@ -393,9 +420,11 @@ mod tests {
             panic!("not migrate")
         };
         assert_eq!(m.dir, PathBuf::from("db/m"));
-        assert_eq!(m.schema, "ops");
-        assert!(matches!(m.action, MigrateAction::Up));
-        assert_eq!(m.ddl.ddl_lock_timeout, None);
+        let MigrateAction::Up { runner, ddl } = m.action else {
+            panic!("not up")
+        };
+        assert_eq!(runner.schema, "ops");
+        assert_eq!(ddl.ddl_lock_timeout, None);
 
         let cli = Cli::try_parse_from([
             "pgkit",
@@ -410,7 +439,10 @@ mod tests {
         let Command::Migrate(m) = cli.command else {
             panic!("not migrate")
         };
-        assert_eq!(m.ddl.ddl_lock_timeout, Some(0.5));
-        assert_eq!(m.ddl.ddl_lock_retries, Some(0));
+        let MigrateAction::Up { ddl, .. } = m.action else {
+            panic!("not up")
+        };
+        assert_eq!(ddl.ddl_lock_timeout, Some(0.5));
+        assert_eq!(ddl.ddl_lock_retries, Some(0));
     }
 }

@@ -390,7 +390,7 @@ async fn the_runtime_role_reads_the_migration_history_but_cannot_rewrite_it() {
         let up = support::pgkit(
             Some(db.url()),
             &[],
-            &["migrate", "--dir", d, "--schema", schema, "up"],
+            &["migrate", "--dir", d, "up", "--schema", schema],
         )
         .output()
         .unwrap();
@@ -487,4 +487,39 @@ async fn the_runtime_role_reads_the_migration_history_but_cannot_rewrite_it() {
     assert!(!text.contains("pgkit_migrations"), "{text}");
     assert!(!text.contains("update_updated_at_column()"), "{text}");
     assert_eq!(text.matches("object-outside-schema").count(), 1, "{text}");
+}
+
+/// Issue 14 §5: a missing IAM user gets its one fix (create it with gcloud)
+/// once, on the hint line, and no unrelated second hint.
+#[tokio::test]
+async fn a_missing_iam_user_gets_one_hint_naming_gcloud() {
+    let db = testing::cluster().await.database().await;
+    let out = provision(
+        Some(db.url()),
+        &[],
+        &[
+            "--schema",
+            "ghostsvc",
+            "--role",
+            "ghostsvc_app",
+            "--iam-user",
+            "ghost-cli@proj.iam.gserviceaccount.com",
+        ],
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    let error = lines.iter().find(|l| l.starts_with("error: ")).unwrap();
+    let hints: Vec<&&str> = lines.iter().filter(|l| l.starts_with("hint: ")).collect();
+    assert!(error.contains("ghost-cli@proj.iam does not exist"), "{err}");
+    assert!(
+        !error.contains("gcloud"),
+        "the fix is said once, on the hint line: {err}"
+    );
+    assert_eq!(hints.len(), 1, "{err}");
+    assert!(
+        hints[0].contains("gcloud sql users create ghost-cli@proj.iam --instance=INSTANCE --type=cloud_iam_service_account"),
+        "{err}"
+    );
+    assert!(!err.contains("run provision as a role"), "{err}");
 }

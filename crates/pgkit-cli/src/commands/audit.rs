@@ -15,7 +15,7 @@ pub async fn run(mut args: AuditArgs) -> anyhow::Result<()> {
     if let Some(url) = args.url.take() {
         args.db.database_url = Some(url);
     }
-    let (dsn, params) = connection(&args.db).await?;
+    let (dsn, params) = connection(&args.db, None).await?;
     let client = open(&dsn, &params, None).await?;
     let options = AuditOptions {
         schema: args.schema.clone(),

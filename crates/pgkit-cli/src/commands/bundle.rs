@@ -7,6 +7,7 @@ use super::out;
 use crate::cli::BundleArgs;
 
 pub fn run(args: BundleArgs) -> anyhow::Result<()> {
+    super::migrations_folder(&args.dir)?;
     let options = MigrateOptions {
         schema: args.schema.clone(),
         ..MigrateOptions::default()

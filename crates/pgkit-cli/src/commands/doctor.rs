@@ -55,7 +55,7 @@ pub async fn run(mut args: DoctorArgs) -> anyhow::Result<()> {
     );
     let settings = DbSettings::from_env(&pool_env, "DATABASE_URL", "pgkit-doctor")?;
     let mut session = SessionParams::from_settings(&settings);
-    if let Some(value) = args.db.environment.and_then(|e| e.to_possible_value()) {
+    if let Some(value) = args.environment.and_then(|e| e.to_possible_value()) {
         session.environment = value.get_name().to_string();
     }
     let token_source = if settings.iam_auth {

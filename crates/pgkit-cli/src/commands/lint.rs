@@ -8,7 +8,9 @@ use super::{print_report, UserError};
 use crate::cli::LintArgs;
 
 pub fn run(args: LintArgs) -> anyhow::Result<()> {
-    let report = lint_dir(&args.dir, &LintOptions::default()).map_err(|e| {
+    let dir = args.path.as_ref().unwrap_or(&args.dir);
+    super::migrations_folder(dir)?;
+    let report = lint_dir(dir, &LintOptions::default()).map_err(|e| {
         UserError::new(
             e.to_string(),
             "pass the folder that holds the NNN_description.sql files",

@@ -4,24 +4,18 @@ use anyhow::Context;
 use pgkit::migrate::{MigrateOptions, MigrationSource, Migrator, NewFile, State, Status, Stop};
 use pgkit::settings::Env;
 
-use super::{connection, out, outln, progress, seconds, timeouts, UserError};
-use crate::cli::{DdlLockArgs, MigrateAction, MigrateArgs};
+use super::{connection, migrations_folder, out, outln, progress, seconds, timeouts, UserError};
+use crate::cli::{DdlLockArgs, MigrateAction, MigrateArgs, OutputFormat, RunnerArgs};
 
 pub async fn run(args: MigrateArgs) -> anyhow::Result<()> {
-    let (lock_timeout, statement_timeout) = timeouts(&args.run)?;
-    let options = MigrateOptions {
-        schema: args.schema.clone(),
-        lock_timeout,
-        statement_timeout,
-        ..ddl_lock_options(&args.ddl)?
-    };
-    let migrator = Migrator::new(MigrationSource::Dir(args.dir.clone()), options);
+    migrations_folder(&args.dir)?;
+    let source = MigrationSource::Dir(args.dir.clone());
     match &args.action {
         MigrateAction::New(new) => {
             let file = NewFile {
                 name: new.name.clone(),
                 issue: new.issue.clone(),
-                author: new.author.clone(),
+                author: new.author.clone().or_else(git_user_name),
                 description: new.description.clone(),
             };
             let today = chrono::Local::now().date_naive();
@@ -30,21 +24,27 @@ pub async fn run(args: MigrateArgs) -> anyhow::Result<()> {
             outln(path.display())?;
             Ok(())
         }
-        MigrateAction::Status { json } => {
-            let (dsn, params) = connection(&args.db).await?;
+        MigrateAction::Status {
+            runner,
+            format,
+            json,
+        } => {
+            let migrator = Migrator::new(source, options(runner, None)?);
+            let (dsn, params) = connection(&runner.db, runner.environment).await?;
             let status = migrator.status(&dsn, &params).await?;
-            if *json {
+            if *json || *format == OutputFormat::Json {
                 outln(serde_json::to_string_pretty(&status).context("cannot write JSON")?)?;
             } else {
                 out(table(&status))?;
             }
             Ok(())
         }
-        MigrateAction::Up => {
+        MigrateAction::Up { runner, ddl } => {
+            let migrator = Migrator::new(source, options(runner, Some(ddl))?);
             // Listening before anything connects: a Ctrl-C from here on
             // stops the run cleanly instead of killing the process.
             let stop = stop_signal()?;
-            let (dsn, params) = connection(&args.db).await?;
+            let (dsn, params) = connection(&runner.db, runner.environment).await?;
             let report = migrator.up_until(&dsn, &params, progress, stop).await?;
             if !report.applied.is_empty() {
                 let ms: u128 = report.applied.iter().map(|(_, d)| d.as_millis()).sum();
@@ -56,8 +56,13 @@ pub async fn run(args: MigrateArgs) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        MigrateAction::Repair { files, force } => {
-            let (dsn, params) = connection(&args.db).await?;
+        MigrateAction::Repair {
+            runner,
+            files,
+            force,
+        } => {
+            let migrator = Migrator::new(source, options(runner, None)?);
+            let (dsn, params) = connection(&runner.db, runner.environment).await?;
             let repaired = migrator
                 .repair(&dsn, &params, files, *force, progress)
                 .await?;
@@ -68,8 +73,9 @@ pub async fn run(args: MigrateArgs) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        MigrateAction::Baseline { to } => {
-            let (dsn, params) = connection(&args.db).await?;
+        MigrateAction::Baseline { runner, to } => {
+            let migrator = Migrator::new(source, options(runner, None)?);
+            let (dsn, params) = connection(&runner.db, runner.environment).await?;
             let recorded = migrator.baseline(&dsn, &params, *to, progress).await?;
             eprintln!(
                 "recorded {} migration(s) as applied, up to {to}",
@@ -78,6 +84,34 @@ pub async fn run(args: MigrateArgs) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `git config user.name`, for the header's Author when --author is not
+/// given; `None` outside a repository or without git (the template's
+/// placeholder is written then, and lint reports it).
+fn git_user_name() -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(["config", "user.name"])
+        .output()
+        .ok()?;
+    let name = String::from_utf8(out.stdout).ok()?.trim().to_string();
+    (out.status.success() && !name.is_empty()).then_some(name)
+}
+
+/// The runner's options: the tracking schema and timeouts from the flags,
+/// the DDL lock settings from `up`'s flags or the environment.
+fn options(runner: &RunnerArgs, ddl: Option<&DdlLockArgs>) -> anyhow::Result<MigrateOptions> {
+    let (lock_timeout, statement_timeout) = timeouts(&runner.run)?;
+    let none = DdlLockArgs {
+        ddl_lock_timeout: None,
+        ddl_lock_retries: None,
+    };
+    Ok(MigrateOptions {
+        schema: runner.schema.clone(),
+        lock_timeout,
+        statement_timeout,
+        ..ddl_lock_options(ddl.unwrap_or(&none))?
+    })
 }
 
 /// Completes on the first SIGINT or SIGTERM. The handlers are installed

@@ -154,7 +154,10 @@ pub fn hint(e: &anyhow::Error) -> String {
 /// password is an IAM access token from the environment's credentials
 /// (metadata server on Cloud Run, Application Default Credentials on a
 /// laptop), fetched once for the command.
-pub async fn connection(db: &DbArgs) -> anyhow::Result<(Dsn, SessionParams)> {
+pub async fn connection(
+    db: &DbArgs,
+    environment: Option<Environment>,
+) -> anyhow::Result<(Dsn, SessionParams)> {
     let env = Env::from_process()?;
     // Operator work wants a session of its own: DB_MIGRATE_DSN when set.
     let mut settings = DbSettings::from_env(&env, "DATABASE_URL", "pgkit")?.for_migrations();
@@ -190,7 +193,7 @@ pub async fn connection(db: &DbArgs) -> anyhow::Result<(Dsn, SessionParams)> {
         dsn = dsn.with_password(Some(token));
     }
     let mut params = SessionParams::from_settings(&settings);
-    if let Some(e) = db.environment {
+    if let Some(e) = environment {
         params.environment = environment_name(e).into();
     }
     Ok((dsn, params))
@@ -203,6 +206,22 @@ pub(crate) fn environment_name(e: Environment) -> &'static str {
         Environment::Staging => "staging",
         Environment::Production => "production",
     }
+}
+
+/// The one check, and the one message, for a migrations folder that is not
+/// there: `migrate`, `seed`, `bundle` and `lint` alike.
+pub fn migrations_folder(dir: &std::path::Path) -> anyhow::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    Err(UserError::new(
+        format!(
+            "migrations folder {} does not exist or is not a folder",
+            dir.display()
+        ),
+        "pass --dir (or set PGKIT_MIGRATIONS_DIR) with the folder that holds the NNN_description.sql files",
+    )
+    .into())
 }
 
 /// Seconds from a flag, checked.

@@ -42,7 +42,7 @@ pub async fn run(mut args: ProvisionArgs) -> anyhow::Result<()> {
         return Ok(());
     }
 
-    let (dsn, params) = connection(&args.db).await?;
+    let (dsn, params) = connection(&args.db, args.environment).await?;
     let (tx, mut notices) = tokio::sync::mpsc::unbounded_channel();
     let client = open(&dsn, &params, Some(tx)).await?;
     let applied = plan.apply(&client).await;
@@ -75,7 +75,7 @@ fn pooled_session(args: &ProvisionArgs) -> anyhow::Result<Option<pgkit::connect:
         return Ok(None);
     }
     let mut params = pgkit::connect::SessionParams::from_settings(&settings);
-    if let Some(e) = args.db.environment {
+    if let Some(e) = args.environment {
         params.environment = super::environment_name(e).into();
     }
     Ok(Some(params))
@@ -100,6 +100,19 @@ fn password(var: &str, dry_run: bool) -> anyhow::Result<Secret> {
 }
 
 fn user_error(e: ProvisionError) -> UserError {
+    // The server's own hint (an IAM user to create first) is the one line
+    // of advice: said once, on the hint line, not also inside the error.
+    if let ProvisionError::Statement {
+        purpose,
+        message,
+        hint: Some(hint),
+    } = &e
+    {
+        return UserError::new(
+            format!("provision failed while {purpose}: {message}; nothing was changed"),
+            hint.clone(),
+        );
+    }
     let how = match &e {
         ProvisionError::InvalidName(_) => "fix the name as the message says",
         ProvisionError::EmptyPassword | ProvisionError::NulInPassword => {

@@ -2,19 +2,13 @@
 
 use pgkit::seed::{SeedFiles, SeedOptions};
 
-use super::{connection, progress, timeouts, UserError};
+use super::{connection, migrations_folder, progress, timeouts};
 use crate::cli::SeedArgs;
 
 pub async fn run(args: SeedArgs) -> anyhow::Result<()> {
-    if !args.dir.is_dir() {
-        return Err(UserError::new(
-            format!("{} is not a directory", args.dir.display()),
-            "pass --dir with the migrations directory that holds seeds/ and data/",
-        )
-        .into());
-    }
+    migrations_folder(&args.dir)?;
     let (lock_timeout, statement_timeout) = timeouts(&args.run)?;
-    let (dsn, params) = connection(&args.db).await?;
+    let (dsn, params) = connection(&args.db, args.environment).await?;
     let options = SeedOptions {
         lock_timeout,
         statement_timeout,

@@ -171,6 +171,11 @@ pub enum MigrateError {
     #[error("cannot repair {name}: {problem}")]
     RepairTarget { name: String, problem: String },
 
+    /// `migrate new` in a folder numbered by day (`YYYYMMDD`) that has
+    /// today's file already: the next number would be tomorrow's date.
+    #[error("{existing} already has today's number, and this folder numbers files by day (YYYYMMDD): the next number would be tomorrow's date")]
+    DateTaken { existing: String },
+
     #[error("{} already exists", path.display())]
     Exists { path: PathBuf },
 
@@ -283,6 +288,9 @@ impl MigrateError {
             MigrateError::RepairTarget { .. } => {
                 "name applied files of the folder (`pgkit migrate status` lists them, marking the changed ones)".into()
             }
+            MigrateError::DateTaken { existing } => format!(
+                "if {existing} is not applied anywhere yet, add the change to it; otherwise write the file tomorrow, or name it by hand with a later number"
+            ),
             MigrateError::Exists { .. } => "choose another name, or delete the file if it is unused".into(),
             MigrateError::BadName { .. } => {
                 "use letters, digits, spaces, - or _ (such as add_user_email)".into()

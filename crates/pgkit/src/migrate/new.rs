@@ -3,6 +3,11 @@
 //! The number follows the directory's style: one more than the highest,
 //! zero-padded to the width already in use (`007`), or today's date when the
 //! files are numbered by date (`20251229`, or with time `20251229143000`).
+//! A second file on one day takes the next number while that still carries
+//! today's date (`202512290001`); a folder numbered by day alone
+//! (`YYYYMMDD`) has room for one file a day, so a second one is refused
+//! rather than numbered as tomorrow. Fields not given are written as the
+//! template's `<placeholders>`, which `pgkit lint` reports until filled in.
 //! The file is created only if it does not exist, so two people running it
 //! at once never overwrite each other's file.
 
@@ -32,7 +37,7 @@ pub fn create(dir: &Path, new: &NewFile, today: NaiveDate) -> Result<PathBuf, Mi
         source,
     })?;
     let existing = discover(&MigrationSource::Dir(dir.to_path_buf()))?;
-    let number = next_number(&existing, today);
+    let number = next_number(&existing, today)?;
     let stem = format!("{number}_{slug}");
     let path = dir.join(format!("{stem}.sql"));
     let mut file = std::fs::OpenOptions::new()
@@ -55,25 +60,39 @@ pub fn create(dir: &Path, new: &NewFile, today: NaiveDate) -> Result<PathBuf, Mi
 }
 
 /// The number for the next file, as text (keeps the padding).
-pub fn next_number(existing: &[Migration], today: NaiveDate) -> String {
+pub fn next_number(existing: &[Migration], today: NaiveDate) -> Result<String, MigrateError> {
     let Some(last) = existing.last() else {
-        return "001".into();
+        return Ok("001".into());
     };
     let width = last.name.bytes().take_while(u8::is_ascii_digit).count();
+    let day = today.format("%Y%m%d").to_string();
     let date_style = match width {
-        8 => Some(today.format("%Y%m%d").to_string()),
-        12 => Some(format!("{}0000", today.format("%Y%m%d"))),
-        14 => Some(format!("{}000000", today.format("%Y%m%d"))),
+        8 => Some(day.clone()),
+        12 => Some(format!("{day}0000")),
+        14 => Some(format!("{day}000000")),
         _ => None,
     }
     .filter(|_| looks_like_date(last.version, width));
     if let Some(d) = date_style {
         let n: i64 = d.parse().unwrap_or(0);
         if n > last.version {
-            return d;
+            return Ok(d);
+        }
+        let next = (last.version + 1).to_string();
+        if next.starts_with(&day) && next.len() == width {
+            return Ok(next);
+        }
+        if last.version == n {
+            return Err(MigrateError::DateTaken {
+                existing: last.name.clone(),
+            });
         }
     }
-    format!("{:0width$}", last.version + 1, width = width.max(3))
+    Ok(format!(
+        "{:0width$}",
+        last.version + 1,
+        width = width.max(3)
+    ))
 }
 
 fn looks_like_date(version: i64, width: usize) -> bool {
@@ -110,6 +129,10 @@ fn slug(name: &str) -> Result<String, MigrateError> {
     Ok(slug)
 }
 
+/// Written for a field not given: `pgkit lint` reports it until replaced.
+pub const ISSUE_PLACEHOLDER: &str = "<issue id, e.g. DAVE-123>";
+pub const AUTHOR_PLACEHOLDER: &str = "<who wrote it>";
+
 /// The standard's migration template.
 pub fn template(stem: &str, new: &NewFile, today: NaiveDate) -> String {
     let or = |v: &Option<String>, default: &str| {
@@ -133,9 +156,9 @@ pub fn template(stem: &str, new: &NewFile, today: NaiveDate) -> String {
          -- and the update_updated_at_column() trigger on tables with updated_at.\n\
          \n\
          COMMIT;\n",
-        issue = or(&new.issue, "(none)"),
+        issue = or(&new.issue, ISSUE_PLACEHOLDER),
         date = today.format("%Y-%m-%d"),
-        author = or(&new.author, "(unknown)"),
+        author = or(&new.author, AUTHOR_PLACEHOLDER),
         description = or(&new.description, &new.name),
     )
 }
@@ -157,21 +180,33 @@ mod tests {
 
     #[test]
     fn numbers_follow_the_directory_style() {
-        assert_eq!(next_number(&[], day()), "001");
+        assert_eq!(next_number(&[], day()).unwrap(), "001");
         assert_eq!(
-            next_number(&files(&["001_a.sql", "006_b.sql"]), day()),
+            next_number(&files(&["001_a.sql", "006_b.sql"]), day()).unwrap(),
             "007"
         );
-        assert_eq!(next_number(&files(&["0099_a.sql"]), day()), "0100");
+        assert_eq!(next_number(&files(&["0099_a.sql"]), day()).unwrap(), "0100");
         assert_eq!(
-            next_number(&files(&["20251229_dave.sql"]), day()),
+            next_number(&files(&["20251229_dave.sql"]), day()).unwrap(),
             "20260105"
         );
-        assert_eq!(next_number(&files(&["20260105_x.sql"]), day()), "20260106");
         assert_eq!(
-            next_number(&files(&["20251229143000_x.sql"]), day()),
+            next_number(&files(&["20251229143000_x.sql"]), day()).unwrap(),
             "20260105000000"
         );
+        // A second file today keeps today's date in its number ...
+        assert_eq!(
+            next_number(&files(&["20260105000000_x.sql"]), day()).unwrap(),
+            "20260105000001"
+        );
+        assert_eq!(
+            next_number(&files(&["202601050000_x.sql"]), day()).unwrap(),
+            "202601050001"
+        );
+        // ... or, numbered by day alone, is refused rather than dated tomorrow.
+        let err = next_number(&files(&["20260105_x.sql"]), day()).unwrap_err();
+        assert!(matches!(err, MigrateError::DateTaken { .. }), "{err}");
+        assert!(err.to_string().contains("20260105_x.sql"), "{err}");
     }
 
     #[test]

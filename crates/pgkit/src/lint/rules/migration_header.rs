@@ -68,6 +68,22 @@ fn check_file(file: &SqlFile, sink: &mut Sink) {
 }
 
 fn check_value(file: &SqlFile, field: &Field, sink: &mut Sink) {
+    if is_placeholder(&field.value) {
+        sink.push(file.finding(
+            Rule::MigrationHeader,
+            field.offset,
+            format!(
+                "the header `{}: {}` is still a placeholder",
+                field.key, field.value
+            ),
+            format!(
+                "write the real value: `-- {}: {}`",
+                field.key,
+                example(field.key, file)
+            ),
+        ));
+        return;
+    }
     match field.key {
         "Date" if !is_iso_date(&field.value) => sink.push(file.finding(
             Rule::MigrationHeader,
@@ -152,6 +168,14 @@ fn comment_lines(comment: &str) -> Vec<&str> {
         .collect()
 }
 
+/// A value left as the template wrote it: `<who wrote it>` (what `pgkit
+/// migrate new` writes for a field it was not given), or the `(none)` and
+/// `(unknown)` older versions wrote.
+fn is_placeholder(value: &str) -> bool {
+    (value.starts_with('<') && value.ends_with('>'))
+        || matches!(value, "(none)" | "(unknown)" | "TODO" | "TBD")
+}
+
 fn is_iso_date(value: &str) -> bool {
     value.len() == 10 && NaiveDate::parse_from_str(value, "%Y-%m-%d").is_ok()
 }
@@ -198,6 +222,20 @@ mod tests {
         }
         let other = GOOD.replace("-- Migration: 001_x\n", "-- Migration: 002_x.sql\n");
         assert_eq!(lint_one(&other, Rule::MigrationHeader).len(), 1);
+    }
+
+    #[test]
+    fn placeholders_are_reported() {
+        let sql = GOOD
+            .replace("DAVE-123", "<issue id, e.g. DAVE-123>")
+            .replace("Jane Doe", "(unknown)");
+        assert_eq!(
+            lint_one(&sql, Rule::MigrationHeader),
+            [
+                "001_x.sql:2:1 the header `Issue: <issue id, e.g. DAVE-123>` is still a placeholder",
+                "001_x.sql:4:1 the header `Author: (unknown)` is still a placeholder",
+            ]
+        );
     }
 
     #[test]
