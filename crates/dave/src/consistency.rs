@@ -74,13 +74,8 @@ impl fmt::Debug for ConsistencyCodec {
 impl ConsistencyCodec {
     /// A codec keyed from the configured cursor secret.
     pub fn new(secret: &[u8]) -> Self {
-        let derived = HmacSha256::new_from_slice(secret)
-            .expect("HMAC accepts any key length")
-            .chain_update(KEY_LABEL)
-            .finalize()
-            .into_bytes();
         Self {
-            mac: HmacSha256::new_from_slice(&derived).expect("HMAC accepts any key length"),
+            mac: crate::cursor::derived_mac(secret, KEY_LABEL),
         }
     }
 

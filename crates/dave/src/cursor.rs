@@ -95,6 +95,18 @@ impl From<CursorError> for crate::error::ApiError {
     }
 }
 
+/// An HMAC-SHA256 keyed with `HMAC(secret, label)`: one secret serves
+/// several signatures (cursors, consistency tokens) that can never be
+/// mistaken for one another.
+pub(crate) fn derived_mac(secret: &[u8], label: &[u8]) -> Hmac<Sha256> {
+    let derived = HmacSha256::new_from_slice(secret)
+        .expect("HMAC accepts any key length")
+        .chain_update(label)
+        .finalize()
+        .into_bytes();
+    HmacSha256::new_from_slice(&derived).expect("HMAC accepts any key length")
+}
+
 /// Encodes and checks cursors with one derived key.
 #[derive(Clone)]
 pub struct CursorCodec {
@@ -110,13 +122,8 @@ impl fmt::Debug for CursorCodec {
 impl CursorCodec {
     /// A codec keyed from the configured cursor secret.
     pub fn new(secret: &[u8]) -> Self {
-        let derived = HmacSha256::new_from_slice(secret)
-            .expect("HMAC accepts any key length")
-            .chain_update(KEY_LABEL)
-            .finalize()
-            .into_bytes();
         Self {
-            mac: HmacSha256::new_from_slice(&derived).expect("HMAC accepts any key length"),
+            mac: derived_mac(secret, KEY_LABEL),
         }
     }
 

@@ -11,7 +11,7 @@ use pgkit::health::readiness;
 use pgkit::pool::Database;
 use pgkit::replica::{Lsn, ReadAfter};
 use pgkit::settings::{DbSettings, Env};
-use pgkit::testing::{self, replica::Replica};
+use pgkit::testing::{self, replica::Replica, DedicatedCluster, TestDatabase};
 
 const BOUND: Duration = Duration::from_secs(15);
 
@@ -55,6 +55,26 @@ async fn write_note(db: &Database) -> Lsn {
     db.write_position().await.unwrap()
 }
 
+/// A primary with a `notes` table, a streaming replica of it, and a pool
+/// on both.
+async fn primary_and_replica() -> (DedicatedCluster, TestDatabase, Replica, Database) {
+    let primary = testing::replicable_cluster().await;
+    let test_db = primary.database().await;
+    let admin = Database::new(DbSettings::for_dsn(
+        pgkit::dsn::Dsn::parse(test_db.url()).unwrap(),
+        "admin",
+    ))
+    .unwrap();
+    admin
+        .execute("CREATE TABLE notes (id bigserial PRIMARY KEY)", &[])
+        .await
+        .unwrap();
+    let replica = Replica::start(&primary).await;
+    let db = Database::new(settings(test_db.url(), &replica.url(test_db.name()))).unwrap();
+    db.warm_up().await.unwrap();
+    (primary, test_db, replica, db)
+}
+
 /// Reads `after` until the replica serves one (each read starts a check of
 /// the replica when the last is old), at most [`BOUND`].
 async fn until_replica_serves(db: &Database, after: ReadAfter) -> Seen {
@@ -75,20 +95,7 @@ async fn until_replica_serves(db: &Database, after: ReadAfter) -> Seen {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_follow_the_callers_writes_across_a_paused_replica() {
-    let primary = testing::replicable_cluster().await;
-    let test_db = primary.database().await;
-    let admin = Database::new(DbSettings::for_dsn(
-        pgkit::dsn::Dsn::parse(test_db.url()).unwrap(),
-        "admin",
-    ))
-    .unwrap();
-    admin
-        .execute("CREATE TABLE notes (id bigserial PRIMARY KEY)", &[])
-        .await
-        .unwrap();
-    let replica = Replica::start(&primary).await;
-    let db = Database::new(settings(test_db.url(), &replica.url(test_db.name()))).unwrap();
-    db.warm_up().await.unwrap();
+    let (primary, _test_db, replica, db) = primary_and_replica().await;
 
     // Replay running: shared reads and caught-up positions go to the replica.
     let first = write_note(&db).await;
@@ -135,20 +142,7 @@ async fn reads_follow_the_callers_writes_across_a_paused_replica() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_replica_changes_no_answer_and_readiness_stays_ok() {
-    let primary = testing::replicable_cluster().await;
-    let test_db = primary.database().await;
-    let admin = Database::new(DbSettings::for_dsn(
-        pgkit::dsn::Dsn::parse(test_db.url()).unwrap(),
-        "admin",
-    ))
-    .unwrap();
-    admin
-        .execute("CREATE TABLE notes (id bigserial PRIMARY KEY)", &[])
-        .await
-        .unwrap();
-    let mut replica = Replica::start(&primary).await;
-    let db = Database::new(settings(test_db.url(), &replica.url(test_db.name()))).unwrap();
-    db.warm_up().await.unwrap();
+    let (primary, _test_db, mut replica, db) = primary_and_replica().await;
     write_note(&db).await;
     replica.wait_caught_up(&primary).await;
     until_replica_serves(&db, ReadAfter::Nothing).await;
