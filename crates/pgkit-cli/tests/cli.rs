@@ -532,8 +532,8 @@ fn usage_errors_exit_2_and_fixable_errors_exit_1_with_a_hint() {
     assert_eq!(
         lines,
         [
-            "error: no database URL",
-            "hint: pass --database-url URL, or set DATABASE_URL (or DATABASE_URL_FILE)"
+            "error: no database URL: neither --database-url nor DATABASE_URL (nor DAVE_DB_DSN) is set",
+            "hint: pass the URL (postgresql://USER:PASSWORD@/DB?host=/cloudsql/PROJECT:REGION:INSTANCE), or set DATABASE_URL (or DATABASE_URL_FILE)"
         ]
     );
 

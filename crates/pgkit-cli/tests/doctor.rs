@@ -280,8 +280,37 @@ fn no_dsn_at_all_is_a_failure_with_the_fix() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         stderr(&out),
-        "error: no database URL to diagnose\nhint: pass --database-url URL, or set DATABASE_URL (or DATABASE_URL_FILE)\n"
+        "error: no database URL: neither --database-url nor DATABASE_URL (nor DAVE_DB_DSN) is set\n\
+         hint: pass the URL (postgresql://USER:PASSWORD@/DB?host=/cloudsql/PROJECT:REGION:INSTANCE), or set DATABASE_URL (or DATABASE_URL_FILE)\n"
     );
+}
+
+/// The standard's `DAVE_DB_DSN` is read when DATABASE_URL is not set
+/// (issue 14 §5): doctor, audit and migrate find the database by it.
+#[tokio::test]
+async fn the_standards_dave_db_dsn_is_a_fallback_for_database_url() {
+    let db = pgkit::testing::cluster().await.database().await;
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        vec!["doctor"],
+        vec!["audit"],
+        vec!["migrate", "--dir", dir.path().to_str().unwrap(), "status"],
+    ] {
+        let out = Command::new(PGKIT)
+            .args(&args)
+            .env_clear()
+            .env("DAVE_DB_DSN", db.url())
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+    }
 }
 
 /// `pgkit doctor postgresql://…`, as psql users type it (issue 14): the

@@ -79,8 +79,9 @@ async fn a_healthy_connection_passes_every_step() {
         ]
     );
     let text = d.to_text();
+    // The test cluster trusts local connections: doctor says so (issue 14 §5).
     assert!(
-        text.contains("ok   authentication: logged in as postgres\n"),
+        text.contains("ok   authentication: logged in as postgres without a password: the server trusts this connection (trust, peer or cert in pg_hba.conf)"),
         "{text}"
     );
     assert!(
@@ -364,6 +365,13 @@ async fn a_wrong_password_with_scram_authentication() {
 
     let d = run(&input(&url_as(&db, "doc_app", Some("right-pw")))).await;
     assert!(d.passed(), "{}", d.to_text());
+    // A server that asked for the password is not called trusting.
+    assert!(
+        d.to_text()
+            .contains("ok   authentication: logged in as doc_app\n"),
+        "{}",
+        d.to_text()
+    );
 }
 
 /// A loopback address (127.0.0.0/8) whose port 5432 is free, so parallel

@@ -41,12 +41,10 @@ pub async fn run(mut args: DoctorArgs) -> anyhow::Result<()> {
     let env = Env::from_process()?;
     let dsn = match &args.db.database_url {
         Some(url) => Secret::new(url.clone()),
-        None => env.secret("DATABASE_URL")?.ok_or_else(|| {
-            UserError::new(
-                "no database URL to diagnose",
-                "pass --database-url URL, or set DATABASE_URL (or DATABASE_URL_FILE)",
-            )
-        })?,
+        None => match env.secret("DATABASE_URL")? {
+            Some(url) => url,
+            None => super::standard_dsn(&env)?.ok_or_else(super::no_database_url)?,
+        },
     };
     let pool_env = Env::from_pairs(
         POOL_SETTINGS

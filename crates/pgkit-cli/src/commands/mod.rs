@@ -178,12 +178,17 @@ pub async fn connection(
         settings.dsn = Some(dsn);
         settings.pooler = pgkit::pooler::Pooler::None;
     }
-    let mut dsn = settings.dsn.clone().ok_or_else(|| {
-        UserError::new(
-            "no database URL",
-            "pass --database-url URL, or set DATABASE_URL (or DATABASE_URL_FILE)",
-        )
-    })?;
+    if settings.dsn.is_none() {
+        if let Some(url) = standard_dsn(&env)? {
+            settings.dsn = Some(Dsn::parse(url.expose()).map_err(|e: DsnError| {
+                UserError::new(
+                    format!("invalid {STANDARD_DSN_VAR}: {e}"),
+                    format!("give a URL of the form {}", DsnError::accepted_form()),
+                )
+            })?);
+        }
+    }
+    let mut dsn = settings.dsn.clone().ok_or_else(no_database_url)?;
     if settings.iam_auth {
         let token = pgkit::iam::token_source_from_env(&env)
             .map_err(|e| UserError::new(format!("DB_IAM_AUTH=true but {e}"), "run `gcloud auth application-default login`, or run on Cloud Run with a service account"))?
@@ -197,6 +202,23 @@ pub async fn connection(
         params.environment = environment_name(e).into();
     }
     Ok((dsn, params))
+}
+
+/// The standard's name for a service's database URL; pgkit reads it when
+/// DATABASE_URL (pgkit's own, and every service's here) is not set.
+pub const STANDARD_DSN_VAR: &str = "DAVE_DB_DSN";
+
+/// `DAVE_DB_DSN` (or `DAVE_DB_DSN_FILE`), when set.
+pub fn standard_dsn(env: &Env) -> anyhow::Result<Option<pgkit::secret::Secret>> {
+    Ok(env.secret(STANDARD_DSN_VAR)?)
+}
+
+/// The one message for a command that found no database URL anywhere.
+pub fn no_database_url() -> UserError {
+    UserError::new(
+        "no database URL: neither --database-url nor DATABASE_URL (nor DAVE_DB_DSN) is set",
+        "pass the URL (postgresql://USER:PASSWORD@/DB?host=/cloudsql/PROJECT:REGION:INSTANCE), or set DATABASE_URL (or DATABASE_URL_FILE)",
+    )
 }
 
 pub(crate) fn environment_name(e: Environment) -> &'static str {

@@ -259,7 +259,15 @@ async fn login(
     let failed = match connect(dsn, &input.session, password, None).await {
         Ok(client) => {
             rec.ok(StepName::Tls, describe_tls(dsn, place, tls));
-            rec.ok(StepName::Authentication, logged_in(dsn, iam));
+            let trusted = !iam && asks_no_password(dsn, input).await;
+            rec.ok(
+                StepName::Authentication,
+                if trusted {
+                    trusted_login(dsn)
+                } else {
+                    logged_in(dsn, iam)
+                },
+            );
             rec.ok(StepName::Database, format!("{} exists", dsn.dbname));
             return Ok(client);
         }
@@ -278,6 +286,32 @@ async fn login(
             Err(rec.fail(StepName::Database, failure))
         }
     }
+}
+
+/// Whether the server let this user in without asking for a password
+/// (`trust`, `peer` or `cert` in pg_hba.conf): true when the URL has none,
+/// else found by logging in once more without it. A client that has no
+/// password to give just closes the connection, which the server does not
+/// log as a failed login.
+async fn asks_no_password(dsn: &Dsn, input: &DoctorInput) -> bool {
+    if dsn.password().is_none() {
+        return true;
+    }
+    let bare = dsn.with_password(None);
+    let probe = connect(&bare, &input.session, None, None);
+    matches!(
+        tokio::time::timeout(std::time::Duration::from_secs(5), probe).await,
+        Ok(Ok(_))
+    )
+}
+
+fn trusted_login(dsn: &Dsn) -> String {
+    format!(
+        "logged in as {} without a password: the server trusts this connection (trust, peer or \
+         cert in pg_hba.conf), so any local user can log in as {0}; production should ask for one \
+         (scram-sha-256)",
+        dsn.user
+    )
 }
 
 fn logged_in(dsn: &Dsn, iam: bool) -> String {
