@@ -191,3 +191,168 @@ async fn a_concurrent_index_written_as_lint_and_audit_say_applies() {
         .get(0);
     assert!(valid);
 }
+
+/// The issue's "Done when": the standard's migration template, its seed file
+/// structure (seeds as numbered files), Idempotent Seed Pattern (ending with
+/// a NOTICE after COMMIT), AI Prompt Seed Pattern (INSERT ... SELECT ...
+/// WHERE NOT EXISTS) and test-data seed (the app.environment guard), as the
+/// standard writes them, in a fresh folder: lint clean, and apply twice with
+/// the second run changing nothing.
+#[tokio::test]
+async fn the_standards_own_patterns_lint_clean_and_apply_twice() {
+    let db = cluster().await.database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    write(
+        dir.path(),
+        "001_create_system_prompts.sql",
+        "-- Migration: 001_create_system_prompts.sql\n\
+         -- Issue: DAVE-123\n\
+         -- Date: 2025-01-15\n\
+         -- Author: Jane Doe\n\
+         -- Description: System prompts table with updated_at trigger\n\
+         \n\
+         BEGIN;\n\
+         \n\
+         CREATE OR REPLACE FUNCTION update_updated_at_column()\n\
+         RETURNS TRIGGER AS $$\n\
+         BEGIN\n    NEW.updated_at = NOW();\n    RETURN NEW;\nEND;\n\
+         $$ LANGUAGE plpgsql;\n\
+         \n\
+         CREATE TABLE IF NOT EXISTS system_prompts (\n\
+         \x20   id UUID PRIMARY KEY DEFAULT gen_random_uuid(),\n\
+         \x20   name VARCHAR(100) NOT NULL UNIQUE,\n\
+         \x20   content TEXT NOT NULL,\n\
+         \x20   metadata JSONB NOT NULL DEFAULT '{}',\n\
+         \x20   created_at TIMESTAMPTZ NOT NULL DEFAULT NOW(),\n\
+         \x20   updated_at TIMESTAMPTZ NOT NULL DEFAULT NOW()\n\
+         );\n\
+         \n\
+         COMMENT ON TABLE system_prompts IS 'System prompts for AI interactions';\n\
+         COMMENT ON COLUMN system_prompts.metadata IS 'Free-form JSON: {\"model\": string, \"temperature\": number}';\n\
+         \n\
+         DROP TRIGGER IF EXISTS update_system_prompts_updated_at ON system_prompts;\n\
+         CREATE TRIGGER update_system_prompts_updated_at\n\
+         \x20   BEFORE UPDATE ON system_prompts\n\
+         \x20   FOR EACH ROW\n\
+         \x20   EXECUTE FUNCTION update_updated_at_column();\n\
+         \n\
+         COMMIT;\n",
+    );
+    write(
+        dir.path(),
+        "002_seed_reference_data.sql",
+        "-- Migration: 002_seed_reference_data.sql\n\
+         -- Issue: DAVE-124\n\
+         -- Date: 2025-01-15\n\
+         -- Author: Jane Doe\n\
+         -- Description: Seed reference data (idempotent)\n\
+         \n\
+         BEGIN;\n\
+         \n\
+         INSERT INTO system_prompts (name, content) VALUES\n\
+         \x20   ('default', 'You are a helpful assistant.'),\n\
+         \x20   ('summarize', 'Summarize the following text.')\n\
+         ON CONFLICT (name) DO UPDATE SET content = EXCLUDED.content;\n\
+         \n\
+         COMMIT;\n\
+         \n\
+         DO $$ BEGIN RAISE NOTICE 'Seed data applied at %', NOW(); END $$;\n",
+    );
+    write(
+        dir.path(),
+        "003_seed_system_prompts.sql",
+        "-- Migration: 003_seed_system_prompts.sql\n\
+         -- Issue: DAVE-125\n\
+         -- Date: 2025-01-15\n\
+         -- Author: Jane Doe\n\
+         -- Description: AI prompt seed\n\
+         \n\
+         BEGIN;\n\
+         \n\
+         INSERT INTO system_prompts (name, content)\n\
+         SELECT 'classifier', 'Classify the request into one of: billing, support, sales.'\n\
+         WHERE NOT EXISTS (\n\
+         \x20   SELECT 1 FROM system_prompts WHERE name = 'classifier'\n\
+         );\n\
+         \n\
+         COMMIT;\n",
+    );
+    write(
+        &dir.path().join("data"),
+        "001_test_prompts.sql",
+        "-- Test data: only where app.environment is 'test'\n\
+         DO $$\n\
+         BEGIN\n\
+         \x20   IF current_setting('app.environment', true) = 'test' THEN\n\
+         \x20       INSERT INTO system_prompts (name, content)\n\
+         \x20       VALUES ('test-prompt', 'A prompt for tests')\n\
+         \x20       ON CONFLICT (name) DO NOTHING;\n\
+         \x20   END IF;\n\
+         END $$;\n",
+    );
+
+    let lint = run(None, &["lint", d]);
+    assert_eq!(lint.status.code(), Some(0), "{}", stdout(&lint));
+    assert!(
+        stdout(&lint).contains("0 errors, 0 warnings in 4 files"),
+        "{}",
+        stdout(&lint)
+    );
+
+    let c = support::connect(db.url()).await;
+    let mut snapshots = Vec::new();
+    for round in 0..2 {
+        let up = run(Some(db.url()), &["migrate", "--dir", d, "up"]);
+        assert_eq!(up.status.code(), Some(0), "round {round}: {}", stderr(&up));
+        if round == 0 {
+            assert!(
+                stderr(&up).contains("NOTICE: Seed data applied at"),
+                "{}",
+                stderr(&up)
+            );
+        } else {
+            assert!(
+                stderr(&up).contains("database is up to date (3 migration(s) applied)"),
+                "{}",
+                stderr(&up)
+            );
+        }
+        let seed = pgkit(
+            Some(db.url()),
+            &[("APP_ENVIRONMENT", "test")],
+            &["seed", "--dir", d],
+        )
+        .output()
+        .unwrap();
+        assert_eq!(
+            seed.status.code(),
+            Some(0),
+            "round {round}: {}",
+            stderr(&seed)
+        );
+        let rows: Vec<String> = c
+            .query(
+                "SELECT name || ':' || content FROM system_prompts ORDER BY name",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let tracked: i64 = c
+            .query_one("SELECT count(*) FROM pgkit_migrations", &[])
+            .await
+            .unwrap()
+            .get(0);
+        snapshots.push((rows, tracked));
+    }
+    assert_eq!(
+        snapshots[0], snapshots[1],
+        "the second run changed something"
+    );
+    assert_eq!(snapshots[0].0.len(), 4, "{:?}", snapshots[0]);
+    assert_eq!(snapshots[0].1, 3);
+}
