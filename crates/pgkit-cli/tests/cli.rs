@@ -663,6 +663,10 @@ fn gone_within(pid: u32, limit: std::time::Duration) -> bool {
 #[test]
 fn local_start_twice_then_stop_leaves_nothing_running() {
     let dir = tempfile::tempdir().unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
     let data = dir.path().join("pgdata");
     let data_arg = data.to_str().unwrap();
     let uninitialized = run(
@@ -683,6 +687,17 @@ fn local_start_twice_then_stop_leaves_nothing_running() {
         "development",
         &["local", "start", "--data-dir", data_arg],
     ));
+    // Run as root, the server runs as `postgres`: the temp folder (0700)
+    // above the data directory is made traversable, and start says so.
+    let root = {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata("/proc/self").unwrap().uid() == 0
+    };
+    let said = format!(
+        "changed the mode of {} from 0700 to 0701 (o+x), so the postgres user can reach the data directory",
+        dir.path().display()
+    );
+    assert_eq!(stderr(&first).contains(&said), root, "{}", stderr(&first));
     let url = String::from_utf8(first.stdout).unwrap().trim().to_string();
     assert!(
         url.starts_with("postgresql://postgres@/postgres?host="),
@@ -709,6 +724,11 @@ fn local_start_twice_then_stop_leaves_nothing_running() {
     assert!(!stderr(&second).contains('\u{1b}'), "{:?}", stderr(&second));
     assert!(
         stderr(&second).contains("already running"),
+        "{}",
+        stderr(&second)
+    );
+    assert!(
+        !stderr(&second).contains("changed the mode"),
         "{}",
         stderr(&second)
     );

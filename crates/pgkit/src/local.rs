@@ -1129,7 +1129,8 @@ fn make_parents_traversable(dir: &Path, user: ServerUser) -> Result<(), LocalErr
         let mode = meta.permissions().mode() | 0o001;
         fs::set_permissions(parent, fs::Permissions::from_mode(mode))
             .map_err(LocalError::io("make traversable", parent))?;
-        tracing::warn!(
+        // Said at info: `pgkit local start` prints its own line for it.
+        tracing::info!(
             dir = %parent.display(),
             "made the directory traversable (o+x) so the `postgres` user can reach the data directory"
         );

@@ -20,7 +20,21 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
                 LocalCluster::status(&opts.data_dir),
                 LocalStatus::Running { .. }
             );
+            let before = ancestor_modes(&opts.data_dir);
             let cluster = LocalCluster::start(opts).await?;
+            // Run as root, the server runs as `postgres`, and the folders
+            // above the data directory are made traversable for it: say so.
+            for (dir, old) in before {
+                let new = mode_of(&dir);
+                if new.is_some_and(|new| new != old) {
+                    eprintln!(
+                        "changed the mode of {} from {:04o} to {:04o} (o+x), so the postgres user can reach the data directory",
+                        dir.display(),
+                        old,
+                        new.unwrap_or(old)
+                    );
+                }
+            }
             eprintln!(
                 "local PostgreSQL {} in {} (pid {})",
                 if was_running {
@@ -68,6 +82,21 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
         },
     }
     Ok(())
+}
+
+/// The permission bits of each existing folder above `dir`.
+fn ancestor_modes(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u32)> {
+    dir.ancestors()
+        .skip(1)
+        .filter_map(|d| mode_of(d).map(|m| (d.to_path_buf(), m)))
+        .collect()
+}
+
+fn mode_of(dir: &std::path::Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(dir)
+        .ok()
+        .map(|m| m.permissions().mode() & 0o7777)
 }
 
 fn absolute(dir: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
