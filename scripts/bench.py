@@ -378,6 +378,7 @@ def growth(args, tmp: Path, cluster: Cluster) -> dict:
                     "messages_deep": ([f"/api/v1/conversations/{deep}/messages?limit=20{q(cur_m)}"], "GET", None),
                     "knowledge_common": (["/api/v1/knowledge?q=postgresql&limit=10"], "GET", None),
                     "knowledge_rare": (["/api/v1/knowledge?q=quasar&limit=10"], "GET", None),
+                    "knowledge_two_common": (["/api/v1/knowledge?q=postgresql+guidance&limit=10"], "GET", None),
                     "post_message": ([f"/api/v1/conversations/{c}/messages" for c in convs[1:]], "POST",
                                      json.dumps({"role": "user", "content": "How big should the pool be?",
                                                  "resources": ["doc:pool"], "follow_up_suggestions": [],
@@ -400,8 +401,9 @@ def growth(args, tmp: Path, cluster: Cluster) -> dict:
             finally:
                 svc.stop()
         if KNOWLEDGE_PGBENCH.exists() and not args.no_pgbench:
-            for term in ("postgresql", "quasar"):
-                level["limits"][f"knowledge_{'common' if term == 'postgresql' else 'rare'}"] = pgbench(
+            for case, term in (("knowledge_common", "postgresql"), ("knowledge_rare", "quasar"),
+                               ("knowledge_two_common", "postgresql guidance")):
+                level["limits"][case] = pgbench(
                     cluster, db, KNOWLEDGE_PGBENCH, 1, args.duration, tmp, {"term": term, "page": 10})
             level["limits"]["get_conversation"] = pgbench(
                 cluster, db, LIB / "by_id.pgbench", 1, args.duration, tmp,
@@ -422,7 +424,8 @@ def connections(args, tmp: Path, cluster: Cluster) -> dict:
     populate(cluster, db, args.dave, sizes)
     fmt = lambda h: f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"  # noqa: E731
     user1 = fmt(hashlib.md5(b"user-1").hexdigest())
-    convs = [fmt(hashlib.md5(f"conv-1-{c}".encode()).hexdigest()) for c in range(1, 1001)]
+    convs = [fmt(hashlib.md5(f"conv-1-{c}".encode()).hexdigest())
+             for c in range(1, min(sizes["heavy_convs"], 1000) + 1)]
     services = ["dave"] + (["python"] if args.python else [])
     for name in services:
         svc = start_service(name, cluster, db, args.dave, tmp, args.python_bin)
@@ -445,15 +448,37 @@ def connections(args, tmp: Path, cluster: Cluster) -> dict:
     if not args.no_pgbench:
         for c in (32,):
             report["limits"][f"get_conversation_c{c}"] = pgbench(
-                cluster, db, LIB / "by_id.pgbench", c, args.duration, tmp, {"sample_users": 1, "convs": 1000})
+                cluster, db, LIB / "by_id.pgbench", c, args.duration, tmp,
+                {"sample_users": 1, "convs": min(sizes["heavy_convs"], 1000)})
             report["limits"][f"health_c{c}"] = pgbench(cluster, db, LIB / "health.pgbench", c, args.duration,
                                                        tmp, {})
     return report
 
 
+def knowledge(args, tmp: Path, cluster: Cluster) -> dict:
+    """Before/after of the knowledge search on the database alone: pgbench, one client,
+    prepared (the generic plan after the fifth execution, as the service's statement
+    cache), the query before issue 13 and the one dave runs now, at each article count."""
+    report = {"meta": meta(args), "kind": "knowledge", "rows": []}
+    before = ROOT / "scripts" / "knowledge-search-before.pgbench"
+    for docs in args.articles:
+        db = f"kb_{docs}"
+        populate(cluster, db, args.dave, {"msgs": 0, "heavy_convs": 0, "deep_msgs": 0, "knowledge": docs})
+        for query, script in (("before", before), ("after", KNOWLEDGE_PGBENCH)):
+            for term in ("postgresql", "quasar", "postgresql guidance"):
+                r = pgbench(cluster, db, script, 1, args.duration, tmp, {"term": term, "page": 10})
+                r.update(articles=docs, query=query, term=term, load_average=load_average())
+                report["rows"].append(r)
+                log(f"  {docs} articles, {query}, {term}: p50 {r['p50_ms']:.2f} ms p99 {r['p99_ms']:.2f} ms "
+                    f"({r['transactions']} tx, load {load_average()[0]:.2f})")
+        cluster.psql("postgres", f"DROP DATABASE {db}")
+    return report
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("kind", choices=["growth", "connections"])
+    ap.add_argument("kind", choices=["growth", "connections", "knowledge"])
+    ap.add_argument("--articles", default="1000,10000,100000", help="knowledge: article counts")
     ap.add_argument("--dave", default=str(ROOT / "target" / "release" / "dave"))
     ap.add_argument("--python", action="store_true", help="measure the Python reference beside dave")
     ap.add_argument("--python-bin", default=os.environ.get("PYREF_PYTHON", str(PYREF / ".venv" / "bin" / "python")),
@@ -469,6 +494,7 @@ def main() -> int:
     ap.add_argument("--out")
     a = ap.parse_args()
     a.levels = [int(x) for x in a.levels.split(",") if x]
+    a.articles = [int(x) for x in a.articles.split(",") if x]
     a.connections = [int(x) for x in a.connections.split(",") if x]
     a.only = [x for x in a.only.split(",") if x]
     if not Path(a.dave).exists():
@@ -483,7 +509,7 @@ def main() -> int:
     cluster = None
     try:
         cluster = Cluster(tmp / "pg", 1100)
-        report = growth(a, tmp, cluster) if a.kind == "growth" else connections(a, tmp, cluster)
+        report = {"growth": growth, "connections": connections, "knowledge": knowledge}[a.kind](a, tmp, cluster)
         report["meta"]["load_average_end"] = load_average()
         out = Path(a.out or ROOT / "docs" / "bench-results" /
                    f"{time.strftime('%Y-%m-%d-%H%M', time.gmtime())}-{a.kind}.json")

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """SVG charts from the JSON of scripts/bench-growth.sh and scripts/bench-connections.sh.
 
-  scripts/charts.py docs/bench-results/<run>-growth.json docs/bench-results/<run>-connections.json
+  scripts/charts.py [--markdown] docs/bench-results/<run>-growth.json docs/bench-results/<run>-connections.json
+
+(also the -knowledge.json of scripts/bench-knowledge.sh). --markdown prints the tables too.
 
 Writes <json name without .json>-<chart>.svg beside each JSON file. Standard library only:
 the SVG is written by hand (line charts, log or linear axes, a legend).
@@ -146,14 +148,16 @@ def growth(data: dict, stem: Path) -> None:
               f"{metric[:3]} ms (log)", series, note=note)
     series = []
     for si, svc in enumerate(services):
-        for ci, case in enumerate(("knowledge_common", "knowledge_rare")):
+        for ci, case in enumerate(("knowledge_common", "knowledge_rare", "knowledge_two_common")):
             ys = [lv["services"].get(svc, {}).get(case, {}).get("p99_ms") for lv in levels]
-            series.append({"label": f"{svc} {case.split('_')[1]} p99", "xs": [x // 10 for x in xs], "ys": ys,
+            if not any(ys):
+                continue
+            series.append({"label": f"{svc} {case[10:].replace('_', ' ')} p99", "xs": [x // 10 for x in xs], "ys": ys,
                            "color": COLORS[ci], "dash": "6,4" if si else None})
-    for ci, case in enumerate(("knowledge_common", "knowledge_rare")):
+    for ci, case in enumerate(("knowledge_common", "knowledge_rare", "knowledge_two_common")):
         ys = [lv.get("limits", {}).get(case, {}).get("p99_ms") for lv in levels]
         if any(ys):
-            series.append({"label": f"pgbench {case.split('_')[1]} p99", "xs": [x // 10 for x in xs],
+            series.append({"label": f"pgbench {case[10:].replace('_', ' ')} p99", "xs": [x // 10 for x in xs],
                            "ys": ys, "color": COLORS[ci + 4], "dash": "2,3"})
     chart(stem.with_name(stem.name + "-knowledge.svg"), "Knowledge search p99 as articles grow",
           "knowledge articles", "p99 ms (log)", series,
@@ -185,12 +189,79 @@ def connections(data: dict, stem: Path) -> None:
               ylabel, series, ylog=ylog, hlines=hl, note=note)
 
 
+def knowledge(data: dict, stem: Path) -> None:
+    rows = data["rows"]
+    arts = sorted({r["articles"] for r in rows})
+    series = []
+    terms = ("postgresql", "quasar", "postgresql guidance")
+    for query in ("before", "after"):
+        for ci, term in enumerate(terms):
+            ys = [next((r["p99_ms"] for r in rows if r["articles"] == a and r["query"] == query
+                        and r["term"] == term), None) for a in arts]
+            if any(ys):
+                series.append({"label": f"{query}, '{term}' p99", "xs": arts, "ys": ys, "color": COLORS[ci],
+                               "dash": "6,4" if query == "before" else None})
+    note = f"{data['meta']['date']}, pgbench -c1 -M prepared; load avg at start " \
+           f"{data['meta']['load_average_start'][0]:.2f}"
+    chart(stem.with_name(stem.name + "-p99.svg"), "Knowledge search SQL before/after issue 13 (database alone)",
+          "knowledge articles", "p99 ms (log)", series,
+          hlines=[{"label": "target 50 ms", "y": 50, "color": "#d62728"}], note=note)
+
+
+def tables(data: dict) -> str:
+    """Markdown tables of a run, for docs/benchmarks.md."""
+    out = []
+    if data["kind"] == "growth":
+        cases = ["get_conversation", "list_first", "list_deep", "messages_first", "messages_deep",
+                 "post_message", "knowledge_common", "knowledge_rare", "knowledge_two_common"]
+        services = sorted({s for lv in data["levels"] for s in lv["services"]}, key=lambda s: s != "dave")
+        out += ["| messages | service | " + " | ".join(cases) + " |", "|---|---|" + "---:|" * len(cases)]
+        for lv in data["levels"]:
+            for svc in services:
+                r = lv["services"].get(svc, {})
+                cells = [("no answer in 5 s" if r[c]["requests"] == 0 else
+                          f"{r[c]['p50_ms']:.2f} / {r[c]['p99_ms']:.2f}") if c in r else "-" for c in cases]
+                out.append(f"| {lv['sizes']['msgs']:,} | {svc} | " + " | ".join(cells) + " |")
+            lim = lv.get("limits", {})
+            cells = [f"{lim[c]['p50_ms']:.2f} / {lim[c]['p99_ms']:.2f}" if c in lim else "-" for c in cases]
+            out.append(f"| {lv['sizes']['msgs']:,} | pgbench | " + " | ".join(cells) + " |")
+        out += ["", "| messages | deep page reached (list, messages) | load average during the level |",
+                "|---|---|---|"]
+        for lv in data["levels"]:
+            d = lv["services"].get("dave", {})
+            out.append(f"| {lv['sizes']['msgs']:,} | {d.get('list_deep', {}).get('depth_pages')}, "
+                       f"{d.get('messages_deep', {}).get('depth_pages')} | {lv['load_average'][0]:.2f} |")
+    elif data["kind"] == "connections":
+        out += ["| service | workload | connections | req/s | p50 ms | p99 ms | p99/p50 | errors | non-2xx "
+                "| RSS peak MiB | svc CPU µs/req | host busy % |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for svc, runs in data["runs"].items():
+            for case in ("get_conversation", "health"):
+                for c, r in sorted(runs.get(case, {}).items(), key=lambda kv: int(kv[0])):
+                    ratio = r["p99_ms"] / r["p50_ms"] if r["p50_ms"] else 0
+                    out.append(f"| {svc} | {case} | {c} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
+                               f"{ratio:.2f} | {r['errors']} | {r['non2xx']} | {r['rss_peak_kib'] / 1024:.1f} | "
+                               f"{r['svc_cpu_us_per_req']:.0f} | {r['host_busy_pct']:.0f} |")
+        for k, lim in data.get("limits", {}).items():
+            out.append(f"| pgbench | {k} | 32 | {lim['tps']:.0f} | {lim['p50_ms']:.2f} | {lim['p99_ms']:.2f} | | | | | | |")
+    else:
+        out += ["| articles | query | term | p50 ms | p99 ms | transactions | load avg |", "|---:|---|---|---:|---:|---:|---:|"]
+        for r in data["rows"]:
+            out.append(f"| {r['articles']:,} | {r['query']} | {r['term']} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
+                       f"{r['transactions']} | {r['load_average'][0]:.2f} |")
+    return "\n".join(out) + "\n"
+
+
 def main() -> int:
-    for arg in sys.argv[1:]:
+    args = sys.argv[1:]
+    markdown = "--markdown" in args
+    for arg in [a for a in args if a != "--markdown"]:
         p = Path(arg)
         data = json.loads(p.read_text())
         stem = p.with_suffix("")
-        {"growth": growth, "connections": connections}[data["kind"]](data, stem)
+        {"growth": growth, "connections": connections, "knowledge": knowledge}[data["kind"]](data, stem)
+        if markdown:
+            print(f"\n<!-- {p.name} -->")
+            print(tables(data))
     return 0
 
 
