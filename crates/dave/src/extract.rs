@@ -65,6 +65,13 @@ where
 /// Whether `Content-Length` announces a body over [`MAX_BODY_BYTES`]: such a
 /// request gets its 413 before any of the body is read (here and in the
 /// middleware, which refuses it before the route runs).
+///
+/// Hand-written rather than tower-http's `RequestBodyLimitLayer` (issue 12
+/// §2): that layer answers a declared oversized body itself, with a
+/// plain-text 413, where the contract wants `{"error":{"code":
+/// "payload_too_large",...}}`. Bodies without a declared length are cut by
+/// `http_body_util`'s `Limited` (through `axum::body::to_bytes`) and mapped
+/// to the same answer in [`read_body`].
 pub(crate) fn declares_too_large(headers: &HeaderMap) -> bool {
     declared_length(headers).is_some_and(|n| n > MAX_BODY_BYTES as u64)
 }
