@@ -221,7 +221,7 @@ impl MigrateError {
                 format!("give {second} the next free number (`pgkit migrate new` picks one)")
             }
             MigrateError::TransactionControl { .. } => {
-                "wrap the whole file in one BEGIN; … COMMIT;, or make `-- pgkit:no-transaction` its first line and keep each statement safe to re-run".into()
+                "wrap the whole file in one BEGIN; … COMMIT;, or put `-- pgkit:no-transaction` on a line of its header (before the first statement), remove BEGIN/COMMIT and keep each statement safe to re-run".into()
             }
             MigrateError::Syntax { .. } => {
                 "fix the statement at that line (`pgkit lint` reports it too); nothing of the folder was run".into()

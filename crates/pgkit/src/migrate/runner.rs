@@ -362,7 +362,7 @@ fn locate(
             })
             .map(|_| {
                 format!(
-                    "make `{}` the first line of the file",
+                    "put `{}` on a line of the header (before the first statement) and remove BEGIN/COMMIT",
                     super::source::NO_TRANSACTION_MARKER
                 )
             })
