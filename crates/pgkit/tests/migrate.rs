@@ -1022,3 +1022,70 @@ async fn a_failure_after_the_commit_leaves_the_file_applied_and_says_so() {
     assert!(exists(&db, "a").await);
     assert_eq!(tracking_rows(&db, "public").await.len(), 1);
 }
+
+/// A tracking table an older pgkit created (no `sql` column) gains the
+/// column on the next `up`; `status` reads it as it was. A row from then
+/// has no applied text, so `repair` cannot tell a comment edit from a
+/// statement edit: it refuses without `force` (issue 14 §4).
+#[tokio::test]
+async fn an_older_tracking_table_gains_the_sql_column_and_its_rows_need_force() {
+    let db = cluster().await.database().await;
+    let (dsn, params) = params(&db, "development");
+    let dir = tempfile::tempdir().unwrap();
+    let text = "BEGIN;\nCREATE TABLE IF NOT EXISTS t (id int);\nCOMMIT;\n";
+    std::fs::write(dir.path().join("001_t.sql"), text).unwrap();
+    let old_checksum = pgkit::migrate::checksum(text);
+    client(&db)
+        .await
+        .batch_execute(&format!(
+            "CREATE TABLE t (id int);
+             CREATE TABLE pgkit_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL,
+                 checksum TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+                 execution_ms BIGINT NOT NULL);
+             INSERT INTO pgkit_migrations (version, name, checksum, execution_ms)
+                 VALUES (1, '001_t.sql', '{old_checksum}', 1);"
+        ))
+        .await
+        .unwrap();
+    let m = migrator(dir.path());
+    assert_eq!(
+        m.status(&dsn, &params).await.unwrap().count(State::Applied),
+        1
+    );
+    let (_, sink) = collect();
+    assert!(m.up(&dsn, &params, sink).await.unwrap().applied.is_empty());
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM pg_attribute WHERE attrelid = 'pgkit_migrations'::regclass AND attname = 'sql'"
+        )
+        .await,
+        1
+    );
+
+    std::fs::write(
+        dir.path().join("001_t.sql"),
+        format!("-- a comment\n{text}"),
+    )
+    .unwrap();
+    let (events, sink) = collect();
+    let err = m
+        .repair(&dsn, &params, &["001_t.sql".into()], false, sink)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, MigrateError::RepairRefused { .. }), "{err}");
+    assert!(events.lock().unwrap().iter().any(|e| matches!(e,
+        Event::RepairCheck(c) if c.change == pgkit::migrate::Change::Unknown)));
+    let (_, sink) = collect();
+    m.repair(&dsn, &params, &["001_t.sql".into()], true, sink)
+        .await
+        .unwrap();
+    // Now the row keeps the text: the next comment edit needs no force.
+    std::fs::write(dir.path().join("001_t.sql"), format!("-- another\n{text}")).unwrap();
+    let (_, sink) = collect();
+    let repaired = m
+        .repair(&dsn, &params, &["001_t.sql".into()], false, sink)
+        .await
+        .unwrap();
+    assert_eq!(repaired.len(), 1);
+}
