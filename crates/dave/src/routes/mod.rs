@@ -59,7 +59,7 @@ pub fn api_router(state: &AppState) -> Router<AppState> {
         prompts::rollback,
     ),
     components(schemas(ErrorBody)),
-    modifiers(&SecuritySchemes),
+    modifiers(&SecuritySchemes, &ConsistencyHeader),
     tags(
         (name = "conversations", description = "A caller's conversations (user-scoped)"),
         (name = "messages", description = "Messages of a conversation (user-scoped)"),
@@ -101,6 +101,65 @@ impl Modify for SecuritySchemes {
                 "An anonymous session, as handed out in the X-Session-Token response header of a call without credentials.",
             ))),
         );
+    }
+}
+
+/// `X-Consistency-Token` on every `/api/v1` operation, in one place: an
+/// optional request header of the reads, a response header of the writes'
+/// successes (see [`crate::consistency`]).
+struct ConsistencyHeader;
+
+impl Modify for ConsistencyHeader {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+        use utoipa::openapi::{Header, ObjectBuilder, Required, Type};
+        let token = || {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some("^[0-9A-F]{16}\\.[A-Za-z0-9_-]{22}$"))
+                .build()
+        };
+        for item in openapi.paths.paths.values_mut() {
+            if let Some(read) = item.get.as_mut() {
+                let header = ParameterBuilder::new()
+                    .name("X-Consistency-Token")
+                    .parameter_in(ParameterIn::Header)
+                    .required(Required::False)
+                    .description(Some(
+                        "The token of the caller's last write. With a read replica (DB_READ_DSN), the read is served where that write is visible; without it, the caller's own data is read on the primary. A token the service did not issue answers 422.",
+                    ))
+                    .schema(Some(token()))
+                    .build();
+                read.parameters.get_or_insert_with(Vec::new).push(header);
+                // A token it did not issue is a 422, on every read.
+                read.responses
+                    .responses
+                    .entry("422".into())
+                    .or_insert_with(|| {
+                        utoipa::openapi::Ref::from_response_name("Validation").into()
+                    });
+            }
+            let writes = [
+                item.post.as_mut(),
+                item.patch.as_mut(),
+                item.put.as_mut(),
+                item.delete.as_mut(),
+            ];
+            for write in writes.into_iter().flatten() {
+                for (status, response) in write.responses.responses.iter_mut() {
+                    let utoipa::openapi::RefOr::T(response) = response else {
+                        continue;
+                    };
+                    if status.starts_with('2') {
+                        let mut header = Header::new(token());
+                        header.description = Some("Only with a read replica configured: send it as X-Consistency-Token on the next reads to see this write".into());
+                        response
+                            .headers
+                            .insert("x-consistency-token".into(), header);
+                    }
+                }
+            }
+        }
     }
 }
 
