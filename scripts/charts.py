@@ -146,6 +146,20 @@ def growth(data: dict, stem: Path) -> None:
               f"{metric[:3]} latency as the data grows (dave solid, Python dashed)",
               "messages in the database (conversations and articles grow with them)",
               f"{metric[:3]} ms (log)", series, note=note)
+    # req/s of one client (1 / mean latency) with the database's own rate for the same SQL.
+    series = []
+    for si, svc in enumerate(services):
+        for ci, case in enumerate(("get_conversation", "list_first", "knowledge_common")):
+            ys = [lv["services"].get(svc, {}).get(case, {}).get("rps") for lv in levels]
+            series.append({"label": f"{svc} {case}", "xs": xs, "ys": ys, "color": COLORS[ci],
+                           "dash": "6,4" if si else None})
+    for ci, case in enumerate(("get_conversation", "list_first", "knowledge_common")):
+        ys = [lv.get("limits", {}).get(case, {}).get("tps") for lv in levels]
+        if any(ys):
+            series.append({"label": f"pgbench {case}", "xs": xs, "ys": ys, "color": COLORS[ci], "dash": "2,3"})
+    chart(stem.with_name(stem.name + "-rps.svg"),
+          "req/s of one client as the data grows (dave solid, Python dashed, pgbench dotted)",
+          "messages in the database", "requests/s (log)", series, note=note)
     series = []
     for si, svc in enumerate(services):
         for ci, case in enumerate(("knowledge_common", "knowledge_rare", "knowledge_two_common")):
