@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use utoipa::openapi::{HttpMethod, Required};
+use utoipa::openapi::{HttpMethod, Ref, Required};
 use utoipa::OpenApi;
 
 use crate::error::{ErrorBody, ErrorDetail};
@@ -62,6 +62,30 @@ pub fn document() -> utoipa::openapi::OpenApi {
         });
         if let Some(body) = operation.and_then(|op| op.request_body.as_mut()) {
             body.required = Some(Required::False);
+        }
+    }
+    // The middleware refuses a declared body over 1 MiB on every route,
+    // before routing runs, so every operation can answer 413.
+    let too_large = <crate::error::responses::PayloadTooLarge as utoipa::ToResponse>::response().0;
+    for item in doc.paths.paths.values_mut() {
+        for operation in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.options,
+            &mut item.head,
+            &mut item.patch,
+            &mut item.trace,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            operation
+                .responses
+                .responses
+                .entry("413".to_owned())
+                .or_insert_with(|| Ref::from_response_name(too_large).into());
         }
     }
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();

@@ -182,6 +182,13 @@ async fn shared_error_responses_are_defined_once_and_referred_to() {
     );
     let mut api_operations = 0;
     for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            // The middleware answers a declared body over 1 MiB on any route.
+            assert_eq!(
+                op["responses"]["413"]["$ref"], "#/components/responses/PayloadTooLarge",
+                "{method} {path} does not declare 413"
+            );
+        }
         if !path.starts_with("/api/") {
             // The operations endpoints answer their own bodies (readiness's 503).
             continue;
