@@ -4,10 +4,14 @@
 //! Every command finds its database the same way: `DAVE_DB_DSN` (or
 //! `DAVE_DB_DSN_FILE`) when set; otherwise, outside production, the embedded
 //! local PostgreSQL under `.dave/pgdata` (started for the command, and
-//! stopped after it unless it was already running). Migrations and seeds are
-//! the ones built into the binary. Progress goes to stderr, one line per
-//! file; a failure returns an error that `main` prints as one `error:` line
-//! (plus a `hint:` line when there is a fix to suggest) with exit code 1.
+//! stopped after it unless it was already running). `migrate` and `seed` are
+//! pgkit's commands (the `pgkit_cli` library) over the files built into the
+//! binary: the same table, progress lines, errors and Ctrl-C handling as
+//! `pgkit migrate`, with hints that say `dave`. Progress goes to stderr, one
+//! line per file; a failure returns an error that `main` reports with
+//! [`pgkit_cli::report`]: one `error:` line (plus a `hint:` line when there
+//! is a fix to suggest) and exit code 1, or 130/143 when `migrate up` was
+//! stopped by SIGINT/SIGTERM after rolling back the running file.
 
 use std::time::{Duration, Instant};
 
@@ -16,10 +20,12 @@ use clap::{Args, Parser, Subcommand};
 use pgkit::connect::SessionParams;
 use pgkit::dsn::Dsn;
 use pgkit::local::{LocalCluster, LocalOptions};
-use pgkit::migrate::{Event, MigrateError, MigrateOptions, MigrationSource, Migrator, State};
+use pgkit::migrate::{Event, MigrateOptions, MigrationSource, Migrator};
 use pgkit::pool::Database;
 use pgkit::seed::{SeedFiles, SeedOptions};
 use pgkit::settings::{DbSettings, Env, Environment};
+use pgkit_cli::cli::{MigrateAction, SeedRunArgs, ServiceDb};
+use pgkit_cli::Program;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
@@ -33,6 +39,13 @@ use crate::{app, embedded, server, telemetry};
 pub const LOCAL_DATA_DIR: &str = ".dave/pgdata";
 /// The database dave uses in the local cluster.
 pub const LOCAL_DATABASE: &str = "dave";
+
+/// dave, as its errors' hints name it.
+pub const PROGRAM: Program = Program {
+    name: "dave",
+    database: "DAVE_DB_DSN, or DB_MIGRATE_DSN for migrations and seeds",
+    fallback_hint: None,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -50,13 +63,13 @@ pub struct Cli {
 pub enum Command {
     /// Run the HTTP service until SIGTERM or Ctrl-C.
     Serve(ServeArgs),
-    /// Apply or inspect the migrations built into this binary.
+    /// Apply or inspect the migrations built into this binary (`pgkit migrate`'s actions).
     Migrate {
         #[command(subcommand)]
-        action: MigrateAction,
+        action: MigrateAction<ServiceDb>,
     },
     /// Apply the seeds (and test data when APP_ENVIRONMENT=test).
-    Seed,
+    Seed(SeedRunArgs<ServiceDb>),
     /// Create or revoke API keys.
     Apikey {
         #[command(subcommand)]
@@ -70,40 +83,6 @@ pub struct ServeArgs {
     /// Without a DSN the local database is always migrated and seeded.
     #[arg(long)]
     pub migrate: bool,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum MigrateAction {
-    /// Apply every pending migration, in order, under an advisory lock.
-    Up(UpArgs),
-    /// Show each migration: applied, pending, changed or missing.
-    Status {
-        /// Print the status as JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Accept the new checksum of applied files that were edited on purpose.
-    Repair,
-    /// Record migrations up to VERSION as applied without running them
-    /// (for a database built earlier by other means).
-    Baseline {
-        /// The last migration number to record, such as 6.
-        #[arg(long, value_name = "VERSION")]
-        to: i64,
-    },
-}
-
-/// How long a migration statement may wait for a lock; unset, the
-/// environment decides (DB_MIGRATE_LOCK_TIMEOUT, DB_MIGRATE_LOCK_RETRIES).
-#[derive(Debug, Args)]
-pub struct UpArgs {
-    /// lock_timeout in seconds for each migration statement (DB_MIGRATE_LOCK_TIMEOUT, default 5):
-    /// an ALTER TABLE waiting longer behind another session's lock is rolled back and retried.
-    #[arg(long, value_name = "SECS")]
-    pub ddl_lock_timeout: Option<f64>,
-    /// How many times a file that hit the lock timeout is tried again (DB_MIGRATE_LOCK_RETRIES, default 3).
-    #[arg(long, value_name = "N")]
-    pub ddl_lock_retries: Option<u32>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -141,19 +120,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         match cli.command {
             Command::Serve(args) => serve(args).await,
             Command::Migrate { action } => migrate(action).await,
-            Command::Seed => seed_command().await,
+            Command::Seed(args) => seed_command(args).await,
             Command::Apikey { action } => apikey(action).await,
         }
     })
-}
-
-/// One line telling the user how to fix `error`, when there is one.
-pub fn hint(error: &anyhow::Error) -> Option<String> {
-    error
-        .chain()
-        .find_map(|e| e.downcast_ref::<MigrateError>())
-        .and_then(MigrateError::hint)
-        .map(|h| h.replace("pgkit migrate repair", "dave migrate repair"))
 }
 
 fn read_env() -> anyhow::Result<Env> {
@@ -297,39 +267,11 @@ fn migrator() -> anyhow::Result<Migrator> {
     ))
 }
 
-/// [`migrator`], with `migrate up`'s flags over the environment.
-fn up_migrator(args: &UpArgs) -> anyhow::Result<Migrator> {
-    let mut options = migrator()?.options().clone();
-    if let Some(secs) = args.ddl_lock_timeout {
-        let timeout = Duration::try_from_secs_f64(secs)
-            .map_err(|e| e.to_string())
-            .and_then(|d| pgkit::migrate::check_lock_timeout(d).map(|()| d))
-            .map_err(|problem| {
-                anyhow!(
-                    "invalid --ddl-lock-timeout {secs}: {problem}; give {}",
-                    pgkit::migrate::LOCK_TIMEOUT_ACCEPTED
-                )
-            })?;
-        options.ddl_lock_timeout = timeout;
-    }
-    if let Some(retries) = args.ddl_lock_retries {
-        options.ddl_lock_retries = retries;
-    }
-    Ok(Migrator::new(
-        MigrationSource::Embedded(embedded::MIGRATIONS),
-        options,
-    ))
-}
-
 fn seed_files() -> SeedFiles {
     SeedFiles {
         seeds: MigrationSource::Embedded(embedded::SEEDS),
         data: MigrationSource::Embedded(embedded::DATA),
     }
-}
-
-fn print_event(event: &Event) {
-    eprintln!("{event}");
 }
 
 fn log_event(event: &Event) {
@@ -347,96 +289,50 @@ async fn migrate_and_seed(
     Ok(())
 }
 
-async fn migrate(action: MigrateAction) -> anyhow::Result<()> {
+/// `dave migrate ACTION`: pgkit's, over the embedded files.
+async fn migrate(action: MigrateAction<ServiceDb>) -> anyhow::Result<()> {
     init_cli_logging();
-    // Settings first: a bad value fails before a local cluster is started.
-    let migrator = match &action {
-        MigrateAction::Up(args) => up_migrator(args)?,
-        _ => migrator()?,
-    };
-    let target = Target::from_env().await?;
-    let params = target.params();
-    let result = match action {
-        MigrateAction::Up(_) => migrator
-            .up(&target.dsn, &params, print_event)
-            .await
-            .map(|_| ())
-            .map_err(anyhow::Error::from),
-        MigrateAction::Status { json } => status(&migrator, &target.dsn, &params, json).await,
-        MigrateAction::Repair => migrator
-            .repair(&target.dsn, &params, &[], false, print_event)
-            .await
-            .map(|changed| {
-                if changed.is_empty() {
-                    eprintln!("nothing to repair: no applied file has changed");
-                }
-            })
-            .map_err(anyhow::Error::from),
-        MigrateAction::Baseline { to } => migrator
-            .baseline(&target.dsn, &params, to, print_event)
-            .await
-            .map(|recorded| eprintln!("recorded {} migration(s) as applied", recorded.len()))
-            .map_err(anyhow::Error::from),
-    };
-    target.finish().await?;
-    result
-}
-
-async fn status(
-    migrator: &Migrator,
-    dsn: &Dsn,
-    params: &SessionParams,
-    json: bool,
-) -> anyhow::Result<()> {
-    let status = migrator.status(dsn, params).await?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
-        return Ok(());
-    }
-    for entry in &status.migrations {
-        let state = match entry.state {
-            State::Applied => "applied",
-            State::Pending => "pending",
-            State::Changed => "CHANGED",
-            State::Missing => "missing",
-        };
-        let when = entry
-            .applied_at
-            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-            .unwrap_or_default();
-        println!("{state:<8} {:<45} {when}", entry.name);
-    }
-    println!(
-        "{} applied, {} pending, {} changed, {} missing",
-        status.count(State::Applied),
-        status.count(State::Pending),
-        status.count(State::Changed),
-        status.count(State::Missing)
-    );
-    Ok(())
-}
-
-async fn seed_command() -> anyhow::Result<()> {
-    init_cli_logging();
-    let target = Target::from_env().await?;
-    let result = pgkit::seed::run(
-        &target.dsn,
-        &target.params(),
-        &seed_files(),
-        &SeedOptions::default(),
-        print_event,
-    )
-    .await
-    .map(|report| {
-        eprintln!(
-            "applied {} seed file(s) and {} test-data file(s)",
-            report.seeds.len(),
-            report.data.len()
-        )
+    let mut target = None;
+    let source = MigrationSource::Embedded(embedded::MIGRATIONS);
+    let result = pgkit_cli::migrate(source, action, |_, environment| {
+        connect(&mut target, environment)
     })
-    .map_err(anyhow::Error::from);
-    target.finish().await?;
+    .await;
+    finish(target).await?;
     result
+}
+
+/// `dave seed`: pgkit's, over the embedded seeds and test data.
+async fn seed_command(args: SeedRunArgs<ServiceDb>) -> anyhow::Result<()> {
+    init_cli_logging();
+    let mut target = None;
+    let result = pgkit_cli::seed(seed_files(), args, |_, environment| {
+        connect(&mut target, environment)
+    })
+    .await;
+    finish(target).await?;
+    result
+}
+
+/// How pgkit's commands find dave's database: [`Target::from_env`], kept
+/// in `slot` so the command can stop a local cluster it started.
+async fn connect(
+    slot: &mut Option<Target>,
+    environment: Option<pgkit_cli::cli::Environment>,
+) -> anyhow::Result<(Dsn, SessionParams)> {
+    let target = slot.insert(Target::from_env().await?);
+    let mut params = target.params();
+    if let Some(e) = environment {
+        params.environment = pgkit_cli::environment_name(e).into();
+    }
+    Ok((target.dsn.clone(), params))
+}
+
+async fn finish(target: Option<Target>) -> anyhow::Result<()> {
+    match target {
+        Some(target) => target.finish().await,
+        None => Ok(()),
+    }
 }
 
 async fn apikey(action: ApikeyAction) -> anyhow::Result<()> {
@@ -642,33 +538,56 @@ mod tests {
             parse(&["serve", "--migrate"]).unwrap().command,
             Command::Serve(ServeArgs { migrate: true })
         ));
-        assert!(matches!(
-            parse(&["migrate", "up"]).unwrap().command,
+        match parse(&["migrate", "up"]).unwrap().command {
             Command::Migrate {
-                action: MigrateAction::Up(UpArgs {
-                    ddl_lock_timeout: None,
-                    ddl_lock_retries: None
-                })
+                action: MigrateAction::Up { ddl, .. },
+            } => {
+                assert_eq!(ddl.ddl_lock_timeout, None);
+                assert_eq!(ddl.ddl_lock_retries, None);
             }
-        ));
-        assert!(matches!(
-            parse(&["migrate", "up", "--ddl-lock-timeout", "2.5", "--ddl-lock-retries", "1"])
-                .unwrap()
-                .command,
+            other => panic!("{other:?}"),
+        }
+        match parse(&[
+            "migrate",
+            "up",
+            "--ddl-lock-timeout",
+            "2.5",
+            "--ddl-lock-retries",
+            "1",
+        ])
+        .unwrap()
+        .command
+        {
             Command::Migrate {
-                action: MigrateAction::Up(UpArgs {
-                    ddl_lock_timeout: Some(t),
-                    ddl_lock_retries: Some(1)
-                })
-            } if t == 2.5
-        ));
+                action: MigrateAction::Up { ddl, .. },
+            } => {
+                assert_eq!(ddl.ddl_lock_timeout, Some(2.5));
+                assert_eq!(ddl.ddl_lock_retries, Some(1));
+            }
+            other => panic!("{other:?}"),
+        }
         assert!(matches!(
             parse(&["migrate", "baseline", "--to", "6"])
                 .unwrap()
                 .command,
             Command::Migrate {
-                action: MigrateAction::Baseline { to: 6 }
+                action: MigrateAction::Baseline { to: 6, .. }
             }
+        ));
+        assert!(matches!(
+            parse(&["migrate", "repair", "003_x.sql", "--force"])
+                .unwrap()
+                .command,
+            Command::Migrate {
+                action: MigrateAction::Repair { force: true, .. }
+            }
+        ));
+        // pgkit's `new` and `--dir` are not dave's: its files are built in.
+        assert!(parse(&["migrate", "new", "x"]).is_err());
+        assert!(parse(&["migrate", "--dir", "m", "up"]).is_err());
+        assert!(matches!(
+            parse(&["seed"]).unwrap().command,
+            Command::Seed(_)
         ));
         let user = "6f1c1a70-0000-4000-8000-000000000001";
         match parse(&[

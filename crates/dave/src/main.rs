@@ -1,6 +1,7 @@
-//! `dave`: parse the command line, run the command, print `error: …` and pick
-//! the exit code (0 success, 1 a failure the user can fix, 2 bad usage, the
-//! last from clap).
+//! `dave`: parse the command line, run the command, report how it ended
+//! with pgkit's [`pgkit_cli::report`]: 0 success, 1 a failure the user can
+//! fix (`error:` and a `hint:` when there is one), 2 bad usage (clap's),
+//! 130/143 when `migrate up` was stopped by SIGINT/SIGTERM.
 
 // No `unwrap()` on the service's code paths: a request must never panic on
 // a `None` or an `Err` (issue 12 §4). Tests may (clippy.toml:
@@ -19,14 +20,5 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli::run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            if let Some(hint) = cli::hint(&error) {
-                eprintln!("hint: {hint}");
-            }
-            ExitCode::FAILURE
-        }
-    }
+    pgkit_cli::report(cli::run(cli), &cli::PROGRAM)
 }

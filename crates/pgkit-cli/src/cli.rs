@@ -5,6 +5,11 @@
 //! struct and one module under `commands/`. Every flag can also come from
 //! the environment variable named in its help; the database URL's value is
 //! never shown in `--help`.
+//!
+//! [`MigrateAction`] and [`SeedRunArgs`] are also what a service binary
+//! mounts (`dave migrate`, `dave seed`): generic over how the database is
+//! named, [`DbArgs`] for pgkit, [`ServiceDb`] (no flag) for a service that
+//! finds its database itself.
 
 use std::path::PathBuf;
 
@@ -91,13 +96,28 @@ pub struct MigrateArgs {
     pub dir: PathBuf,
 
     #[command(subcommand)]
-    pub action: MigrateAction,
+    pub action: PgkitMigrateAction,
 }
+
+/// `pgkit migrate`'s actions: the ones that talk to the database, and `new`,
+/// which writes a file into the folder.
+#[derive(Debug, Subcommand)]
+pub enum PgkitMigrateAction {
+    #[command(flatten)]
+    Run(MigrateAction<DbArgs>),
+    /// Write the next numbered file from the standard's template.
+    New(NewArgs),
+}
+
+/// No database flag: the service binary finds its database itself (dave:
+/// `DAVE_DB_DSN`, or its local cluster).
+#[derive(Debug, Clone, Args)]
+pub struct ServiceDb {}
 
 /// What the actions that talk to the database share (`new` does not: its
 /// help lists only what it uses).
 #[derive(Debug, Args)]
-pub struct RunnerArgs {
+pub struct RunnerArgs<D: Args> {
     /// Schema of the tracking table pgkit_migrations.
     #[arg(
         long,
@@ -113,7 +133,7 @@ pub struct RunnerArgs {
     pub environment: Option<Environment>,
 
     #[command(flatten)]
-    pub db: DbArgs,
+    pub db: D,
 
     #[command(flatten)]
     pub run: RunArgs,
@@ -134,12 +154,14 @@ pub struct DdlLockArgs {
     pub ddl_lock_retries: Option<u32>,
 }
 
+/// The actions on a database, whatever holds the files: `pgkit migrate`'s
+/// folder or a service binary's embedded files.
 #[derive(Debug, Subcommand)]
-pub enum MigrateAction {
+pub enum MigrateAction<D: Args> {
     /// List applied, pending, changed and missing migrations.
     Status {
         #[command(flatten)]
-        runner: RunnerArgs,
+        runner: RunnerArgs<D>,
         /// text (a table) or json, on stdout.
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         format: OutputFormat,
@@ -151,17 +173,15 @@ pub enum MigrateAction {
     /// rolls back the running file (exit 130).
     Up {
         #[command(flatten)]
-        runner: RunnerArgs,
+        runner: RunnerArgs<D>,
         #[command(flatten)]
         ddl: DdlLockArgs,
     },
-    /// Write the next numbered file from the standard's template.
-    New(NewArgs),
     /// Accept the current checksum of the applied files named, after showing what changed;
     /// an edit beyond comments and whitespace is refused unless --force.
     Repair {
         #[command(flatten)]
-        runner: RunnerArgs,
+        runner: RunnerArgs<D>,
         /// The edited migration files (names or paths), at least one.
         #[arg(value_name = "FILE", required = true)]
         files: Vec<String>,
@@ -172,7 +192,7 @@ pub enum MigrateAction {
     /// Record migrations up to --to as applied without running them (adopt an existing database).
     Baseline {
         #[command(flatten)]
-        runner: RunnerArgs,
+        runner: RunnerArgs<D>,
         /// The number of the last migration the database already has.
         #[arg(long, value_name = "N")]
         to: i64,
@@ -205,12 +225,19 @@ pub struct SeedArgs {
     )]
     pub dir: PathBuf,
 
+    #[command(flatten)]
+    pub seed: SeedRunArgs<DbArgs>,
+}
+
+/// What `seed` takes besides where the files are.
+#[derive(Debug, Args)]
+pub struct SeedRunArgs<D: Args> {
     /// The session's app.environment: data/ runs only for test.
     #[arg(long, env = "APP_ENVIRONMENT", value_enum)]
     pub environment: Option<Environment>,
 
     #[command(flatten)]
-    pub db: DbArgs,
+    pub db: D,
 
     #[command(flatten)]
     pub run: RunArgs,
@@ -420,7 +447,7 @@ mod tests {
             panic!("not migrate")
         };
         assert_eq!(m.dir, PathBuf::from("db/m"));
-        let MigrateAction::Up { runner, ddl } = m.action else {
+        let PgkitMigrateAction::Run(MigrateAction::Up { runner, ddl }) = m.action else {
             panic!("not up")
         };
         assert_eq!(runner.schema, "ops");
@@ -439,7 +466,7 @@ mod tests {
         let Command::Migrate(m) = cli.command else {
             panic!("not migrate")
         };
-        let MigrateAction::Up { ddl, .. } = m.action else {
+        let PgkitMigrateAction::Run(MigrateAction::Up { ddl, .. }) = m.action else {
             panic!("not up")
         };
         assert_eq!(ddl.ddl_lock_timeout, Some(0.5));

@@ -91,7 +91,7 @@ async fn daves_database_passes_with_exit_0() {
     }
     let out = audit(db.url(), &[]);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
-    assert_eq!(stdout(&out), "0 errors, 0 warnings in 6 tables\n");
+    assert_eq!(stdout(&out), "0 errors, 0 warnings in 7 tables\n");
     assert_eq!(stderr(&out), "");
 }
 

@@ -1,6 +1,7 @@
 //! The `dave` command line, run as a process: help and usage errors, start-up
-//! errors as one line with exit code 1, `migrate`, `seed`, and `apikey`
-//! (a created key works against the API, and stops working once revoked).
+//! errors as one line with exit code 1, `migrate` (pgkit's command over the
+//! embedded files, Ctrl-C and SIGTERM included), `seed`, and `apikey` (a
+//! created key works against the API, and stops working once revoked).
 
 use std::time::Duration;
 
@@ -25,6 +26,9 @@ async fn help_lists_the_commands_and_bad_usage_exits_2() {
     for action in ["up", "status", "repair", "baseline"] {
         assert!(stdout.contains(action), "{action} in:\n{stdout}");
     }
+    // pgkit's `new` and `--dir` are not dave's: its files are built in.
+    let (status, _, stderr) = run_binary(&["migrate", "new", "x"], &[], d.path()).await;
+    assert_eq!(status.code(), Some(2), "{stderr}");
     let (status, _, stderr) = run_binary(&["frobnicate"], &[], d.path()).await;
     assert_eq!(status.code(), Some(2), "{stderr}");
     let (status, _, stderr) = run_binary(
@@ -140,15 +144,19 @@ async fn migrate_up_applies_each_file_once_and_status_shows_them() {
         assert!(!stderr.contains(name), "nothing runs twice:\n{stderr}");
     }
 
+    // pgkit's table: VERSION STATE APPLIED AT MS NAME, then the counts.
     let (status, stdout, stderr) = run_binary(&["migrate", "status"], &vars, d.path()).await;
     assert!(status.success(), "{stderr}");
+    assert!(stdout.starts_with("VERSION "), "{stdout}");
     for (name, _) in dave::embedded::MIGRATIONS {
         let line = stdout
             .lines()
-            .find(|l| l.contains(name))
+            .find(|l| l.ends_with(name))
             .unwrap_or_else(|| panic!("{name} in:\n{stdout}"));
-        assert!(line.starts_with("applied"), "{line}");
+        assert_eq!(line.split_whitespace().nth(1), Some("applied"), "{line}");
     }
+    let applied = format!("{} applied, 0 pending", dave::embedded::MIGRATIONS.len());
+    assert!(stdout.contains(&applied), "{stdout}");
     let (status, stdout, _) = run_binary(&["migrate", "status", "--json"], &vars, d.path()).await;
     assert!(status.success());
     let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
@@ -303,4 +311,194 @@ async fn serve_migrates_at_start_up_only_when_asked() {
         child.output()
     );
     side.close(Duration::from_secs(1)).await;
+}
+
+/// An edited applied file: `dave migrate up` refuses with pgkit's message,
+/// and the hint names dave's own repair command, not pgkit's.
+#[tokio::test]
+async fn a_changed_file_hints_at_dave_migrate_repair() {
+    let database = pgkit::testing::cluster().await.database().await;
+    let d = dir();
+    let vars = [("DAVE_DB_DSN", database.url())];
+    let (status, _, stderr) = run_binary(&["migrate", "up"], &vars, d.path()).await;
+    assert!(status.success(), "{stderr}");
+    let (first, _) = dave::embedded::MIGRATIONS[0];
+    let side = side_pool(database.url());
+    let mut conn = side.acquire().await.unwrap();
+    conn.execute(
+        "UPDATE pgkit_migrations SET checksum = repeat('0', 64) WHERE name = $1",
+        &[&first],
+    )
+    .await
+    .unwrap();
+    drop(conn);
+    side.close(Duration::from_secs(1)).await;
+
+    let (status, _, stderr) = run_binary(&["migrate", "up"], &vars, d.path()).await;
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_one_error_line(&stderr, "error: 1 applied migration file changed");
+    let hint = stderr
+        .lines()
+        .find(|l| l.starts_with("hint: "))
+        .unwrap_or_else(|| panic!("a hint in:\n{stderr}"));
+    assert!(hint.contains("`dave migrate repair FILE`"), "{hint}");
+    assert!(!hint.contains("pgkit migrate repair"), "{hint}");
+
+    let (status, stdout, _) = run_binary(&["migrate", "status"], &vars, d.path()).await;
+    assert!(status.success());
+    let line = stdout.lines().find(|l| l.ends_with(first)).unwrap();
+    assert_eq!(line.split_whitespace().nth(1), Some("changed"), "{line}");
+}
+
+/// The file `dave migrate up` is stopped in: its first statement needs a
+/// lock on knowledge_base, which the test holds.
+const BLOCKED_FILE: &str = "009_create_knowledge_base_terms.sql";
+/// A statement of another session waiting for a lock in this database.
+const WAITING: &str = "SELECT count(*) FROM pg_stat_activity \
+    WHERE pid <> pg_backend_pid() AND datname = current_database() \
+      AND state = 'active' AND wait_event_type = 'Lock'";
+/// Advisory locks held in this database (the runner's migration lock is one).
+const ADVISORY: &str = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' \
+    AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
+
+async fn count(c: &tokio_postgres::Client, sql: &str) -> i64 {
+    c.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+/// Polls `check` until it is true or `limit` passes; true when it became true.
+async fn within<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if check().await {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A plain connection (set-up and checks, not the code under test).
+async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = pgkit::dsn::Dsn::parse(url)
+        .unwrap()
+        .pg_config()
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+}
+
+/// `dave migrate up` stopped by `signal` while a file waits for a lock
+/// (issue 14 §3, as `pgkit migrate up`): the waiting statement is
+/// cancelled, the file rolled back and named, the migration lock released,
+/// exit `code` within a few seconds; the next `up` applies it.
+async fn migrate_up_interrupted(signal: rustix::process::Signal, name: &str, code: i32) {
+    let database = pgkit::testing::cluster().await.database().await;
+    let url = database.url().to_owned();
+    // Every file before the blocked one applied, as by an earlier release.
+    let at = dave::embedded::MIGRATIONS
+        .iter()
+        .position(|(n, _)| *n == BLOCKED_FILE)
+        .expect("the blocked file is embedded");
+    let dsn = pgkit::dsn::Dsn::parse(&url).unwrap();
+    let params = pgkit::connect::SessionParams::from_settings(
+        &pgkit::settings::DbSettings::for_dsn(dsn.clone(), "dave-tests"),
+    );
+    pgkit::migrate::Migrator::new(
+        pgkit::migrate::MigrationSource::Embedded(&dave::embedded::MIGRATIONS[..at]),
+        pgkit::migrate::MigrateOptions::default(),
+    )
+    .up(&dsn, &params, |_| {})
+    .await
+    .unwrap();
+
+    let holder = connect(&url).await;
+    holder
+        .batch_execute("BEGIN; LOCK TABLE knowledge_base IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let c = connect(&url).await;
+    let d = dir();
+    // A lock timeout longer than the test: the file waits, it is not retried.
+    let vars = [("DAVE_DB_DSN", url.as_str())];
+    let mut child = crate::helpers::spawn_binary(
+        &["migrate", "up", "--ddl-lock-timeout", "600"],
+        &vars,
+        d.path(),
+    )
+    .await;
+    assert!(
+        within(Duration::from_secs(30), || async {
+            count(&c, WAITING).await == 1
+        })
+        .await,
+        "the migration never waited for the lock:\n{}",
+        child.output()
+    );
+    assert_eq!(count(&c, ADVISORY).await, 1, "the runner holds its lock");
+
+    let sent = std::time::Instant::now();
+    child.signal(signal);
+    let status = child.wait_exit(Duration::from_secs(5)).await;
+    let took = sent.elapsed();
+    let err = child.stderr_lines().join("\n");
+    assert_eq!(status.code(), Some(code), "{err}");
+    assert!(took < Duration::from_secs(3), "took {took:?}: {err}");
+    assert_one_error_line(
+        &err,
+        &format!("error: interrupted by {name}: {BLOCKED_FILE} "),
+    );
+    assert!(
+        err.contains(&format!("{BLOCKED_FILE} was rolled back")),
+        "{err}"
+    );
+    assert!(err.contains("hint: run `up` again"), "{err}");
+
+    // Nothing of it goes on on the server: no statement, no lock, no row.
+    assert!(
+        within(Duration::from_secs(2), || async {
+            count(&c, WAITING).await == 0 && count(&c, ADVISORY).await == 0
+        })
+        .await,
+        "the statement or the lock outlived dave"
+    );
+    let recorded: i64 = c
+        .query_one(
+            "SELECT count(*) FROM pgkit_migrations WHERE name = $1",
+            &[&BLOCKED_FILE],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(recorded, 0);
+    assert_eq!(
+        count(
+            &c,
+            "SELECT count(*) FROM pg_tables WHERE tablename = 'knowledge_base_terms'"
+        )
+        .await,
+        0
+    );
+
+    holder.batch_execute("ROLLBACK").await.unwrap();
+    let (status, _, stderr) = run_binary(&["migrate", "up"], &vars, d.path()).await;
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains(BLOCKED_FILE), "{stderr}");
+}
+
+#[tokio::test]
+async fn ctrl_c_during_migrate_up_rolls_back_unlocks_and_exits_130() {
+    migrate_up_interrupted(rustix::process::Signal::INT, "SIGINT", 130).await;
+}
+
+#[tokio::test]
+async fn sigterm_during_migrate_up_rolls_back_unlocks_and_exits_143() {
+    migrate_up_interrupted(rustix::process::Signal::TERM, "SIGTERM", 143).await;
 }

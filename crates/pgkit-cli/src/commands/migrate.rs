@@ -1,38 +1,65 @@
-//! `pgkit migrate status|up|new|repair|baseline` over a migrations directory.
+//! `migrate status|up|repair|baseline` over any source of files, and
+//! `pgkit migrate new` over a folder. pgkit runs it on `--dir`; a service
+//! binary mounts [`run`] with its embedded files and its own way to find
+//! the database (`dave migrate`), so both print the same table, progress,
+//! errors and hints, and stop the same way on Ctrl-C.
+
+use std::future::Future;
 
 use anyhow::Context;
+use clap::Args;
+use pgkit::connect::SessionParams;
+use pgkit::dsn::Dsn;
 use pgkit::migrate::{MigrateOptions, MigrationSource, Migrator, NewFile, State, Status, Stop};
 use pgkit::settings::Env;
 
 use super::{connection, migrations_folder, out, outln, progress, seconds, timeouts, UserError};
-use crate::cli::{DdlLockArgs, MigrateAction, MigrateArgs, OutputFormat, RunnerArgs};
+use crate::cli::{
+    DdlLockArgs, Environment, MigrateAction, MigrateArgs, NewArgs, OutputFormat,
+    PgkitMigrateAction, RunnerArgs,
+};
 
-pub async fn run(args: MigrateArgs) -> anyhow::Result<()> {
+/// `pgkit migrate --dir DIR ACTION`.
+pub async fn run_pgkit(args: MigrateArgs) -> anyhow::Result<()> {
     migrations_folder(&args.dir)?;
-    let source = MigrationSource::Dir(args.dir.clone());
-    match &args.action {
-        MigrateAction::New(new) => {
-            let file = NewFile {
-                name: new.name.clone(),
-                issue: new.issue.clone(),
-                author: new.author.clone().or_else(git_user_name),
-                description: new.description.clone(),
-            };
-            let today = chrono::Local::now().date_naive();
-            let path = pgkit::migrate::new_file(&args.dir, &file, today)?;
-            eprintln!("created {}", path.display());
-            outln(path.display())?;
-            Ok(())
+    match args.action {
+        PgkitMigrateAction::New(new) => new_file(&args.dir, &new),
+        PgkitMigrateAction::Run(action) => {
+            let source = MigrationSource::Dir(args.dir.clone());
+            run(source, action, |db, environment| async move {
+                connection(&db, environment).await
+            })
+            .await
         }
+    }
+}
+
+/// Runs `action` on the migrations of `source`. `connect` finds the
+/// database from the action's database flags (`D`) and `--environment`; it
+/// is called after the flags are checked and, for `up`, after Ctrl-C and
+/// SIGTERM are caught, so a bad flag fails before anything starts and a
+/// signal from then on stops the run cleanly. The errors are reported by
+/// [`crate::report`], whose hints name the program's commands.
+pub async fn run<D, C, F>(
+    source: MigrationSource,
+    action: MigrateAction<D>,
+    connect: C,
+) -> anyhow::Result<()>
+where
+    D: Args,
+    C: FnOnce(D, Option<Environment>) -> F,
+    F: Future<Output = anyhow::Result<(Dsn, SessionParams)>>,
+{
+    match action {
         MigrateAction::Status {
             runner,
             format,
             json,
         } => {
-            let migrator = Migrator::new(source, options(runner, None)?);
-            let (dsn, params) = connection(&runner.db, runner.environment).await?;
+            let migrator = Migrator::new(source, options(&runner, None)?);
+            let (dsn, params) = connect(runner.db, runner.environment).await?;
             let status = migrator.status(&dsn, &params).await?;
-            if *json || *format == OutputFormat::Json {
+            if json || format == OutputFormat::Json {
                 outln(serde_json::to_string_pretty(&status).context("cannot write JSON")?)?;
             } else {
                 out(table(&status))?;
@@ -40,11 +67,11 @@ pub async fn run(args: MigrateArgs) -> anyhow::Result<()> {
             Ok(())
         }
         MigrateAction::Up { runner, ddl } => {
-            let migrator = Migrator::new(source, options(runner, Some(ddl))?);
+            let migrator = Migrator::new(source, options(&runner, Some(&ddl))?);
             // Listening before anything connects: a Ctrl-C from here on
             // stops the run cleanly instead of killing the process.
             let stop = stop_signal()?;
-            let (dsn, params) = connection(&runner.db, runner.environment).await?;
+            let (dsn, params) = connect(runner.db, runner.environment).await?;
             let report = migrator.up_until(&dsn, &params, progress, stop).await?;
             if !report.applied.is_empty() {
                 let ms: u128 = report.applied.iter().map(|(_, d)| d.as_millis()).sum();
@@ -61,10 +88,10 @@ pub async fn run(args: MigrateArgs) -> anyhow::Result<()> {
             files,
             force,
         } => {
-            let migrator = Migrator::new(source, options(runner, None)?);
-            let (dsn, params) = connection(&runner.db, runner.environment).await?;
+            let migrator = Migrator::new(source, options(&runner, None)?);
+            let (dsn, params) = connect(runner.db, runner.environment).await?;
             let repaired = migrator
-                .repair(&dsn, &params, files, *force, progress)
+                .repair(&dsn, &params, &files, force, progress)
                 .await?;
             if repaired.is_empty() {
                 eprintln!(
@@ -74,9 +101,9 @@ pub async fn run(args: MigrateArgs) -> anyhow::Result<()> {
             Ok(())
         }
         MigrateAction::Baseline { runner, to } => {
-            let migrator = Migrator::new(source, options(runner, None)?);
-            let (dsn, params) = connection(&runner.db, runner.environment).await?;
-            let recorded = migrator.baseline(&dsn, &params, *to, progress).await?;
+            let migrator = Migrator::new(source, options(&runner, None)?);
+            let (dsn, params) = connect(runner.db, runner.environment).await?;
+            let recorded = migrator.baseline(&dsn, &params, to, progress).await?;
             eprintln!(
                 "recorded {} migration(s) as applied, up to {to}",
                 recorded.len()
@@ -84,6 +111,21 @@ pub async fn run(args: MigrateArgs) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `pgkit migrate new NAME`: the next numbered file in `dir`.
+fn new_file(dir: &std::path::Path, new: &NewArgs) -> anyhow::Result<()> {
+    let file = NewFile {
+        name: new.name.clone(),
+        issue: new.issue.clone(),
+        author: new.author.clone().or_else(git_user_name),
+        description: new.description.clone(),
+    };
+    let today = chrono::Local::now().date_naive();
+    let path = pgkit::migrate::new_file(dir, &file, today)?;
+    eprintln!("created {}", path.display());
+    outln(path.display())?;
+    Ok(())
 }
 
 /// `git config user.name`, for the header's Author when --author is not
@@ -100,7 +142,10 @@ fn git_user_name() -> Option<String> {
 
 /// The runner's options: the tracking schema and timeouts from the flags,
 /// the DDL lock settings from `up`'s flags or the environment.
-fn options(runner: &RunnerArgs, ddl: Option<&DdlLockArgs>) -> anyhow::Result<MigrateOptions> {
+fn options<D: Args>(
+    runner: &RunnerArgs<D>,
+    ddl: Option<&DdlLockArgs>,
+) -> anyhow::Result<MigrateOptions> {
     let (lock_timeout, statement_timeout) = timeouts(&runner.run)?;
     let none = DdlLockArgs {
         ddl_lock_timeout: None,

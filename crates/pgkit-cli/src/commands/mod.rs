@@ -7,10 +7,11 @@ mod bundle;
 mod doctor;
 mod lint;
 mod local;
-mod migrate;
+pub mod migrate;
 mod provision;
-mod seed;
+pub mod seed;
 
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -30,8 +31,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         match cli.command {
-            Command::Migrate(args) => migrate::run(args).await,
-            Command::Seed(args) => seed::run(args).await,
+            Command::Migrate(args) => migrate::run_pgkit(args).await,
+            Command::Seed(args) => seed::run_pgkit(args).await,
             Command::Bundle(args) => bundle::run(args),
             Command::Local(args) => local::run(args).await,
             Command::Lint(args) => lint::run(args),
@@ -127,25 +128,103 @@ pub fn message(e: &anyhow::Error) -> String {
     out
 }
 
-/// What the user should do about it.
-pub fn hint(e: &anyhow::Error) -> String {
+/// The binary a command runs in, as its errors name it: `pgkit`, or a
+/// service that mounts pgkit's `migrate` and `seed` (`dave`).
+#[derive(Debug, Clone, Copy)]
+pub struct Program {
+    /// The binary's name: hints say `{name} migrate repair FILE`.
+    pub name: &'static str,
+    /// Where its database URL comes from, as a failed connection's hint says.
+    pub database: &'static str,
+    /// The hint for an error that has no fix of its own to suggest.
+    pub fallback_hint: Option<&'static str>,
+}
+
+impl Program {
+    pub const PGKIT: Program = Program {
+        name: "pgkit",
+        database: "--database-url or DATABASE_URL",
+        fallback_hint: Some(
+            "run the command again with RUST_LOG=debug for details, or see its --help",
+        ),
+    };
+}
+
+/// Prints a failed command's `error:` line and `hint:` line on stderr, and
+/// picks the exit code: 1 for a failure the user can fix; 130 (SIGINT) or
+/// 143 (SIGTERM) when `migrate up` was stopped by that signal, after it
+/// cancelled and rolled back the running file; 141, quietly, when standard
+/// output was closed by its reader (as a shell reports SIGPIPE); a
+/// `QuietExit`'s own code (`pgkit local status`).
+pub fn report(result: anyhow::Result<()>, program: &Program) -> ExitCode {
+    let e = match result {
+        Ok(()) => return ExitCode::SUCCESS,
+        Err(e) => e,
+    };
+    // The reader of stdout went away (`pgkit lint | head -1`): stop
+    // quietly with the status a shell shows for SIGPIPE (128 + 13).
+    if e.is::<ClosedPipe>() {
+        return ExitCode::from(141);
+    }
+    if let Some(QuietExit(code)) = e.downcast_ref() {
+        return ExitCode::from(*code);
+    }
+    eprintln!("error: {}", message(&e));
+    if let Some(how) = hint(&e, program).or(program.fallback_hint.map(String::from)) {
+        eprintln!("hint: {how}");
+    }
+    // Stopped by Ctrl-C or SIGTERM, after cleaning up: the status a shell
+    // shows for that signal.
+    match e.downcast_ref::<MigrateError>() {
+        Some(MigrateError::Interrupted(i)) => ExitCode::from(i.signal.exit_code()),
+        _ => ExitCode::from(1),
+    }
+}
+
+/// What the user should do about it, in `program`'s words; `None` when
+/// the error has no fix of its own to suggest.
+pub fn hint(e: &anyhow::Error, program: &Program) -> Option<String> {
     for cause in e.chain() {
         if let Some(u) = cause.downcast_ref::<UserError>() {
-            return u.how.clone();
+            return Some(u.how.clone());
         }
         if let Some(m) = cause.downcast_ref::<MigrateError>() {
-            if let Some(h) = m.hint() {
-                return h;
+            if let Some(h) = migrate_hint(m, program) {
+                return Some(h);
             }
         }
         if let Some(s) = cause.downcast_ref::<SettingsError>() {
-            return format!("set {} to {}", s.variable, s.accepted);
+            return Some(format!("set {} to {}", s.variable, s.accepted));
         }
         if cause.downcast_ref::<pgkit::local::LocalError>().is_some() {
-            return "the message above names the fix; `pgkit local status` shows the cluster's state".into();
+            return Some(
+                "the message above names the fix; `pgkit local status` shows the cluster's state"
+                    .into(),
+            );
         }
     }
-    "run the command again with RUST_LOG=debug for details, or see its --help".into()
+    None
+}
+
+/// pgkit's hint for a migration error, except where it names a command:
+/// there the program's own (`dave migrate repair FILE` in dave). The tools
+/// only pgkit has (`pgkit migrate new`, `pgkit lint`, `pgkit doctor`) keep
+/// pgkit's name.
+fn migrate_hint(m: &MigrateError, program: &Program) -> Option<String> {
+    let name = program.name;
+    Some(match m {
+        MigrateError::Changed { .. } => format!(
+            "restore the applied file(s) and put the change in a new migration (`pgkit migrate new`); if the edit is only comments or formatting, accept it with `{name} migrate repair FILE`"
+        ),
+        MigrateError::RepairTarget { .. } => format!(
+            "name applied migration files (`{name} migrate status` lists them, marking the changed ones)"
+        ),
+        MigrateError::Connect { .. } => format!(
+            "check the database URL ({}) and that the server is running; `pgkit doctor` diagnoses it step by step",
+            program.database
+        ),
+        _ => return m.hint(),
+    })
 }
 
 /// The DSN and session settings: --database-url / DATABASE_URL, then the
@@ -221,7 +300,8 @@ pub fn no_database_url() -> UserError {
     )
 }
 
-pub(crate) fn environment_name(e: Environment) -> &'static str {
+/// The session's `app.environment` for the flag's value.
+pub fn environment_name(e: Environment) -> &'static str {
     match e {
         Environment::Development => "development",
         Environment::Test => "test",
