@@ -16,18 +16,18 @@
 
 BEGIN;
 
+-- A lexeme appears once in a tsvector: (doc_id, word) is the row's identity,
+-- and its index serves the trigger's delete and the cascade.
 CREATE TABLE IF NOT EXISTS knowledge_base_terms (
     word     TEXT NOT NULL,
     npos     INTEGER NOT NULL,
-    doc_id   UUID NOT NULL REFERENCES knowledge_base(id) ON DELETE CASCADE
+    doc_id   UUID NOT NULL REFERENCES knowledge_base(id) ON DELETE CASCADE,
+    PRIMARY KEY (doc_id, word)
 );
 
 -- The one-word search: WHERE word = $w ORDER BY npos DESC, doc_id LIMIT n.
 CREATE UNIQUE INDEX IF NOT EXISTS idx_knowledge_base_terms_rank
     ON knowledge_base_terms (word, npos DESC, doc_id);
--- The trigger's delete on update, and the cascade.
-CREATE INDEX IF NOT EXISTS idx_knowledge_base_terms_doc
-    ON knowledge_base_terms (doc_id);
 
 CREATE OR REPLACE FUNCTION knowledge_base_terms_sync()
 RETURNS TRIGGER AS $$
