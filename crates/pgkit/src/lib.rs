@@ -22,6 +22,7 @@ pub mod pool;
 pub mod pooler;
 pub mod provision;
 pub mod repo;
+mod rt;
 pub mod secret;
 pub mod seed;
 pub mod settings;

@@ -32,9 +32,9 @@ pub mod pgbouncer;
 pub mod replica;
 
 use crate::local::{
-    block_on_own_runtime, describe_pg_error, is_live_postgres, off_runtime, Lifetime, LocalCluster,
-    LocalError, LocalOptions,
+    describe_pg_error, is_live_postgres, Lifetime, LocalCluster, LocalError, LocalOptions,
 };
+use crate::rt::{block_on_own_runtime, off_runtime};
 
 /// Temp dirs are named `pgkit-test-<pid>-<start time>-<random>`, so a later
 /// run can tell whether their owner still lives.

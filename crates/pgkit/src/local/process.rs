@@ -13,9 +13,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::{
-    block_on_own_runtime, describe_pg_error, Inner, LocalCluster, LocalError, LocalStatus,
-    LOG_FILE, LOG_TAIL_BYTES, SOCKET_FILE,
+    describe_pg_error, Inner, LocalCluster, LocalError, LocalStatus, LOG_FILE, LOG_TAIL_BYTES,
+    SOCKET_FILE,
 };
+use crate::rt::block_on_own_runtime;
 
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
