@@ -15,14 +15,14 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use serde_json::json;
 use uuid::Uuid;
 
+use dave::api::conversations::{Conversation, ConversationPage, CreateConversation};
+use dave::api::messages::{CreateMessage, Message, Role};
+use dave::api::page::{Cursor, CursorCodec, Listing};
 use dave::auth::api_key::key_hash;
 use dave::auth::jwt::{self, JwtVerifier};
 use dave::auth::session::SessionSigner;
-use dave::cursor::{Cursor, CursorCodec, Listing};
 use dave::extract::parse_json;
-use dave::models::{
-    Conversation, ConversationPage, CreateConversation, CreateMessage, JsonObject, Message, Role,
-};
+use dave::validate::JsonObject;
 
 /// The binary's allocator, so allocation-heavy paths cost what they cost in
 /// the service.

@@ -62,7 +62,7 @@ pub fn app(state: AppState) -> Router {
         .route("/docs", get(openapi::docs))
         .route("/docs/swagger-ui-bundle.js", get(openapi::docs_script))
         .route("/docs/swagger-ui.css", get(openapi::docs_stylesheet))
-        .merge(crate::routes::api_router(&state));
+        .merge(crate::api::api_router(&state));
     with_middleware(routes, state)
 }
 

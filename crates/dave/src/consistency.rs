@@ -75,7 +75,7 @@ impl ConsistencyCodec {
     /// A codec keyed from the configured cursor secret.
     pub fn new(secret: &[u8]) -> Self {
         Self {
-            mac: crate::cursor::derived_mac(secret, KEY_LABEL),
+            mac: crate::keys::derived_mac(secret, KEY_LABEL),
         }
     }
 

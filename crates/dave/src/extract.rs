@@ -2,8 +2,8 @@
 //!
 //! axum's own `Json`, `Path` and `Query` answer in plain text with their own
 //! statuses; DESIGN §3 wants every failure as `{"error":{...}}` with a fixed
-//! status per kind. So handlers take [`ApiJson`], [`PathId`], [`PromptPath`]
-//! and [`ApiQuery`] instead:
+//! status per kind. So handlers take [`ApiJson`], [`PathId`],
+//! [`PromptPath`](crate::api::prompts::PromptPath) and [`ApiQuery`] instead:
 //!
 //! - body over 1 MiB → 413 (refused from `Content-Length` before reading,
 //!   and again while reading a body that does not declare its length);
@@ -23,18 +23,16 @@ use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::error::ApiError;
-use crate::models::validate_prompt_key;
 
 /// The largest request body accepted (DESIGN §3: 413 above it).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// A JSON request body of type `T`. Parsing answers for the shape; the
 /// contract's field rules are the type's own `validate` (see
-/// [`crate::models`]), which the handler calls.
+/// [`crate::api`]), which the handler calls.
 #[derive(Debug)]
 pub struct ApiJson<T>(pub T);
 
@@ -181,25 +179,7 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
     }
 }
 
-/// `{category}/{name}` of a prompt, checked against the column limits so a
-/// long or odd segment is a 422, not a database error.
-#[derive(Debug, Clone, Deserialize)]
-pub struct PromptPath {
-    pub category: String,
-    pub name: String,
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for PromptPath {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let Path(path) = Path::<PromptPath>::from_request_parts(parts, state).await?;
-        validate_prompt_key(&path.category, &path.name)?;
-        Ok(path)
-    }
-}
-
-/// A query string of type `T` (e.g. [`crate::models::PageQuery`]); a value
+/// A query string of type `T` (e.g. [`crate::api::page::PageQuery`]); a value
 /// of the wrong type is a 422 naming the parameter. Unknown parameters are
 /// ignored.
 #[derive(Debug)]
@@ -222,6 +202,7 @@ where
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
+    use serde::Deserialize;
 
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]

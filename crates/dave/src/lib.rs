@@ -7,21 +7,21 @@
 // allow-unwrap-in-tests); integration tests are other crates, not linted here.
 #![deny(clippy::unwrap_used)]
 
+pub mod api;
 pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod consistency;
-pub mod cursor;
 pub mod embedded;
 pub mod error;
 pub mod extract;
+mod keys;
 pub mod metrics;
-pub mod models;
 pub mod openapi;
 pub mod ops;
 pub mod repo;
-pub mod routes;
 pub mod server;
 pub mod state;
 pub mod telemetry;
+pub mod validate;

@@ -41,12 +41,12 @@ struct OperationsDoc;
 /// The whole document: operations plus every API route.
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = OperationsDoc::openapi();
-    doc.merge(crate::routes::ApiDoc::openapi());
+    doc.merge(crate::api::ApiDoc::openapi());
     let components = doc.components.get_or_insert_with(Default::default);
     // Hand-written: the recursive JSON object schema the request models refer to.
     components
         .schemas
-        .extend(crate::models::schemas::json_components());
+        .extend(crate::api::schemas::json_components());
     // The error answers the operations share, defined once and referred to.
     components.responses.extend(crate::error::responses::all());
     // These two take a missing body as `{}`. utoipa says "optional" only by

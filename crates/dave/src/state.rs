@@ -3,7 +3,7 @@
 //!
 //! axum clones the state for every extractor and middleware of every
 //! request, so it is one reference count, not one per field. The keys (JWT
-//! verifier, session signer, cursor codec) are prepared once here rather
+//! verifier, session signer, consistency and cursor codecs) are prepared once here rather
 //! than per request, and a bad key fails at start-up with the variable's
 //! name.
 
@@ -13,11 +13,11 @@ use std::sync::Arc;
 use pgkit::pool::Database;
 use pgkit::settings::SettingsError;
 
+use crate::api::page::CursorCodec;
 use crate::auth::jwt::JwtVerifier;
 use crate::auth::session::SessionSigner;
 use crate::config::Config;
 use crate::consistency::ConsistencyCodec;
-use crate::cursor::CursorCodec;
 use crate::metrics::Metrics;
 
 /// The axum state of every route: a cheap handle on [`Shared`].
@@ -30,6 +30,8 @@ pub struct Shared {
     pub config: Config,
     pub metrics: Metrics,
     pub auth: AuthKeys,
+    /// Pagination cursors, keyed by `CURSOR_SECRET`.
+    pub cursors: CursorCodec,
 }
 
 impl Deref for AppState {
@@ -54,8 +56,6 @@ pub struct AuthKeys {
     /// `None` when `JWT_SECRET` is unset: bearer auth is off (a bearer token is then a 401).
     pub jwt: Option<JwtVerifier>,
     pub sessions: SessionSigner,
-    /// Pagination cursors, keyed by `CURSOR_SECRET`.
-    pub cursors: CursorCodec,
     /// Read-your-writes tokens, keyed from `CURSOR_SECRET` too.
     pub consistency: ConsistencyCodec,
 }
@@ -72,12 +72,10 @@ impl AuthKeys {
             SessionSigner::new(config.session_secret.expose().as_bytes()).map_err(|e| {
                 SettingsError::new("SESSION_SECRET", e.to_string(), "a long random value")
             })?;
-        let cursors = CursorCodec::new(config.cursor_secret.expose().as_bytes());
         let consistency = ConsistencyCodec::new(config.cursor_secret.expose().as_bytes());
         Ok(AuthKeys {
             jwt,
             sessions,
-            cursors,
             consistency,
         })
     }
@@ -87,11 +85,13 @@ impl AppState {
     /// The state for `db` and `config`, with fresh metrics.
     pub fn new(db: Database, config: Config) -> Result<AppState, SettingsError> {
         let auth = AuthKeys::from_config(&config)?;
+        let cursors = CursorCodec::new(config.cursor_secret.expose().as_bytes());
         Ok(AppState(Arc::new(Shared {
             db,
             config,
             metrics: Metrics::new(),
             auth,
+            cursors,
         })))
     }
 }

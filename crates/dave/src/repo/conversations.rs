@@ -13,8 +13,8 @@ use pgkit::repo::{col, FromRow, Json, Row};
 use uuid::Uuid;
 
 use super::{fetch_size, json_object, page, Budgeted, Page, PAGE_BYTES};
-use crate::cursor::Cursor;
-use crate::models::{Conversation, ConversationChanges, NewConversation};
+use crate::api::conversations::{Conversation, ConversationChanges, NewConversation};
+use crate::api::page::Cursor;
 
 pub const INSERT: &str = "INSERT INTO ai_conversations (user_id, title, context, metadata) \
      VALUES ($1, $2, $3, $4) \

@@ -13,7 +13,7 @@ use pgkit::pool::Database;
 use pgkit::repo::{col, FromRow, Row};
 
 use super::PAGE_BYTES;
-use crate::models::{CreateKnowledge, KnowledgeArticle, KnowledgeHit};
+use crate::api::knowledge::{CreateKnowledge, KnowledgeArticle, KnowledgeHit};
 
 /// The best `$2` hits, fewer when their rows would pass `$3` bytes (the
 /// hit that crosses it is the last; see [`super::PAGE_BYTES`]).

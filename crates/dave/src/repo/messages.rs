@@ -20,8 +20,8 @@ use pgkit::repo::{col, FromRow, Json, Row};
 use uuid::Uuid;
 
 use super::{fetch_size, json_object, page, Budgeted, Page, PAGE_BYTES};
-use crate::cursor::Cursor;
-use crate::models::{CreateMessage, Message, Role};
+use crate::api::messages::{CreateMessage, Message, Role};
+use crate::api::page::Cursor;
 
 pub const INSERT: &str = "WITH owned AS ( \
          UPDATE ai_conversations SET updated_at = NOW() \

@@ -23,7 +23,7 @@ pub mod prompts;
 use pgkit::error::DbError;
 use pgkit::repo::{col, FromRow, Json, Row};
 
-use crate::models::StoredJson;
+use crate::api::StoredJson;
 
 /// A `jsonb` column holding an object (context, metadata).
 fn json_object(row: &Row, name: &str) -> Result<StoredJson, DbError> {

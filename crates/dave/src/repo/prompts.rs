@@ -13,7 +13,7 @@ use pgkit::pool::{Database, PooledConn};
 use pgkit::repo::{col, FromRow, Row};
 use uuid::Uuid;
 
-use crate::models::{PromptDetail, PromptSummary, PromptVersion, PromptVersionCreated};
+use crate::api::prompts::{PromptDetail, PromptSummary, PromptVersion, PromptVersionCreated};
 
 const LIST: &str =
     "SELECT category, name, description, current_version FROM admin_prompts ORDER BY category, name";

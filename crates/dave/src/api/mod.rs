@@ -1,28 +1,39 @@
-//! The `/api/v1` routes of DESIGN §3: one module and one `router()` per
-//! resource, merged by [`api_router`], with the session middleware that
-//! hands new anonymous callers their `X-Session-Token`.
+//! The `/api/v1` routes of DESIGN §3: one module per resource, each with its
+//! `router()`, its handlers and their request and response bodies, merged by
+//! [`api_router`], with the session middleware that hands new anonymous
+//! callers their `X-Session-Token`. Paging (limit, signed cursors, the next
+//! page's cursor) is [`page`]; the text and JSON-object rules the request
+//! types share are [`crate::validate`].
 //!
 //! Handlers are thin: extract (caller first, so bad credentials are a 401
 //! before anything else is looked at; then path, query, body), validate with
-//! the model's rules, call one repository function, shape the answer. Every
-//! handler carries its `#[utoipa::path]`; [`ApiDoc`] gathers them, with
+//! the request type's rules, call one repository function, shape the answer.
+//! Every handler carries its `#[utoipa::path]`; [`ApiDoc`] gathers them, with
 //! the security schemes, for the service's OpenAPI document.
+//!
+//! Request types reject unknown fields (serde answers those, and a wrong
+//! type, before any rule runs; the error layer turns that into a 422).
+//! Response timestamps are RFC 3339 with a numeric offset and microseconds
+//! (`2026-11-26T14:00:00.123456+00:00`), the precision Postgres keeps.
 
 pub mod conversations;
 pub mod knowledge;
 pub mod messages;
+pub mod page;
 pub mod prompts;
+pub mod schemas;
 
 use axum::middleware;
 use axum::Router;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Serialize, Serializer};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::auth::extract::hand_out_session;
-use crate::cursor::{Cursor, CursorCodec, Listing};
 use crate::error::{ApiError, ErrorBody};
-use crate::repo::Page;
 use crate::state::AppState;
+use crate::validate::JsonObject;
 
 /// Every `/api/v1` route, ready to merge into the service's router; writes
 /// are stamped with consistency tokens (see [`crate::consistency`]).
@@ -169,34 +180,115 @@ fn conversation_not_found() -> ApiError {
     ApiError::not_found("conversation")
 }
 
-/// Pagination cursors for `state`'s configured secret, keyed once at start-up.
-fn cursor_codec(state: &AppState) -> &CursorCodec {
-    &state.auth.cursors
-}
+/// A JSON object as the database returns it, passed to the response as its
+/// text: no tree is built on the way out (listing pages carry two per row).
+/// The text is JSON-equivalent to what was stored, in jsonb's own key order
+/// and spacing.
+#[derive(Debug, Clone, Serialize)]
+#[serde(transparent)]
+pub struct StoredJson(Box<serde_json::value::RawValue>);
 
-/// The position a client's `cursor` names, checked against its listing; an
-/// absent or empty cursor is the first page.
-fn decode_cursor(
-    state: &AppState,
-    listing: Listing,
-    text: Option<&str>,
-) -> Result<Option<Cursor>, ApiError> {
-    match text {
-        None | Some("") => Ok(None),
-        Some(text) => Ok(Some(cursor_codec(state).decode(listing, text)?)),
+impl StoredJson {
+    /// The JSON text as stored.
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+
+    /// Parses it, for callers that need the values (tests, tools).
+    pub fn to_value(&self) -> serde_json::Value {
+        serde_json::from_str(self.get()).unwrap_or(serde_json::Value::Null)
     }
 }
 
-/// The cursor of the page's last row when more rows follow.
-fn page_cursor<T>(
-    state: &AppState,
-    listing: Listing,
-    page: &Page<T>,
-    position: impl Fn(&T) -> Cursor,
-) -> Option<String> {
-    if !page.more {
-        return None;
+impl From<Box<serde_json::value::RawValue>> for StoredJson {
+    fn from(raw: Box<serde_json::value::RawValue>) -> StoredJson {
+        StoredJson(raw)
     }
-    let last = page.items.last()?;
-    Some(cursor_codec(state).encode(listing, position(last)))
+}
+
+impl From<&JsonObject> for StoredJson {
+    fn from(object: &JsonObject) -> StoredJson {
+        let text = serde_json::to_string(object).unwrap_or_else(|_| "{}".to_owned());
+        StoredJson(
+            serde_json::value::RawValue::from_string(text).expect("serde_json wrote valid JSON"),
+        )
+    }
+}
+
+/// Equal when they hold the same JSON, whatever the spacing and key order.
+impl PartialEq for StoredJson {
+    fn eq(&self, other: &StoredJson) -> bool {
+        self.get() == other.get() || self.to_value() == other.to_value()
+    }
+}
+
+/// Serializes a timestamp as RFC 3339 with a numeric offset and microseconds.
+pub fn rfc3339<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&at.to_rfc3339_opts(SecondsFormat::Micros, false))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::api::conversations::*;
+    use crate::api::knowledge::*;
+    use crate::api::messages::*;
+    use crate::api::prompts::*;
+    use crate::validate::test_support::parse;
+    use serde_json::json;
+
+    #[test]
+    fn unknown_fields_and_wrong_types_are_refused() {
+        assert!(parse::<CreateConversation>(json!({"bogus": 1})).is_err());
+        assert!(parse::<UpdateConversation>(json!({"user_id": "x"})).is_err());
+        assert!(parse::<CreateConversation>(json!({"context": [1, 2]})).is_err());
+        assert!(parse::<CreateConversation>(json!({"metadata": "text"})).is_err());
+        assert!(
+            parse::<CreateMessage>(json!({"role": "user", "content": "x", "extra": 1})).is_err()
+        );
+        assert!(parse::<CreateKnowledge>(json!({"title": "t", "content": "c", "x": 1})).is_err());
+        assert!(parse::<CreatePromptVersion>(json!({"content": "c"})).is_err());
+        assert!(parse::<RollbackPrompt>(json!({"version_number": 1, "force": true})).is_err());
+    }
+
+    #[test]
+    fn schemas_render() {
+        #[derive(utoipa::OpenApi)]
+        #[openapi(components(schemas(
+            CreateConversation,
+            UpdateConversation,
+            Conversation,
+            ConversationPage,
+            CreateMessage,
+            Message,
+            MessagePage,
+            Role,
+            CreateKnowledge,
+            KnowledgeArticle,
+            KnowledgeHit,
+            KnowledgeResults,
+            PromptSummary,
+            PromptList,
+            PromptVersion,
+            PromptDetail,
+            PromptVersionCreated,
+            CreatePromptVersion,
+            RollbackPrompt
+        )))]
+        struct Doc;
+        let doc = <Doc as utoipa::OpenApi>::openapi();
+        let json = serde_json::to_value(&doc).unwrap();
+        let schemas = &json["components"]["schemas"];
+        assert_eq!(
+            schemas["Conversation"]["properties"]["context"]["type"],
+            "object"
+        );
+        assert_eq!(
+            schemas["Conversation"]["properties"]["created_at"]["format"],
+            "date-time"
+        );
+        assert_eq!(
+            schemas["Role"]["enum"],
+            json!(["user", "assistant", "system"])
+        );
+    }
 }

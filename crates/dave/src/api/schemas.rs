@@ -1,5 +1,6 @@
-//! OpenAPI schemas for the request fields whose rules utoipa's attributes
-//! cannot state: "no NUL anywhere" (PostgreSQL text and jsonb refuse
+//! The building blocks of the OpenAPI schemas for the request fields whose
+//! rules utoipa's attributes cannot state (each field's schema is next to its
+//! request type, in the resource's module): "no NUL anywhere" (PostgreSQL text and jsonb refuse
 //! `\u0000`), "not only whitespace" (the trimmed fields), limits on the
 //! items of a list, and NUL-free JSON objects at any depth. The document
 //! must declare every rule the service enforces (DESIGN §3), or clients and
@@ -14,12 +15,6 @@ use utoipa::openapi::schema::{
     AnyOfBuilder, ArrayBuilder, ObjectBuilder, OneOfBuilder, Ref, Schema, SchemaType, Type,
 };
 use utoipa::openapi::RefOr;
-
-use super::{
-    MAX_COMMIT_MESSAGE_CHARS, MAX_KNOWLEDGE_CONTENT_CHARS, MAX_KNOWLEDGE_TITLE_CHARS,
-    MAX_LIST_ITEMS, MAX_LIST_ITEM_CHARS, MAX_MESSAGE_CHARS, MAX_PROMPT_CHARS, MAX_TAGS,
-    MAX_TAG_CHARS, MAX_TITLE_CHARS,
-};
 
 /// Any text without the NUL character.
 pub const NO_NUL: &str = r"^[^\u0000]*$";
@@ -36,7 +31,15 @@ pub const NOT_BLANK: &str = concat!(
 pub const JSON_OBJECT: &str = "JsonObject";
 pub const JSON_VALUE: &str = "JsonValue";
 
-fn text(min: usize, max: usize, pattern: &str, nullable: bool, description: &str) -> Schema {
+/// A string of `min..=max` characters matching `pattern`; `null` too when
+/// `nullable` (a field where `null` means absent).
+pub(crate) fn text(
+    min: usize,
+    max: usize,
+    pattern: &str,
+    nullable: bool,
+    description: &str,
+) -> Schema {
     let schema_type = if nullable {
         SchemaType::from_iter([Type::String, Type::Null])
     } else {
@@ -51,120 +54,13 @@ fn text(min: usize, max: usize, pattern: &str, nullable: bool, description: &str
         .into()
 }
 
-fn list(max_items: usize, item: Schema, description: &str) -> Schema {
+/// An array of at most `max_items` values of `item`.
+pub(crate) fn list(max_items: usize, item: Schema, description: &str) -> Schema {
     ArrayBuilder::new()
         .items(RefOr::T(item))
         .max_items(Some(max_items))
         .description(Some(description))
         .into()
-}
-
-/// `title` of a conversation: optional, `null` means absent.
-pub fn conversation_title() -> Schema {
-    text(
-        1,
-        MAX_TITLE_CHARS,
-        NOT_BLANK,
-        true,
-        "1 to 200 characters after trimming, not only whitespace, no NUL",
-    )
-}
-
-/// `content` of a message.
-pub fn message_content() -> Schema {
-    text(
-        1,
-        MAX_MESSAGE_CHARS,
-        NO_NUL,
-        false,
-        "1 to 32000 characters, no NUL",
-    )
-}
-
-/// `resources` and `follow_up_suggestions` of a message.
-pub fn message_list() -> Schema {
-    list(
-        MAX_LIST_ITEMS,
-        text(
-            0,
-            MAX_LIST_ITEM_CHARS,
-            NO_NUL,
-            false,
-            "At most 2000 characters, no NUL",
-        ),
-        "At most 100 items",
-    )
-}
-
-/// `title` of a knowledge article.
-pub fn knowledge_title() -> Schema {
-    text(
-        1,
-        MAX_KNOWLEDGE_TITLE_CHARS,
-        NOT_BLANK,
-        false,
-        "1 to 500 characters after trimming, not only whitespace, no NUL",
-    )
-}
-
-/// `content` of a knowledge article.
-pub fn knowledge_content() -> Schema {
-    text(
-        1,
-        MAX_KNOWLEDGE_CONTENT_CHARS,
-        NOT_BLANK,
-        false,
-        "1 to 100000 characters, not only whitespace, no NUL",
-    )
-}
-
-/// `tags` of a knowledge article.
-pub fn knowledge_tags() -> Schema {
-    list(
-        MAX_TAGS,
-        text(
-            1,
-            MAX_TAG_CHARS,
-            NOT_BLANK,
-            false,
-            "1 to 100 characters after trimming, not only whitespace, no NUL",
-        ),
-        "At most 50 tags",
-    )
-}
-
-/// `content` of a prompt version.
-pub fn prompt_content() -> Schema {
-    text(
-        1,
-        MAX_PROMPT_CHARS,
-        NOT_BLANK,
-        false,
-        "1 to 100000 characters, not only whitespace, no NUL",
-    )
-}
-
-/// `commit_message` of a prompt version.
-pub fn commit_message() -> Schema {
-    text(
-        1,
-        MAX_COMMIT_MESSAGE_CHARS,
-        NOT_BLANK,
-        false,
-        "1 to 500 characters, not only whitespace, no NUL",
-    )
-}
-
-/// `q` of the knowledge search (a required query parameter).
-pub fn search_words() -> Schema {
-    text(
-        1,
-        super::MAX_QUERY_CHARS,
-        NOT_BLANK,
-        false,
-        "Words to search for (Postgres `plainto_tsquery('english', q)`): 1 to 500 characters \
-         after trimming, not only whitespace, no NUL",
-    )
 }
 
 /// A `context`/`metadata` field that must be an object when present.
