@@ -13,6 +13,7 @@ pub mod connect;
 pub mod doctor;
 pub mod dsn;
 pub mod error;
+pub mod findings;
 pub mod health;
 pub mod iam;
 pub mod lint;

@@ -1,14 +1,14 @@
-//! Audit findings and their report, in the same two forms as lint's: text
-//! for people (`object: severity[rule] message` plus the fix) and JSON for
-//! tools. The location is a catalog object (`public.ai_messages`,
+//! Audit's rules and findings, held and rendered by the report shared with
+//! lint ([`crate::findings`]): text for people (`object: severity[rule]
+//! message` plus the fix) and JSON for tools. The location is a catalog object (`public.ai_messages`,
 //! `public.ai_messages.metadata`) instead of `file:line:col`.
 
 use std::fmt;
 
 use serde_json::{json, Value};
 
-use crate::lint;
-pub use crate::lint::Severity;
+pub use crate::findings::Severity;
+use crate::findings::{Entry, Findings};
 
 /// One rule of the standard, checked on a live catalog. The ids shared with
 /// lint (`updated-at-trigger`, `table-comment`, `jsonb-column-comment`) mean
@@ -124,81 +124,40 @@ impl AuditFinding {
     }
 }
 
-/// Everything one audit found, ordered by object, then rule.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AuditReport {
-    findings: Vec<AuditFinding>,
-    tables_checked: usize,
-}
+impl Entry for AuditFinding {
+    const CHECKED: &'static str = "table";
+    const CHECKED_KEY: &'static str = "tables_checked";
 
-impl AuditReport {
-    pub(crate) fn new(mut findings: Vec<AuditFinding>, tables_checked: usize) -> Self {
-        findings.sort_by(|a, b| (&a.object, a.rule).cmp(&(&b.object, b.rule)));
-        AuditReport {
-            findings,
-            tables_checked,
-        }
+    fn severity(&self) -> Severity {
+        self.severity
     }
 
-    pub fn findings(&self) -> &[AuditFinding] {
-        &self.findings
+    fn headline(&self) -> String {
+        AuditFinding::headline(self)
+    }
+
+    /// As it is: audit's fixes are one line each.
+    fn fix_text(&self) -> String {
+        self.fix.clone()
+    }
+
+    fn to_json(&self) -> Value {
+        AuditFinding::to_json(self)
+    }
+}
+
+/// Everything one audit found, ordered by object, then rule; the shared
+/// report of [`crate::findings`].
+pub type AuditReport = Findings<AuditFinding>;
+
+impl Findings<AuditFinding> {
+    pub(crate) fn new(mut findings: Vec<AuditFinding>, tables_checked: usize) -> Self {
+        findings.sort_by(|a, b| (&a.object, a.rule).cmp(&(&b.object, b.rule)));
+        Findings::from_parts(findings, tables_checked)
     }
 
     pub fn tables_checked(&self) -> usize {
-        self.tables_checked
-    }
-
-    /// Whether `pgkit audit` should exit 1.
-    pub fn has_errors(&self) -> bool {
-        self.error_count() > 0
-    }
-
-    pub fn error_count(&self) -> usize {
-        self.count(Severity::Error)
-    }
-
-    pub fn warning_count(&self) -> usize {
-        self.count(Severity::Warning)
-    }
-
-    fn count(&self, severity: Severity) -> usize {
-        self.findings
-            .iter()
-            .filter(|f| f.severity == severity)
-            .count()
-    }
-
-    /// One block per finding (headline, then `  fix: ...`), then a summary line.
-    pub fn to_text(&self) -> String {
-        let mut out = String::new();
-        for finding in &self.findings {
-            out.push_str(&finding.headline());
-            out.push_str("\n  fix: ");
-            out.push_str(&finding.fix);
-            out.push('\n');
-        }
-        out.push_str(&self.summary());
-        out.push('\n');
-        out
-    }
-
-    /// `2 errors, 0 warnings in 6 tables`.
-    pub fn summary(&self) -> String {
-        lint::summary(
-            self.error_count(),
-            self.warning_count(),
-            self.tables_checked,
-            "table",
-        )
-    }
-
-    pub fn to_json(&self) -> Value {
-        json!({
-            "findings": self.findings.iter().map(AuditFinding::to_json).collect::<Vec<_>>(),
-            "errors": self.error_count(),
-            "warnings": self.warning_count(),
-            "tables_checked": self.tables_checked,
-        })
+        self.checked()
     }
 }
 

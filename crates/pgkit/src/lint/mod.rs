@@ -21,7 +21,6 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-pub(crate) use report::summary;
 pub use report::{Finding, Report};
 pub use rule::{Rule, Severity, UnknownRule};
 

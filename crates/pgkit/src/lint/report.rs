@@ -1,12 +1,13 @@
-//! Findings and the report that holds them: plain values, rendered as text
-//! for people (`file:line:col: severity[rule] message` plus the fix) or as JSON
-//! for tools.
+//! Lint's findings: plain values at `file:line:col`, held and rendered by the
+//! report shared with audit ([`crate::findings`]): text for people
+//! (`file:line:col: severity[rule] message` plus the fix) or JSON for tools.
 
 use std::path::PathBuf;
 
 use serde_json::{json, Value};
 
-use super::rule::{Rule, Severity};
+use super::rule::Rule;
+use crate::findings::{Entry, Findings, Severity};
 
 /// One broken rule at one place. `line` and `col` are 1-based; `col` counts
 /// characters, not bytes, so editors jump to the right spot.
@@ -50,101 +51,39 @@ impl Finding {
     }
 }
 
-/// Everything one lint run found, in file order, then line and column.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Report {
-    findings: Vec<Finding>,
-    files_checked: usize,
-}
+impl Entry for Finding {
+    const CHECKED: &'static str = "file";
+    const CHECKED_KEY: &'static str = "files_checked";
 
-impl Report {
-    pub(crate) fn new(findings: Vec<Finding>, files_checked: usize) -> Self {
-        Report {
-            findings,
-            files_checked,
-        }
+    fn severity(&self) -> Severity {
+        self.severity
     }
 
-    pub fn findings(&self) -> &[Finding] {
-        &self.findings
+    fn headline(&self) -> String {
+        Finding::headline(self)
+    }
+
+    /// Continuation lines of a multi-line fix line up under its first.
+    fn fix_text(&self) -> String {
+        self.fix.replace('\n', "\n       ")
+    }
+
+    fn to_json(&self) -> Value {
+        Finding::to_json(self)
+    }
+}
+
+/// Everything one lint run found, in file order, then line and column; the
+/// shared report of [`crate::findings`].
+pub type Report = Findings<Finding>;
+
+impl Findings<Finding> {
+    pub(crate) fn new(findings: Vec<Finding>, files_checked: usize) -> Self {
+        Findings::from_parts(findings, files_checked)
     }
 
     pub fn files_checked(&self) -> usize {
-        self.files_checked
-    }
-
-    /// Whether `pgkit lint` should exit 1.
-    pub fn has_errors(&self) -> bool {
-        self.error_count() > 0
-    }
-
-    pub fn error_count(&self) -> usize {
-        self.count(Severity::Error)
-    }
-
-    pub fn warning_count(&self) -> usize {
-        self.count(Severity::Warning)
-    }
-
-    fn count(&self, severity: Severity) -> usize {
-        self.findings
-            .iter()
-            .filter(|f| f.severity == severity)
-            .count()
-    }
-
-    /// One block per finding (headline, then `  fix: ...`), then a summary line.
-    pub fn to_text(&self) -> String {
-        let mut out = String::new();
-        for finding in &self.findings {
-            out.push_str(&finding.headline());
-            out.push('\n');
-            out.push_str("  fix: ");
-            // continuation lines of a multi-line fix line up under its first
-            out.push_str(&finding.fix.replace('\n', "\n       "));
-            out.push('\n');
-        }
-        out.push_str(&self.summary());
-        out.push('\n');
-        out
-    }
-
-    /// `2 errors, 1 warning in 6 files`.
-    pub fn summary(&self) -> String {
-        summary(
-            self.error_count(),
-            self.warning_count(),
-            self.files_checked,
-            "file",
-        )
-    }
-
-    pub fn to_json(&self) -> Value {
-        json!({
-            "findings": self.findings.iter().map(Finding::to_json).collect::<Vec<_>>(),
-            "errors": self.error_count(),
-            "warnings": self.warning_count(),
-            "files_checked": self.files_checked,
-        })
-    }
-}
-
-/// `2 errors, 1 warning in 6 files`: the last line of lint's report and of
-/// audit's (which counts tables), so the two read alike.
-pub(crate) fn summary(errors: usize, warnings: usize, checked: usize, noun: &str) -> String {
-    format!(
-        "{}, {} in {}",
-        plural(errors, "error"),
-        plural(warnings, "warning"),
-        plural(checked, noun)
-    )
-}
-
-fn plural(n: usize, word: &str) -> String {
-    if n == 1 {
-        format!("1 {word}")
-    } else {
-        format!("{n} {word}s")
+        self.checked()
     }
 }
 

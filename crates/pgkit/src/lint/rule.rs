@@ -5,29 +5,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-/// How much a finding matters: errors fail `pgkit lint` (exit 1), warnings
-/// are printed but pass, because they flag changes that are sometimes meant
-/// (dropping a table) rather than mistakes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Severity {
-    Error,
-    Warning,
-}
-
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Error => "error",
-            Severity::Warning => "warning",
-        }
-    }
-}
-
-impl fmt::Display for Severity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::findings::Severity;
 
 /// One rule of the standard, checked on migration files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
