@@ -443,12 +443,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let db = open_database(config.db.clone(), &env)?;
     let grace = config.shutdown_grace;
     let state = AppState::new(db.clone(), config)?;
+    let stop_signals = server::stop_signals();
     tracing::info!(url = %server::display_url(addr), "dave is serving on {}", server::display_url(addr));
 
     let (stop_tx, mut stop_rx) = watch::channel::<Option<StopReason>>(None);
     let warm_up = spawn_warm_up(db.clone(), stop_tx.clone());
     let signals = tokio::spawn(async move {
-        server::stop_signal().await;
+        stop_signals.recv().await;
         let _ = stop_tx.send(Some(StopReason::Signal));
     });
     let stop = {

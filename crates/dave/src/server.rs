@@ -24,6 +24,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tower::ServiceExt;
@@ -160,24 +161,37 @@ pub async fn settle(within: Duration) {
     }
 }
 
-/// Completes on SIGTERM or SIGINT (Ctrl-C), naming which in the log.
-pub async fn stop_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (mut term, mut int) = match (
+/// SIGTERM and SIGINT (Ctrl-C), listened for from the moment this is made:
+/// made before the service says it is serving, a signal sent right after
+/// that line stops it gracefully instead of killing it (the default action).
+pub struct StopSignals(Option<(Signal, Signal)>);
+
+/// Starts listening for the stop signals; see [`StopSignals`].
+pub fn stop_signals() -> StopSignals {
+    match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
     ) {
-        (Ok(term), Ok(int)) => (term, int),
+        (Ok(term), Ok(int)) => StopSignals(Some((term, int))),
         (Err(e), _) | (_, Err(e)) => {
             tracing::error!(error = %e, "cannot listen for SIGTERM/SIGINT; stop the process with SIGKILL");
-            return std::future::pending().await;
+            StopSignals(None)
         }
-    };
-    let name = tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    };
-    tracing::info!(signal = name, "stop signal received");
+    }
+}
+
+impl StopSignals {
+    /// Completes on the first of them, naming which in the log.
+    pub async fn recv(self) {
+        let Some((mut term, mut int)) = self.0 else {
+            return std::future::pending().await;
+        };
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::info!(signal = name, "stop signal received");
+    }
 }
 
 #[cfg(test)]
