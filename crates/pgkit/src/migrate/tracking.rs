@@ -10,6 +10,7 @@
 //! a parameter.
 
 use chrono::{DateTime, Utc};
+use postgres_protocol::escape::escape_identifier;
 use tokio_postgres::GenericClient;
 
 use super::error::MigrateError;
@@ -49,7 +50,7 @@ impl Tracking {
 
     /// `"schema".pgkit_migrations`, for SQL text.
     pub fn qualified(&self) -> String {
-        format!("{}.{TABLE}", quote_ident(&self.schema))
+        format!("{}.{TABLE}", escape_identifier(&self.schema))
     }
 
     /// Creates the schema and the table when missing. A DO block, so a role
@@ -59,7 +60,7 @@ impl Tracking {
     /// revoked at once: only the migration owner writes the history; others
     /// keep SELECT at most.
     pub fn ensure_sql(&self) -> String {
-        let schema = quote_ident(&self.schema);
+        let schema = escape_identifier(&self.schema);
         let table = self.qualified();
         format!(
             "DO $pgkit$\nDECLARE\n    grantee text;\nBEGIN\n    \
@@ -209,11 +210,6 @@ pub fn validate_schema(schema: &str) -> Result<(), MigrateError> {
     }
 }
 
-/// Double-quotes an identifier, doubling any quote inside.
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,6 +236,6 @@ mod tests {
             Tracking::new("dave").unwrap().qualified(),
             "\"dave\".pgkit_migrations"
         );
-        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(escape_identifier("a\"b"), "\"a\"\"b\"");
     }
 }
