@@ -104,24 +104,6 @@ impl AuditFinding {
             fix,
         }
     }
-
-    /// `object: severity[rule] message`, the first line of the text form.
-    pub fn headline(&self) -> String {
-        format!(
-            "{}: {}[{}] {}",
-            self.object, self.severity, self.rule, self.message
-        )
-    }
-
-    pub fn to_json(&self) -> Value {
-        json!({
-            "object": self.object,
-            "rule": self.rule.as_str(),
-            "severity": self.severity.as_str(),
-            "message": self.message,
-            "fix": self.fix,
-        })
-    }
 }
 
 impl Entry for AuditFinding {
@@ -132,17 +114,27 @@ impl Entry for AuditFinding {
         self.severity
     }
 
+    /// `object: severity[rule] message`, the first line of the text form.
     fn headline(&self) -> String {
-        AuditFinding::headline(self)
-    }
-
-    /// As it is: audit's fixes are one line each.
-    fn fix_text(&self) -> String {
-        self.fix.clone()
+        format!(
+            "{}: {}[{}] {}",
+            self.object, self.severity, self.rule, self.message
+        )
     }
 
     fn to_json(&self) -> Value {
-        AuditFinding::to_json(self)
+        json!({
+            "object": self.object,
+            "rule": self.rule.as_str(),
+            "severity": self.severity.as_str(),
+            "message": self.message,
+            "fix": self.fix,
+        })
+    }
+
+    /// As it is (lint indents continuation lines; audit never has).
+    fn fix_text(&self) -> String {
+        self.fix.clone()
     }
 }
 

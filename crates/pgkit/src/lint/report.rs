@@ -24,9 +24,16 @@ pub struct Finding {
     pub fix: String,
 }
 
-impl Finding {
+impl Entry for Finding {
+    const CHECKED: &'static str = "file";
+    const CHECKED_KEY: &'static str = "files_checked";
+
+    fn severity(&self) -> Severity {
+        self.severity
+    }
+
     /// `file:line:col: severity[rule] message`, the first line of the text form.
-    pub fn headline(&self) -> String {
+    fn headline(&self) -> String {
         format!(
             "{}:{}:{}: {}[{}] {}",
             self.file.display(),
@@ -38,7 +45,7 @@ impl Finding {
         )
     }
 
-    pub fn to_json(&self) -> Value {
+    fn to_json(&self) -> Value {
         json!({
             "file": self.file.display().to_string(),
             "line": self.line,
@@ -49,27 +56,10 @@ impl Finding {
             "fix": self.fix,
         })
     }
-}
-
-impl Entry for Finding {
-    const CHECKED: &'static str = "file";
-    const CHECKED_KEY: &'static str = "files_checked";
-
-    fn severity(&self) -> Severity {
-        self.severity
-    }
-
-    fn headline(&self) -> String {
-        Finding::headline(self)
-    }
 
     /// Continuation lines of a multi-line fix line up under its first.
     fn fix_text(&self) -> String {
         self.fix.replace('\n', "\n       ")
-    }
-
-    fn to_json(&self) -> Value {
-        Finding::to_json(self)
     }
 }
 
