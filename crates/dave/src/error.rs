@@ -238,23 +238,11 @@ fn retry_after_seconds(retry_after: Duration) -> u64 {
     whole.max(1)
 }
 
-/// "outer: inner: innermost", so one log line carries the whole cause.
-fn error_chain(error: &(dyn StdError + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let message = match &self {
             ApiError::Internal(cause) => {
-                tracing::error!(error = %error_chain(cause.as_ref()), "request failed: internal error");
+                tracing::error!(error = %pgkit::error::error_chain(cause.as_ref()), "request failed: internal error");
                 INTERNAL_MESSAGE.to_owned()
             }
             other => other.to_string(),
@@ -623,10 +611,11 @@ mod tests {
         let ApiError::Internal(cause) = &wrapped else {
             unreachable!()
         };
-        assert_eq!(error_chain(cause.as_ref()), "disk full");
+        assert_eq!(pgkit::error::error_chain(cause.as_ref()), "disk full");
+        // A cause the text already says is not repeated.
         assert_eq!(
-            error_chain(&wrapped),
-            "internal error: disk full: disk full"
+            pgkit::error::error_chain(&wrapped),
+            "internal error: disk full"
         );
     }
 }

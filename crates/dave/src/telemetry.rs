@@ -200,13 +200,7 @@ impl Visit for JsonVisitor {
         self.0.insert(field.name().to_owned(), Value::Bool(value));
     }
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        let mut text = value.to_string();
-        let mut source = value.source();
-        while let Some(cause) = source {
-            text.push_str(": ");
-            text.push_str(&cause.to_string());
-            source = cause.source();
-        }
+        let text = pgkit::error::error_chain(value);
         self.0.insert(field.name().to_owned(), Value::String(text));
     }
 }
