@@ -411,7 +411,7 @@ impl DedicatedCluster {
         let data_dir = self.cluster.data_dir().to_owned();
         off_runtime(move || {
             send_signal(pid, rustix::process::Signal::QUIT, &data_dir)?;
-            if poll_until(SIGNAL_TIMEOUT, || !is_live_postgres(pid)) {
+            if crate::local::wait_until(SIGNAL_TIMEOUT, || !is_live_postgres(pid)) {
                 Ok(())
             } else {
                 Err(LocalError::Stop {
@@ -464,7 +464,7 @@ impl DedicatedCluster {
                 frozen.stop(pid)?;
             }
         }
-        let all_stopped = poll_until(SIGNAL_TIMEOUT, || {
+        let all_stopped = crate::local::wait_until(SIGNAL_TIMEOUT, || {
             frozen
                 .pids
                 .iter()
@@ -553,20 +553,6 @@ fn proc_stat_fields(pid: u32) -> Option<Vec<String>> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after_comm = &stat[stat.rfind(')')? + 1..];
     Some(after_comm.split_whitespace().map(str::to_owned).collect())
-}
-
-/// Polls `done` (blocking) until it holds or `timeout` passes.
-fn poll_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = std::time::Instant::now() + timeout;
-    loop {
-        if done() {
-            return true;
-        }
-        if std::time::Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 impl Deref for DedicatedCluster {
@@ -738,9 +724,13 @@ mod tests {
         let pid = child.id();
         assert!(children_of(std::process::id()).contains(&pid));
         send_signal(pid, rustix::process::Signal::STOP, Path::new("/")).unwrap();
-        assert!(poll_until(SIGNAL_TIMEOUT, || process_state(pid) == Some('T')));
+        assert!(crate::local::wait_until(SIGNAL_TIMEOUT, || process_state(
+            pid
+        ) == Some('T')));
         send_signal(pid, rustix::process::Signal::CONT, Path::new("/")).unwrap();
-        assert!(poll_until(SIGNAL_TIMEOUT, || process_state(pid) != Some('T')));
+        assert!(crate::local::wait_until(SIGNAL_TIMEOUT, || process_state(
+            pid
+        ) != Some('T')));
         child.kill().unwrap();
         child.wait().unwrap();
         assert_eq!(process_state(pid), None, "reaped");

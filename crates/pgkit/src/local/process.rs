@@ -353,7 +353,7 @@ if [ -n "$3" ]; then rm -rf -- "$3"; fi
 "#;
 
 /// Polls `done` until it holds or `timeout` passes; says whether it held.
-fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+pub(crate) fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
         if done() {

@@ -254,8 +254,11 @@ impl Database {
     /// Starts a check of the replica in a task of its own when the last
     /// one is older than [`REFRESH_EVERY`] and none is running.
     fn refresh_if_due(&self, replica: &Replica) {
+        // Only the time of the last check: no copy of the sighting.
         let fresh = replica
-            .observed()
+            .seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
             .at
             .is_some_and(|at| at.elapsed() < REFRESH_EVERY);
         if fresh || replica.refreshing.swap(true, Ordering::AcqRel) {
