@@ -16,6 +16,7 @@ pub mod consistency;
 pub mod embedded;
 pub mod error;
 pub mod extract;
+pub mod json;
 mod keys;
 pub mod metrics;
 pub mod openapi;

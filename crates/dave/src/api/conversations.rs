@@ -9,20 +9,20 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::schema::Schema;
 use utoipa::ToSchema;
-use uuid::Uuid;
 
+use super::conversation_not_found;
 use super::page::{decode_cursor, page_cursor, Cursor, Listing, PageQuery};
 use super::schemas::{self, text, NOT_BLANK};
-use super::{conversation_not_found, rfc3339, StoredJson};
 use crate::auth::Caller;
 use crate::consistency::LastWrite;
 use crate::error::{responses, ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery, PathId};
 use crate::repo;
+pub use crate::repo::conversations::Conversation;
+use crate::repo::conversations::{ConversationChanges, NewConversation};
 use crate::state::AppState;
 use crate::validate::{check_json_object, trimmed_text, FieldError, JsonObject};
 
@@ -225,14 +225,6 @@ pub struct CreateConversation {
     pub metadata: Option<JsonObject>,
 }
 
-/// A conversation ready to insert.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewConversation {
-    pub title: String,
-    pub context: JsonObject,
-    pub metadata: JsonObject,
-}
-
 impl CreateConversation {
     pub fn validate(self) -> Result<NewConversation, FieldError> {
         let title = match self.title {
@@ -267,14 +259,6 @@ pub struct UpdateConversation {
     pub metadata: Option<JsonObject>,
 }
 
-/// The checked changes of a PATCH; `None` means "keep".
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ConversationChanges {
-    pub title: Option<String>,
-    pub context: Option<JsonObject>,
-    pub metadata: Option<JsonObject>,
-}
-
 impl UpdateConversation {
     pub fn validate(self) -> Result<ConversationChanges, FieldError> {
         let title = match self.title {
@@ -293,23 +277,6 @@ impl UpdateConversation {
             metadata: self.metadata,
         })
     }
-}
-
-/// A conversation as the API returns it.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
-pub struct Conversation {
-    pub id: Uuid,
-    pub user_id: Uuid,
-    pub title: String,
-    #[schema(value_type = Object)]
-    pub context: StoredJson,
-    #[schema(value_type = Object)]
-    pub metadata: StoredJson,
-    #[serde(serialize_with = "rfc3339")]
-    pub created_at: DateTime<Utc>,
-    /// Moves on every change and on every new message.
-    #[serde(serialize_with = "rfc3339")]
-    pub updated_at: DateTime<Utc>,
 }
 
 /// One page of conversations, newest `updated_at` first.
@@ -366,6 +333,16 @@ mod tests {
         assert!(title(format!("  {}  ", "x".repeat(200))).is_ok());
         assert_eq!(field_of(title("x".repeat(201))), "title");
         assert_eq!(field_of(title("a\0b".into())), "title");
+    }
+
+    #[test]
+    fn an_object_over_64_kib_names_its_field() {
+        let big = json!({"k": "x".repeat(crate::validate::MAX_JSON_OBJECT_BYTES)});
+        let create = CreateConversation {
+            metadata: big.as_object().cloned(),
+            ..Default::default()
+        };
+        assert_eq!(field_of(create.validate()), "metadata");
     }
 
     #[test]

@@ -9,14 +9,11 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::schema::Schema;
 use utoipa::{IntoParams, ToSchema};
-use uuid::Uuid;
 
 use super::page::page_limit;
-use super::rfc3339;
 use super::schemas::{list, text, NOT_BLANK};
 use crate::auth::extract::Admin;
 use crate::auth::Caller;
@@ -24,6 +21,8 @@ use crate::consistency::LastWrite;
 use crate::error::{responses, ApiError};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::repo;
+use crate::repo::knowledge::NewArticle;
+pub use crate::repo::knowledge::{KnowledgeArticle, KnowledgeHit};
 use crate::state::AppState;
 use crate::validate::{check_text, trimmed_text, FieldError};
 
@@ -158,8 +157,8 @@ pub struct CreateKnowledge {
 }
 
 impl CreateKnowledge {
-    /// The article with its title and tags trimmed, checked.
-    pub fn validate(self) -> Result<CreateKnowledge, FieldError> {
+    /// The article to store, its title and tags trimmed, checked.
+    pub fn validate(self) -> Result<NewArticle, FieldError> {
         let title = trimmed_text("title", &self.title, MAX_KNOWLEDGE_TITLE_CHARS)?;
         if self.content.trim().is_empty() {
             return Err(FieldError::new("content", "must not be empty"));
@@ -174,36 +173,12 @@ impl CreateKnowledge {
             .enumerate()
             .map(|(i, tag)| trimmed_text(&format!("tags[{i}]"), tag, MAX_TAG_CHARS))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(CreateKnowledge {
+        Ok(NewArticle {
             title,
             content: self.content,
             tags,
         })
     }
-}
-
-/// A stored article (answer to its creation).
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
-pub struct KnowledgeArticle {
-    pub id: Uuid,
-    pub title: String,
-    pub content: String,
-    pub tags: Vec<String>,
-    #[serde(serialize_with = "rfc3339")]
-    pub created_at: DateTime<Utc>,
-    #[serde(serialize_with = "rfc3339")]
-    pub updated_at: DateTime<Utc>,
-}
-
-/// One search result; higher `rank` is a better match.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
-pub struct KnowledgeHit {
-    pub id: Uuid,
-    pub title: String,
-    pub content: String,
-    pub tags: Vec<String>,
-    /// Postgres `ts_rank`.
-    pub rank: f32,
 }
 
 /// Search results, best first.

@@ -9,20 +9,20 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::schema::Schema;
 use utoipa::ToSchema;
-use uuid::Uuid;
 
+use super::conversation_not_found;
 use super::page::{decode_cursor, page_cursor, Cursor, Listing, PageQuery};
 use super::schemas::{self, text, NO_NUL};
-use super::{conversation_not_found, rfc3339, StoredJson};
 use crate::auth::Caller;
 use crate::consistency::LastWrite;
 use crate::error::{responses, ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery, PathId};
 use crate::repo;
+use crate::repo::messages::NewMessage;
+pub use crate::repo::messages::{Message, Role, UnknownRole};
 use crate::state::AppState;
 use crate::validate::{check_json_object, check_list, check_text, FieldError, JsonObject};
 
@@ -123,44 +123,6 @@ pub const MAX_LIST_ITEMS: usize = 100;
 /// One item of `resources` or `follow_up_suggestions` (not in the contract).
 pub const MAX_LIST_ITEM_CHARS: usize = 2_000;
 
-/// Who wrote a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    User,
-    Assistant,
-    System,
-}
-
-impl Role {
-    /// The value stored in `ai_messages.role`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::User => "user",
-            Role::Assistant => "assistant",
-            Role::System => "system",
-        }
-    }
-}
-
-/// A stored role the migrations' CHECK constraint would not allow.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown message role {0:?}; expected user, assistant or system")]
-pub struct UnknownRole(pub String);
-
-impl std::str::FromStr for Role {
-    type Err = UnknownRole;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text {
-            "user" => Ok(Role::User),
-            "assistant" => Ok(Role::Assistant),
-            "system" => Ok(Role::System),
-            other => Err(UnknownRole(other.to_owned())),
-        }
-    }
-}
-
 /// Body of `POST /api/v1/conversations/{id}/messages`.
 #[derive(Debug, Clone, PartialEq, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -184,8 +146,8 @@ pub struct CreateMessage {
 }
 
 impl CreateMessage {
-    /// The same message, checked.
-    pub fn validate(self) -> Result<CreateMessage, FieldError> {
+    /// The message to store, checked.
+    pub fn validate(self) -> Result<NewMessage, FieldError> {
         check_text("content", &self.content, 1, MAX_MESSAGE_CHARS)?;
         check_list(
             "resources",
@@ -200,23 +162,14 @@ impl CreateMessage {
             MAX_LIST_ITEM_CHARS,
         )?;
         check_json_object("metadata", &self.metadata)?;
-        Ok(self)
+        Ok(NewMessage {
+            role: self.role,
+            content: self.content,
+            resources: self.resources,
+            follow_up_suggestions: self.follow_up_suggestions,
+            metadata: self.metadata,
+        })
     }
-}
-
-/// A message as the API returns it.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
-pub struct Message {
-    pub id: Uuid,
-    pub conversation_id: Uuid,
-    pub role: Role,
-    pub content: String,
-    pub resources: Vec<String>,
-    pub follow_up_suggestions: Vec<String>,
-    #[schema(value_type = Object)]
-    pub metadata: StoredJson,
-    #[serde(serialize_with = "rfc3339")]
-    pub created_at: DateTime<Utc>,
 }
 
 /// One page of messages, oldest first.

@@ -12,9 +12,12 @@
 //! the security schemes, for the service's OpenAPI document.
 //!
 //! Request types reject unknown fields (serde answers those, and a wrong
-//! type, before any rule runs; the error layer turns that into a 422).
-//! Response timestamps are RFC 3339 with a numeric offset and microseconds
-//! (`2026-11-26T14:00:00.123456+00:00`), the precision Postgres keeps.
+//! type, before any rule runs; the error layer turns that into a 422), and
+//! their `validate()` turns a body into the repository's input. The rows a
+//! handler answers with are [`crate::repo`]'s own types, re-exported by the
+//! resource modules here; their timestamps are RFC 3339 with a numeric
+//! offset and microseconds (`2026-11-26T14:00:00.123456+00:00`, the precision
+//! Postgres keeps; see [`crate::json`]).
 
 pub mod conversations;
 pub mod knowledge;
@@ -25,15 +28,12 @@ pub mod schemas;
 
 use axum::middleware;
 use axum::Router;
-use chrono::{DateTime, SecondsFormat, Utc};
-use serde::{Serialize, Serializer};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::auth::extract::hand_out_session;
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
-use crate::validate::JsonObject;
 
 /// Every `/api/v1` route, ready to merge into the service's router; writes
 /// are stamped with consistency tokens (see [`crate::consistency`]).
@@ -178,53 +178,6 @@ impl Modify for ConsistencyHeader {
 /// both, on the conversation's own routes and on its messages'.
 fn conversation_not_found() -> ApiError {
     ApiError::not_found("conversation")
-}
-
-/// A JSON object as the database returns it, passed to the response as its
-/// text: no tree is built on the way out (listing pages carry two per row).
-/// The text is JSON-equivalent to what was stored, in jsonb's own key order
-/// and spacing.
-#[derive(Debug, Clone, Serialize)]
-#[serde(transparent)]
-pub struct StoredJson(Box<serde_json::value::RawValue>);
-
-impl StoredJson {
-    /// The JSON text as stored.
-    pub fn get(&self) -> &str {
-        self.0.get()
-    }
-
-    /// Parses it, for callers that need the values (tests, tools).
-    pub fn to_value(&self) -> serde_json::Value {
-        serde_json::from_str(self.get()).unwrap_or(serde_json::Value::Null)
-    }
-}
-
-impl From<Box<serde_json::value::RawValue>> for StoredJson {
-    fn from(raw: Box<serde_json::value::RawValue>) -> StoredJson {
-        StoredJson(raw)
-    }
-}
-
-impl From<&JsonObject> for StoredJson {
-    fn from(object: &JsonObject) -> StoredJson {
-        let text = serde_json::to_string(object).unwrap_or_else(|_| "{}".to_owned());
-        StoredJson(
-            serde_json::value::RawValue::from_string(text).expect("serde_json wrote valid JSON"),
-        )
-    }
-}
-
-/// Equal when they hold the same JSON, whatever the spacing and key order.
-impl PartialEq for StoredJson {
-    fn eq(&self, other: &StoredJson) -> bool {
-        self.get() == other.get() || self.to_value() == other.to_value()
-    }
-}
-
-/// Serializes a timestamp as RFC 3339 with a numeric offset and microseconds.
-pub fn rfc3339<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&at.to_rfc3339_opts(SecondsFormat::Micros, false))
 }
 
 #[cfg(test)]

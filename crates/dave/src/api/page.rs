@@ -38,7 +38,7 @@ use std::fmt;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use chrono::{DateTime, Utc};
+use chrono::DateTime;
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
@@ -47,6 +47,7 @@ use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::keys::derived_mac;
+pub use crate::repo::Cursor;
 use crate::repo::Page;
 use crate::state::AppState;
 use crate::validate::FieldError;
@@ -60,13 +61,6 @@ const RAW_LEN: usize = 1 + 8 + 16 + TAG_LEN;
 const ENCODED_LEN: usize = (RAW_LEN * 4).div_ceil(3);
 /// Separates the cursor key from other uses of the same secret.
 const KEY_LABEL: &[u8] = b"dave keyset cursor v1";
-
-/// The position a page ended at: the last row's sort timestamp and id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cursor {
-    pub at: DateTime<Utc>,
-    pub id: Uuid,
-}
 
 /// Which list a cursor belongs to; a cursor only works for the list it came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -247,7 +241,7 @@ pub(crate) fn page_cursor<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
+    use chrono::{TimeZone, Utc};
 
     fn codec() -> CursorCodec {
         CursorCodec::new(b"cursor-test-secret")

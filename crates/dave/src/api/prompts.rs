@@ -10,12 +10,10 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::schema::Schema;
 use utoipa::ToSchema;
 
-use super::rfc3339;
 use super::schemas::{text, NOT_BLANK};
 use crate::auth::extract::Admin;
 use crate::consistency::LastWrite;
@@ -23,6 +21,7 @@ use crate::error::{responses, ApiError, ErrorBody};
 use crate::extract::ApiJson;
 use crate::repo;
 use crate::repo::prompts::NewVersion;
+pub use crate::repo::prompts::{PromptDetail, PromptSummary, PromptVersion, PromptVersionCreated};
 use crate::state::AppState;
 use crate::validate::{check_text, FieldError};
 
@@ -218,54 +217,10 @@ pub fn validate_prompt_key(category: &str, name: &str) -> Result<(), FieldError>
     Ok(())
 }
 
-/// One prompt in the list.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
-pub struct PromptSummary {
-    pub category: String,
-    pub name: String,
-    pub description: Option<String>,
-    /// Number of the version in use; `null` before the first version.
-    pub current_version: Option<i32>,
-}
-
 /// `GET /api/v1/admin/prompts`.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct PromptList {
     pub items: Vec<PromptSummary>,
-}
-
-/// One immutable version of a prompt.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
-pub struct PromptVersion {
-    pub version_number: i32,
-    pub content: String,
-    pub commit_message: String,
-    #[serde(serialize_with = "rfc3339")]
-    pub created_at: DateTime<Utc>,
-}
-
-/// `GET /api/v1/admin/prompts/{category}/{name}`, and the answer to a rollback.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
-pub struct PromptDetail {
-    pub category: String,
-    pub name: String,
-    pub description: Option<String>,
-    /// The version in use; `null` before the first version.
-    pub current_version: Option<PromptVersion>,
-    /// How many versions exist.
-    pub versions: i64,
-}
-
-/// Answer to `POST .../versions`: the new version, which is now current.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
-pub struct PromptVersionCreated {
-    pub category: String,
-    pub name: String,
-    pub version_number: i32,
-    pub content: String,
-    pub commit_message: String,
-    #[serde(serialize_with = "rfc3339")]
-    pub created_at: DateTime<Utc>,
 }
 
 /// Body of `POST /api/v1/admin/prompts/{category}/{name}/versions`.

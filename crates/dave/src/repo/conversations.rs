@@ -7,14 +7,49 @@
 //! each has a plan that walks that index from the right place. A page also
 //! ends once its rows reach [`PAGE_BYTES`] (see there).
 
+use chrono::{DateTime, Utc};
 use pgkit::error::DbError;
 use pgkit::pool::Database;
 use pgkit::repo::{col, FromRow, Json, Row};
+use serde::Serialize;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{fetch_size, json_object, page, Budgeted, Page, PAGE_BYTES};
-use crate::api::conversations::{Conversation, ConversationChanges, NewConversation};
-use crate::api::page::Cursor;
+use super::{fetch_size, json_object, page, Budgeted, Cursor, Page, PAGE_BYTES};
+use crate::json::{rfc3339, JsonObject, StoredJson};
+
+/// A conversation as the API returns it.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Conversation {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub title: String,
+    #[schema(value_type = Object)]
+    pub context: StoredJson,
+    #[schema(value_type = Object)]
+    pub metadata: StoredJson,
+    #[serde(serialize_with = "rfc3339")]
+    pub created_at: DateTime<Utc>,
+    /// Moves on every change and on every new message.
+    #[serde(serialize_with = "rfc3339")]
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A conversation ready to insert.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewConversation {
+    pub title: String,
+    pub context: JsonObject,
+    pub metadata: JsonObject,
+}
+
+/// The checked changes of a PATCH; `None` means "keep".
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConversationChanges {
+    pub title: Option<String>,
+    pub context: Option<JsonObject>,
+    pub metadata: Option<JsonObject>,
+}
 
 pub const INSERT: &str = "INSERT INTO ai_conversations (user_id, title, context, metadata) \
      VALUES ($1, $2, $3, $4) \

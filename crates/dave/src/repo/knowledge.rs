@@ -8,12 +8,48 @@
 //! `ts_rank`, ties by id so a page is stable. Articles are up to 100,000
 //! characters, so the hits also stop at [`PAGE_BYTES`].
 
+use chrono::{DateTime, Utc};
 use pgkit::error::DbError;
 use pgkit::pool::Database;
 use pgkit::repo::{col, FromRow, Row};
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
 
 use super::PAGE_BYTES;
-use crate::api::knowledge::{CreateKnowledge, KnowledgeArticle, KnowledgeHit};
+use crate::json::rfc3339;
+
+/// A stored article (answer to its creation).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct KnowledgeArticle {
+    pub id: Uuid,
+    pub title: String,
+    pub content: String,
+    pub tags: Vec<String>,
+    #[serde(serialize_with = "rfc3339")]
+    pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "rfc3339")]
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One search result; higher `rank` is a better match.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct KnowledgeHit {
+    pub id: Uuid,
+    pub title: String,
+    pub content: String,
+    pub tags: Vec<String>,
+    /// Postgres `ts_rank`.
+    pub rank: f32,
+}
+
+/// An article ready to insert.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewArticle {
+    pub title: String,
+    pub content: String,
+    pub tags: Vec<String>,
+}
 
 /// The best `$2` hits, fewer when their rows would pass `$3` bytes (the
 /// hit that crosses it is the last; see [`super::PAGE_BYTES`]).
@@ -83,7 +119,7 @@ pub async fn search(db: &Database, q: &str, limit: i64) -> Result<Vec<KnowledgeH
     db.fetch_all(SEARCH, &[&q, &limit, &PAGE_BYTES]).await
 }
 
-pub async fn create(db: &Database, article: &CreateKnowledge) -> Result<KnowledgeArticle, DbError> {
+pub async fn create(db: &Database, article: &NewArticle) -> Result<KnowledgeArticle, DbError> {
     db.fetch_one(INSERT, &[&article.title, &article.content, &article.tags])
         .await
 }

@@ -14,14 +14,79 @@
 //! `idx_ai_messages_conversation_created`. A page also ends once its rows
 //! reach [`PAGE_BYTES`] (see there).
 
+use chrono::{DateTime, Utc};
 use pgkit::error::DbError;
 use pgkit::pool::Database;
 use pgkit::repo::{col, FromRow, Json, Row};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{fetch_size, json_object, page, Budgeted, Page, PAGE_BYTES};
-use crate::api::messages::{CreateMessage, Message, Role};
-use crate::api::page::Cursor;
+use super::{fetch_size, json_object, page, Budgeted, Cursor, Page, PAGE_BYTES};
+use crate::json::{rfc3339, JsonObject, StoredJson};
+
+/// Who wrote a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    User,
+    Assistant,
+    System,
+}
+
+impl Role {
+    /// The value stored in `ai_messages.role`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Assistant => "assistant",
+            Role::System => "system",
+        }
+    }
+}
+
+/// A stored role the migrations' CHECK constraint would not allow.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown message role {0:?}; expected user, assistant or system")]
+pub struct UnknownRole(pub String);
+
+impl std::str::FromStr for Role {
+    type Err = UnknownRole;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "user" => Ok(Role::User),
+            "assistant" => Ok(Role::Assistant),
+            "system" => Ok(Role::System),
+            other => Err(UnknownRole(other.to_owned())),
+        }
+    }
+}
+
+/// A message as the API returns it.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Message {
+    pub id: Uuid,
+    pub conversation_id: Uuid,
+    pub role: Role,
+    pub content: String,
+    pub resources: Vec<String>,
+    pub follow_up_suggestions: Vec<String>,
+    #[schema(value_type = Object)]
+    pub metadata: StoredJson,
+    #[serde(serialize_with = "rfc3339")]
+    pub created_at: DateTime<Utc>,
+}
+
+/// A message ready to insert.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewMessage {
+    pub role: Role,
+    pub content: String,
+    pub resources: Vec<String>,
+    pub follow_up_suggestions: Vec<String>,
+    pub metadata: JsonObject,
+}
 
 pub const INSERT: &str = "WITH owned AS ( \
          UPDATE ai_conversations SET updated_at = NOW() \
@@ -113,7 +178,7 @@ pub async fn create(
     db: &Database,
     conversation_id: Uuid,
     user_id: Uuid,
-    message: &CreateMessage,
+    message: &NewMessage,
 ) -> Result<Option<Message>, DbError> {
     db.fetch_optional(
         INSERT,

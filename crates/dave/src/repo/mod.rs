@@ -13,6 +13,11 @@
 //!
 //! Functions return [`pgkit::error::DbError`]; "no such row" is `None` (or
 //! `false`), which the handler turns into its 404.
+//!
+//! Each module owns the types of its table: the rows it returns (with their
+//! JSON and OpenAPI shape, which [`crate::api`] answers with as they are) and
+//! the inputs it writes, which the API's request types `validate()` into.
+//! Nothing here uses [`crate::api`]: the arrows go api ──▶ repo only.
 
 pub mod api_keys;
 pub mod conversations;
@@ -20,10 +25,21 @@ pub mod knowledge;
 pub mod messages;
 pub mod prompts;
 
+use chrono::{DateTime, Utc};
 use pgkit::error::DbError;
 use pgkit::repo::{col, FromRow, Json, Row};
+use uuid::Uuid;
 
-use crate::api::StoredJson;
+use crate::json::StoredJson;
+
+/// The position a page ended at: the last row's sort timestamp and id. A
+/// list statement's next page starts strictly after it; the API hands it to
+/// clients as a signed cursor (`crate::api::page::CursorCodec`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub at: DateTime<Utc>,
+    pub id: Uuid,
+}
 
 /// A `jsonb` column holding an object (context, metadata).
 fn json_object(row: &Row, name: &str) -> Result<StoredJson, DbError> {

@@ -8,12 +8,59 @@
 //! lock was granted. The unique constraint on `(prompt_id, version_number)`
 //! stays as the backstop. Rollback and detail are one statement each.
 
+use chrono::{DateTime, Utc};
 use pgkit::error::DbError;
 use pgkit::pool::{Database, PooledConn};
 use pgkit::repo::{col, FromRow, Row};
+use serde::Serialize;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::api::prompts::{PromptDetail, PromptSummary, PromptVersion, PromptVersionCreated};
+use crate::json::rfc3339;
+
+/// One prompt in the list.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct PromptSummary {
+    pub category: String,
+    pub name: String,
+    pub description: Option<String>,
+    /// Number of the version in use; `null` before the first version.
+    pub current_version: Option<i32>,
+}
+
+/// One immutable version of a prompt.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct PromptVersion {
+    pub version_number: i32,
+    pub content: String,
+    pub commit_message: String,
+    #[serde(serialize_with = "rfc3339")]
+    pub created_at: DateTime<Utc>,
+}
+
+/// `GET /api/v1/admin/prompts/{category}/{name}`, and the answer to a rollback.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct PromptDetail {
+    pub category: String,
+    pub name: String,
+    pub description: Option<String>,
+    /// The version in use; `null` before the first version.
+    pub current_version: Option<PromptVersion>,
+    /// How many versions exist.
+    pub versions: i64,
+}
+
+/// Answer to `POST .../versions`: the new version, which is now current.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct PromptVersionCreated {
+    pub category: String,
+    pub name: String,
+    pub version_number: i32,
+    pub content: String,
+    pub commit_message: String,
+    #[serde(serialize_with = "rfc3339")]
+    pub created_at: DateTime<Utc>,
+}
 
 const LIST: &str =
     "SELECT category, name, description, current_version FROM admin_prompts ORDER BY category, name";
