@@ -25,4 +25,6 @@ pub mod repo;
 pub mod server;
 pub mod state;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod validate;

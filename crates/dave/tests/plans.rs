@@ -25,6 +25,7 @@
 use std::collections::HashMap;
 
 use dave::repo::{conversations, knowledge, messages, PAGE_BYTES};
+use dave::testing::admin_client;
 use pgkit::dsn::Dsn;
 use pgkit::testing::TestDatabase;
 use serde_json::Value;
@@ -341,19 +342,8 @@ async fn populated() -> (TestDatabase, Client) {
         .await
         .database_from("dave_plans", populate)
         .await;
-    let client = connect(db.url()).await;
+    let client = admin_client(db.url()).await;
     (db, client)
-}
-
-async fn connect(url: &str) -> Client {
-    let (client, conn) = Dsn::parse(url)
-        .expect("the harness's URL")
-        .pg_config()
-        .connect(tokio_postgres::NoTls)
-        .await
-        .expect("the test database answers");
-    tokio::spawn(conn);
-    client
 }
 
 /// dave's migrations (as the binary carries them), then [`POPULATE`].

@@ -2,10 +2,10 @@
 //! the service in-process on a free port against a database of each test's
 //! own, and the real binary where a process is what is tested.
 
-mod helpers;
-
-/// The same route tests run through PgBouncer in `tests/pooled`.
-pub const THROUGH_POOLER: bool = false;
+// The harness, with the service reaching its database directly; the same
+// route tests run through PgBouncer in `tests/pooled`.
+use dave::testing as helpers;
+use dave::testing::calls;
 
 // The shell: operations endpoints, middleware, process behaviour, deployment files.
 mod cli;
@@ -23,7 +23,6 @@ mod startup;
 mod auth;
 mod authz_matrix;
 mod cache_control;
-mod calls;
 mod connection_budget;
 mod conversations;
 mod knowledge;

@@ -9,11 +9,8 @@
 //! wall-clock bounds, and two of them competing for 2 cores would test the
 //! machine, not the service.
 
-#[path = "../api/helpers.rs"]
-mod helpers;
-
-/// Read by the shared helpers: the service here reaches PostgreSQL directly.
-pub const THROUGH_POOLER: bool = false;
+// The harness, with the service reaching PostgreSQL directly.
+use dave::testing as helpers;
 mod support;
 
 mod cancel;

@@ -3,13 +3,15 @@
 //! its database through a PgBouncer of its own with `DB_POOLER=transaction`
 //! (unnamed statements, no start-up options, session settings from the
 //! database's defaults). The modules are the `api` binary's, compiled a
-//! second time with [`THROUGH_POOLER`] set.
+//! second time with the harness's `spawn_app`, `spawn_app_with` and `start`
+//! taken from `dave::testing::pooled`.
 
-/// Read by `helpers::start`.
-pub const THROUGH_POOLER: bool = true;
-
-#[path = "../api/helpers.rs"]
-mod helpers;
+/// The harness, with the service reaching its database through PgBouncer.
+mod helpers {
+    pub use dave::testing::pooled::{spawn_app, spawn_app_with, start};
+    pub use dave::testing::*;
+}
+use dave::testing::calls;
 
 #[path = "../api/auth.rs"]
 mod auth;
@@ -17,8 +19,6 @@ mod auth;
 mod authz_matrix;
 #[path = "../api/cache_control.rs"]
 mod cache_control;
-#[path = "../api/calls.rs"]
-mod calls;
 #[path = "../api/conversations.rs"]
 mod conversations;
 #[path = "../api/knowledge.rs"]

@@ -1,24 +1,27 @@
-//! The harness of the API tests: the service in-process on a free port
-//! ([`spawn_app`]) against a database of the test's own, cloned from a
-//! template migrated once per test process; and the real `dave` binary as a
-//! child process ([`spawn_binary`]) for what only a process shows (signals,
-//! log lines on stdout, exit codes).
-//!
-//! The template holds dave's migrations, its seeds and its test data
-//! (`migrations/data/`, built with `APP_ENVIRONMENT=test`): the fixture API
-//! keys [`ADMIN_KEY`] and [`USER_KEY`] work in every test database.
+//! The harness of dave's integration tests, as a library module so that the
+//! `api`, `pooled` and `faults` test binaries each take what they use from
+//! one public API, instead of compiling one shared file into every binary and
+//! hiding the parts a binary leaves unused. It runs the service in-process on
+//! a free port ([`spawn_app`]) against a database of the test's own,
+//! cloned from a template migrated once per test process, optionally through
+//! a PgBouncer of its own ([`pooled`]), and the real `dave` binary as a child
+//! process ([`spawn_binary`]) for what only a process shows (signals, log
+//! lines on stdout, exit codes). The template holds dave's migrations, seeds
+//! and test data (`migrations/data/`, built with `APP_ENVIRONMENT=test`), so
+//! the fixture API keys [`ADMIN_KEY`] and [`USER_KEY`] work in every test
+//! database. Behind the cargo feature `testing`, never in the service.
 
-#![allow(dead_code)]
+pub mod calls;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use dave::config::{Config, TEST_JWT_SECRET};
-use dave::state::AppState;
+use crate::config::{Config, TEST_JWT_SECRET};
+use crate::state::AppState;
 use pgkit::dsn::Dsn;
 use pgkit::pool::Database;
 use pgkit::settings::DbSettings;
@@ -44,13 +47,11 @@ pub struct TestApp {
     /// `http://127.0.0.1:PORT`.
     pub address: String,
     pub client: reqwest::Client,
-    /// The test database's URL (superuser over the Unix socket).
-    pub db_url: String,
     /// The service's own pool, for direct SQL in tests.
     pub db: Database,
     pub state: AppState,
-    stop: Option<oneshot::Sender<()>>,
-    server: Option<JoinHandle<std::io::Result<dave::server::Drained>>>,
+    /// Dropped with the app: the server stops.
+    _stop: oneshot::Sender<()>,
     _bouncer: Option<PgBouncer>,
     // Last: dropped after the pool above.
     _database: TestDatabase,
@@ -74,24 +75,11 @@ impl TestApp {
     pub fn bearer(&self, user_id: Uuid, admin: bool) -> String {
         bearer_token(user_id, admin)
     }
-
-    /// Asks the server to stop (as on SIGTERM) and waits for it to drain.
-    pub async fn shutdown(&mut self) -> dave::server::Drained {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let server = self.server.take().expect("shut down once");
-        tokio::time::timeout(WAIT, server)
-            .await
-            .expect("the server stops within the bound")
-            .expect("the server task did not panic")
-            .expect("serving did not fail")
-    }
 }
 
 /// A bearer token for `user_id`, valid for an hour, with the test JWT secret.
 pub fn bearer_token(user_id: Uuid, admin: bool) -> String {
-    dave::auth::jwt::issue(
+    crate::auth::jwt::issue(
         TEST_JWT_SECRET.as_bytes(),
         user_id,
         admin,
@@ -127,13 +115,13 @@ async fn migrate(url: String) -> Result<(), Box<dyn std::error::Error + Send + S
     settings.environment = pgkit::settings::Environment::Test;
     let params = pgkit::connect::SessionParams::from_settings(&settings);
     let migrator = pgkit::migrate::Migrator::new(
-        pgkit::migrate::MigrationSource::Embedded(dave::embedded::MIGRATIONS),
+        pgkit::migrate::MigrationSource::Embedded(crate::embedded::MIGRATIONS),
         pgkit::migrate::MigrateOptions::default(),
     );
     migrator.up(&dsn, &params, |_| {}).await?;
     let files = pgkit::seed::SeedFiles {
-        seeds: pgkit::migrate::MigrationSource::Embedded(dave::embedded::SEEDS),
-        data: pgkit::migrate::MigrationSource::Embedded(dave::embedded::DATA),
+        seeds: pgkit::migrate::MigrationSource::Embedded(crate::embedded::SEEDS),
+        data: pgkit::migrate::MigrationSource::Embedded(crate::embedded::DATA),
     };
     pgkit::seed::run(
         &dsn,
@@ -146,58 +134,103 @@ async fn migrate(url: String) -> Result<(), Box<dyn std::error::Error + Send + S
     Ok(())
 }
 
+/// How the service under test reaches its database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Over the test cluster's Unix socket.
+    Direct,
+    /// Through a PgBouncer of its own in transaction mode, with
+    /// `DB_POOLER=transaction` (the `pooled` test binary).
+    Pooled,
+}
+
 /// The service on a free port of 127.0.0.1, on a fresh migrated database,
-/// with [`Config::for_tests`].
+/// with [`Config::for_tests`], reaching it directly (see [`pooled`] for the
+/// same through PgBouncer).
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
 /// [`spawn_app`] with the configuration changed by `adjust` first.
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_app_via(Route::Direct, adjust).await
+}
+
+/// Serves `config` on its own database (already prepared by the caller),
+/// reaching it directly.
+pub async fn start(config: Config, database: TestDatabase) -> TestApp {
+    start_via(Route::Direct, config, database).await
+}
+
+/// [`spawn_app`], [`spawn_app_with`] and [`start`] with the service reaching
+/// its database through a PgBouncer of its own ([`Route::Pooled`]). The
+/// `pooled` test binary imports these over the direct ones, so the API tests
+/// it shares with the `api` binary run a second time through the pooler.
+pub mod pooled {
+    use super::{spawn_app_via, start_via, Config, Route, TestApp, TestDatabase};
+
+    /// [`super::spawn_app`] through PgBouncer.
+    pub async fn spawn_app() -> TestApp {
+        spawn_app_with(|_| {}).await
+    }
+
+    /// [`super::spawn_app_with`] through PgBouncer.
+    pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+        spawn_app_via(Route::Pooled, adjust).await
+    }
+
+    /// [`super::start`] through PgBouncer.
+    pub async fn start(config: Config, database: TestDatabase) -> TestApp {
+        start_via(Route::Pooled, config, database).await
+    }
+}
+
+async fn spawn_app_via(route: Route, adjust: impl FnOnce(&mut Config)) -> TestApp {
     let database = migrated_database().await;
     let mut config = Config::for_tests(database.url());
     adjust(&mut config);
-    start(config, database).await
+    start_via(route, config, database).await
 }
 
-/// Serves `config` on its own database (already prepared by the caller).
-/// In the `pooled` test binary the service reaches it through a PgBouncer
-/// of its own in transaction mode, with `DB_POOLER=transaction`.
-pub async fn start(mut config: Config, database: TestDatabase) -> TestApp {
-    let bouncer = if crate::THROUGH_POOLER {
-        Some(through_pgbouncer(&mut config, &database).await)
-    } else {
-        None
+async fn start_via(route: Route, mut config: Config, database: TestDatabase) -> TestApp {
+    let bouncer = match route {
+        Route::Direct => None,
+        Route::Pooled => Some(through_pgbouncer(&mut config, &database).await),
     };
-    let listener = dave::server::bind(config.host, 0)
-        .await
-        .expect("a free port on loopback");
-    let address = format!("http://{}", listener.local_addr().expect("bound"));
-    let grace = config.shutdown_grace;
     let db = Database::new(config.db.clone()).expect("valid pool settings");
-    db.warm_up().await.expect("the test database answers");
     let state = AppState::new(db.clone(), config).expect("valid test secrets");
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let app = dave::app::app(state.clone());
-    let server = tokio::spawn(dave::server::serve(
-        listener,
-        app,
-        async move {
-            let _ = stop_rx.await;
-        },
-        grace,
-    ));
+    let (address, stop) = serve(state.clone()).await;
     TestApp {
         address,
         client: client(),
-        db_url: database.url().to_owned(),
         db,
         state,
-        stop: Some(stop_tx),
-        server: Some(server),
+        _stop: stop,
         _bouncer: bouncer,
         _database: database,
     }
+}
+
+/// Serves `state` on a free port of 127.0.0.1 once its pool answers:
+/// the address, and the sender whose drop stops the server (as SIGTERM
+/// would, draining within the configured grace).
+async fn serve(state: AppState) -> (String, oneshot::Sender<()>) {
+    let listener = crate::server::bind(state.config.host, 0)
+        .await
+        .expect("a free port on loopback");
+    let address = format!("http://{}", listener.local_addr().expect("bound"));
+    state.db.warm_up().await.expect("the test database answers");
+    let grace = state.config.shutdown_grace;
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(crate::server::serve(
+        listener,
+        crate::app::app(state),
+        async move {
+            let _ = stopped.await;
+        },
+        grace,
+    ));
+    (address, stop)
 }
 
 /// Puts a PgBouncer (transaction mode, a server pool of 4, below the
@@ -230,7 +263,9 @@ pub async fn set_session_defaults(config: &Config, database: &TestDatabase) {
         .expect("database defaults");
 }
 
-async fn admin_client(url: &str) -> tokio_postgres::Client {
+/// A plain client on `url` (a harness URL: superuser over the Unix socket),
+/// for SQL a test runs outside the service's pool.
+pub async fn admin_client(url: &str) -> tokio_postgres::Client {
     let (client, conn) = Dsn::parse(url)
         .expect("the harness's URL")
         .pg_config()
@@ -243,23 +278,9 @@ async fn admin_client(url: &str) -> tokio_postgres::Client {
 
 /// One more in-process instance of the service on a free port, for tests
 /// of several instances on one database; stops when the sender drops.
-pub async fn instance(config: Config) -> (String, tokio::sync::oneshot::Sender<()>) {
-    let listener = dave::server::bind(config.host, 0).await.unwrap();
-    let address = format!("http://{}", listener.local_addr().unwrap());
-    let db = Database::new(config.db.clone()).unwrap();
-    db.warm_up().await.unwrap();
-    let grace = config.shutdown_grace;
-    let app = dave::app::app(AppState::new(db, config).unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(dave::server::serve(
-        listener,
-        app,
-        async move {
-            let _ = stopped.await;
-        },
-        grace,
-    ));
-    (address, stop)
+pub async fn instance(config: Config) -> (String, oneshot::Sender<()>) {
+    let db = Database::new(config.db.clone()).expect("valid pool settings");
+    serve(AppState::new(db, config).expect("valid test secrets")).await
 }
 
 /// One answer of a [`load`] run.
@@ -371,9 +392,21 @@ fn base_env() -> HashMap<String, String> {
     env
 }
 
+/// The `dave` binary cargo built next to the running test binary: tests run
+/// from `target/<profile>/deps/`, the binary is `target/<profile>/dave`
+/// (`CARGO_BIN_EXE_dave` is only known when compiling the test itself).
+fn dave_binary() -> PathBuf {
+    let test = std::env::current_exe().expect("the test binary's path");
+    let profile = test
+        .parent()
+        .and_then(Path::parent)
+        .expect("a test binary under target/<profile>/deps");
+    profile.join(format!("dave{}", std::env::consts::EXE_SUFFIX))
+}
+
 /// Runs `dave ARGS` in `dir` with only `vars` (and PATH) set.
 pub async fn spawn_binary(args: &[&str], vars: &[(&str, &str)], dir: &Path) -> ChildApp {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_dave"));
+    let mut command = Command::new(dave_binary());
     command
         .args(args)
         .env_clear()
@@ -408,18 +441,18 @@ fn collect_lines(
     tokio::spawn(async move {
         let mut lines = BufReader::new(stream).lines();
         while let Ok(Some(line)) = lines.next_line().await {
-            into.lock().unwrap().push(line);
+            into.lock().expect("no reader panicked").push(line);
         }
     })
 }
 
 impl ChildApp {
     pub fn stdout_lines(&self) -> Vec<String> {
-        self.stdout.lock().unwrap().clone()
+        self.stdout.lock().expect("no reader panicked").clone()
     }
 
     pub fn stderr_lines(&self) -> Vec<String> {
-        self.stderr.lock().unwrap().clone()
+        self.stderr.lock().expect("no reader panicked").clone()
     }
 
     /// Everything it wrote so far, for failure messages.
@@ -544,7 +577,7 @@ pub async fn serve_binary(db_url: &str, extra: &[(&str, &str)], dir: &Path) -> (
 
 /// A bearer token for the child services' JWT secret.
 pub fn child_bearer(user_id: Uuid) -> String {
-    dave::auth::jwt::issue(
+    crate::auth::jwt::issue(
         CHILD_JWT_SECRET.as_bytes(),
         user_id,
         false,

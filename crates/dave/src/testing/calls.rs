@@ -2,14 +2,12 @@
 //! one request helper that returns status, headers and JSON body together
 //! ([`Reply`]), and the assertions on the contract's error body.
 
-#![allow(dead_code)]
-
 use reqwest::header::HeaderMap;
 use reqwest::Method;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::helpers::{bearer_token, TestApp, ADMIN_KEY, USER_KEY};
+use super::{bearer_token, TestApp, ADMIN_KEY, USER_KEY};
 
 /// User id of the fixture API keys (`migrations/data/001_test_fixtures.sql`).
 pub const ADMIN_KEY_USER: &str = "00000000-0000-4000-8000-000000000001";
@@ -66,8 +64,8 @@ impl Who {
     pub fn user_id(&self) -> Option<Uuid> {
         match self {
             Who::Bearer { user_id, .. } => Some(*user_id),
-            Who::ApiKey(key) if key == ADMIN_KEY => Some(ADMIN_KEY_USER.parse().unwrap()),
-            Who::ApiKey(key) if key == USER_KEY => Some(USER_KEY_USER.parse().unwrap()),
+            Who::ApiKey(key) if key == ADMIN_KEY => Some(ADMIN_KEY_USER.parse().expect("a UUID")),
+            Who::ApiKey(key) if key == USER_KEY => Some(USER_KEY_USER.parse().expect("a UUID")),
             _ => None,
         }
     }
@@ -117,7 +115,7 @@ impl Reply {
         assert_eq!(
             self.headers
                 .get("content-type")
-                .map(|v| v.to_str().unwrap()),
+                .map(|v| v.to_str().expect("an ASCII header")),
             Some("application/json"),
             "errors are JSON"
         );
