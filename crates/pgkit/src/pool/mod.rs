@@ -676,3 +676,22 @@ impl Drop for PooledConn {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every request waiting for a connection holds this future: at 1,000
+    /// open client connections on a pool of 15, that is 1,000 of them.
+    /// Before `Manager::create` was boxed it was 14.8 KB (15 MB at 1,000
+    /// waiting requests, most of the service's memory there); it is about
+    /// 1.5 KB now. The bound leaves room for the compiler, not for a
+    /// connection's set-up future to come back inline.
+    #[tokio::test]
+    async fn a_waiting_acquire_stays_small() {
+        let dsn: crate::dsn::Dsn = "postgresql://app@/app?host=/nonexistent".parse().unwrap();
+        let db = Database::new(DbSettings::for_dsn(dsn, "size-check")).unwrap();
+        let size = std::mem::size_of_val(&db.acquire());
+        assert!(size <= 4096, "Database::acquire's future is {size} bytes");
+    }
+}
