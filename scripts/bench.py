@@ -342,7 +342,7 @@ def meta(args) -> dict:
 
 # ---- the two benchmarks -----------------------------------------------------------------
 
-KNOWLEDGE_PGBENCH = LIB / "knowledge.pgbench"
+KNOWLEDGE_PGBENCH = ROOT / "scripts" / "knowledge-search.pgbench"
 
 
 def growth(args, tmp: Path, cluster: Cluster) -> dict:
