@@ -441,6 +441,13 @@ def connections(args, tmp: Path, cluster: Cluster) -> dict:
                     log(f"  {name} {case} c={c}: {r['rps']:.0f} req/s p50 {r['p50_ms']:.2f} p99 "
                         f"{r['p99_ms']:.2f} errors {r['errors']} non2xx {r['non2xx']} RSS peak "
                         f"{r['rss_peak_kib'] / 1024:.1f} MiB (load {load_average()[0]:.2f})")
+            # The knowledge search under load against its own limit (pgbench, same clients):
+            # the one workload ../shared/bench/compare does not have.
+            r = wrk(svc, ["/api/v1/knowledge?q=postgresql&limit=10"], tok, 32, args.duration, tmp, warmup=2)
+            r["load_average"] = load_average()
+            runs["knowledge_common"] = {"32": r}
+            log(f"  {name} knowledge_common c=32: {r['rps']:.0f} req/s p50 {r['p50_ms']:.2f} p99 "
+                f"{r['p99_ms']:.2f} errors {r['errors']} non2xx {r['non2xx']}")
             runs["rss_idle_kib"] = rss_kib(svc.proc.pid)
             report["runs"][name] = runs
         finally:
@@ -452,6 +459,8 @@ def connections(args, tmp: Path, cluster: Cluster) -> dict:
                 {"sample_users": 1, "convs": min(sizes["heavy_convs"], 1000)})
             report["limits"][f"health_c{c}"] = pgbench(cluster, db, LIB / "health.pgbench", c, args.duration,
                                                        tmp, {})
+            report["limits"][f"knowledge_common_c{c}"] = pgbench(
+                cluster, db, KNOWLEDGE_PGBENCH, c, args.duration, tmp, {"term": "postgresql", "page": 10})
     return report
 
 

@@ -249,7 +249,7 @@ def tables(data: dict) -> str:
         out += ["| service | workload | connections | req/s | p50 ms | p99 ms | p99/p50 | errors | non-2xx "
                 "| RSS peak MiB | svc CPU µs/req | host busy % |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for svc, runs in data["runs"].items():
-            for case in ("get_conversation", "health"):
+            for case in ("get_conversation", "health", "knowledge_common"):
                 for c, r in sorted(runs.get(case, {}).items(), key=lambda kv: int(kv[0])):
                     ratio = r["p99_ms"] / r["p50_ms"] if r["p50_ms"] else 0
                     out.append(f"| {svc} | {case} | {c} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
