@@ -23,7 +23,7 @@
 
 use std::fmt;
 
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{FromRef, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, Method};
 use axum::middleware::Next;
@@ -31,11 +31,11 @@ use axum::response::Response;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
+use pgkit::pool::Database;
 use pgkit::replica::{Lsn, ReadAfter};
 use sha2::Sha256;
 
 use crate::error::ApiError;
-use crate::state::AppState;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -128,15 +128,21 @@ impl LastWrite {
     }
 }
 
-impl FromRequestParts<AppState> for LastWrite {
+impl<S> FromRequestParts<S> for LastWrite
+where
+    S: Send + Sync,
+    ConsistencyCodec: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let Some(value) = parts.headers.get(&HEADER) else {
             return Ok(LastWrite(None));
         };
         let text = value.to_str().map_err(|_| TokenError)?;
-        Ok(LastWrite(Some(state.auth.consistency.decode(text)?)))
+        Ok(LastWrite(Some(
+            ConsistencyCodec::from_ref(state).decode(text)?,
+        )))
     }
 }
 
@@ -146,17 +152,28 @@ impl FromRequestParts<AppState> for LastWrite {
 /// the handler answered, so after its commit. If the primary cannot say,
 /// the response goes without a token: the client's next reads then go to
 /// the primary, which is always right.
-pub async fn stamp_writes(State(state): State<AppState>, request: Request, next: Next) -> Response {
+///
+/// Any router state that yields the [`Database`] and the [`ConsistencyCodec`]
+/// through `FromRef` will do; each is taken only when needed.
+pub async fn stamp_writes<S>(State(state): State<S>, request: Request, next: Next) -> Response
+where
+    Database: FromRef<S>,
+    ConsistencyCodec: FromRef<S>,
+{
     let writes = !matches!(
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
     );
     let mut response = next.run(request).await;
-    if !writes || !response.status().is_success() || !state.db.has_replica() {
+    if !writes || !response.status().is_success() {
         return response;
     }
-    if let Ok(position) = state.db.write_position().await {
-        let token = state.auth.consistency.encode(position);
+    let db = Database::from_ref(&state);
+    if !db.has_replica() {
+        return response;
+    }
+    if let Ok(position) = db.write_position().await {
+        let token = ConsistencyCodec::from_ref(&state).encode(position);
         if let Ok(value) = HeaderValue::from_str(&token) {
             response.headers_mut().insert(HEADER.clone(), value);
         }

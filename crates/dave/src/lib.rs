@@ -13,6 +13,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod consistency;
+pub mod cursor;
 pub mod embedded;
 pub mod error;
 pub mod extract;

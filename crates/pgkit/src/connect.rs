@@ -36,7 +36,7 @@ pub struct SessionParams {
     pub connect_timeout: Duration,
     /// Behind a transaction pooler no options go in the start-up packet
     /// (see [`crate::pooler`]).
-    pub pooler: crate::pooler::Pooler,
+    pub pooler: crate::settings::Pooler,
 }
 
 impl SessionParams {
@@ -171,7 +171,7 @@ pub(crate) async fn connect_driven(
     config
         .application_name(&params.application_name)
         .connect_timeout(params.connect_timeout);
-    if params.pooler == crate::pooler::Pooler::None {
+    if params.pooler == crate::settings::Pooler::None {
         config.options(params.options());
     }
     if let Some(p) = password {

@@ -22,40 +22,8 @@ use tokio_postgres::types::Type;
 use tokio_postgres::Client;
 
 use crate::connect::SessionParams;
-use crate::settings::{Env, SettingsError};
-
-/// What sits between the service and PostgreSQL (`DB_POOLER`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Pooler {
-    /// A direct connection, or a pooler in session mode: sessions are ours.
-    #[default]
-    None,
-    /// PgBouncer in transaction mode / Managed Connection Pooling.
-    Transaction,
-}
-
-impl Pooler {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Pooler::None => "none",
-            Pooler::Transaction => "transaction",
-        }
-    }
-
-    /// Reads `DB_POOLER`: `none` (the default) or `transaction`.
-    pub fn from_env(env: &Env) -> Result<Pooler, SettingsError> {
-        match env.get("DB_POOLER").map(|v| v.trim().to_ascii_lowercase()) {
-            None => Ok(Pooler::None),
-            Some(v) if v.is_empty() || v == "none" || v == "session" => Ok(Pooler::None),
-            Some(v) if v == "transaction" => Ok(Pooler::Transaction),
-            Some(other) => Err(SettingsError::new(
-                "DB_POOLER",
-                format!("{other:?} is not a pooler mode"),
-                "none (direct connection or session pooling) or transaction (PgBouncer transaction mode, Cloud SQL Managed Connection Pooling)",
-            )),
-        }
-    }
-}
+/// The setting itself (`DB_POOLER`) is read with the others.
+pub use crate::settings::Pooler;
 
 /// Parameter types of each query text, learnt once per process: an
 /// unnamed statement must be sent with its parameter types, and the
@@ -248,23 +216,4 @@ async fn pid(client: &Client) -> Result<Option<String>, tokio_postgres::Error> {
         tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
         _ => None,
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn db_pooler_accepts_the_modes_and_names_them_when_wrong() {
-        let read = |v: &str| Pooler::from_env(&Env::from_pairs([("DB_POOLER", v)]));
-        assert_eq!(read("transaction").unwrap(), Pooler::Transaction);
-        assert_eq!(read("none").unwrap(), Pooler::None);
-        assert_eq!(read("session").unwrap(), Pooler::None);
-        assert_eq!(
-            Pooler::from_env(&Env::from_pairs::<&str, &str>([])).unwrap(),
-            Pooler::None
-        );
-        let e = read("statement").unwrap_err().to_string();
-        assert!(e.contains("DB_POOLER") && e.contains("transaction"), "{e}");
-    }
 }

@@ -264,6 +264,39 @@ impl fmt::Display for Environment {
     }
 }
 
+/// What sits between the service and PostgreSQL (`DB_POOLER`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Pooler {
+    /// A direct connection, or a pooler in session mode: sessions are ours.
+    #[default]
+    None,
+    /// PgBouncer in transaction mode / Managed Connection Pooling.
+    Transaction,
+}
+
+impl Pooler {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pooler::None => "none",
+            Pooler::Transaction => "transaction",
+        }
+    }
+
+    /// Reads `DB_POOLER`: `none` (the default) or `transaction`.
+    pub fn from_env(env: &Env) -> Result<Pooler, SettingsError> {
+        match env.get("DB_POOLER").map(|v| v.trim().to_ascii_lowercase()) {
+            None => Ok(Pooler::None),
+            Some(v) if v.is_empty() || v == "none" || v == "session" => Ok(Pooler::None),
+            Some(v) if v == "transaction" => Ok(Pooler::Transaction),
+            Some(other) => Err(SettingsError::new(
+                "DB_POOLER",
+                format!("{other:?} is not a pooler mode"),
+                "none (direct connection or session pooling) or transaction (PgBouncer transaction mode, Cloud SQL Managed Connection Pooling)",
+            )),
+        }
+    }
+}
+
 /// Everything the pool, breaker and connections need. Debug never shows
 /// the DSN's password (the DSN redacts itself).
 #[derive(Debug, Clone)]
@@ -291,7 +324,7 @@ pub struct DbSettings {
     pub application_name: String,
     pub max_instances: Option<u32>,
     /// `DB_POOLER`: what sits between the service and PostgreSQL.
-    pub pooler: crate::pooler::Pooler,
+    pub pooler: Pooler,
     /// `DB_MIGRATE_DSN`: a direct connection for migrations, seeds and
     /// operator tools when the service's DSN goes through a pooler.
     pub migrate_dsn: Option<Dsn>,
@@ -332,7 +365,7 @@ impl DbSettings {
                 None => None,
                 Some(_) => Some(count(env, "MAX_INSTANCES", 1, 1)? as u32),
             },
-            pooler: crate::pooler::Pooler::from_env(env)?,
+            pooler: Pooler::from_env(env)?,
             migrate_dsn: match env.secret("DB_MIGRATE_DSN")? {
                 None => None,
                 Some(url) => {
@@ -373,7 +406,7 @@ impl DbSettings {
         let mut s = self.clone();
         if let Some(direct) = &self.migrate_dsn {
             s.dsn = Some(direct.clone());
-            s.pooler = crate::pooler::Pooler::None;
+            s.pooler = Pooler::None;
         }
         // Operator tools write; they never read from a replica.
         s.read_dsn = None;
@@ -608,5 +641,19 @@ mod tests {
         );
         assert_eq!(application_name("dave", Some("00042")), "dave-00042");
         assert_eq!(application_name(&"x".repeat(80), None).len(), 63);
+    }
+
+    #[test]
+    fn db_pooler_accepts_the_modes_and_names_them_when_wrong() {
+        let read = |v: &str| Pooler::from_env(&Env::from_pairs([("DB_POOLER", v)]));
+        assert_eq!(read("transaction").unwrap(), Pooler::Transaction);
+        assert_eq!(read("none").unwrap(), Pooler::None);
+        assert_eq!(read("session").unwrap(), Pooler::None);
+        assert_eq!(
+            Pooler::from_env(&Env::from_pairs::<&str, &str>([])).unwrap(),
+            Pooler::None
+        );
+        let e = read("statement").unwrap_err().to_string();
+        assert!(e.contains("DB_POOLER") && e.contains("transaction"), "{e}");
     }
 }

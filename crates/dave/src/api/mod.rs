@@ -46,7 +46,7 @@ pub fn api_router(state: &AppState) -> Router<AppState> {
         .layer(middleware::from_fn(hand_out_session))
         .layer(middleware::from_fn_with_state(
             state.clone(),
-            crate::consistency::stamp_writes,
+            crate::consistency::stamp_writes::<AppState>,
         ))
 }
 

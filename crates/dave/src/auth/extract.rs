@@ -15,21 +15,26 @@
 //!
 //! [`Admin`] is the same caller, refused with 403 unless it is an admin;
 //! being an extractor, it answers before the body is even read.
+//!
+//! Both work with any router state that yields the keys ([`Verifiers`]) and
+//! the database (for API keys) through `FromRef`; this module never names
+//! the service's state.
 
 use std::sync::{Arc, OnceLock};
 
-use axum::extract::{FromRequestParts, Request};
+use axum::extract::{FromRef, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
-
+use pgkit::pool::Database;
 use uuid::Uuid;
 
-use super::{api_key, presented, AuthError, Caller, CallerKind, Credential, SESSION_HEADER};
+use super::{
+    api_key, presented, AuthError, Caller, CallerKind, Credential, Verifiers, SESSION_HEADER,
+};
 use crate::error::ApiError;
 use crate::repo::api_keys;
-use crate::state::AppState;
 
 /// Where the extractor leaves a new anonymous caller's session token for
 /// [`hand_out_session`] to send.
@@ -53,35 +58,44 @@ pub async fn hand_out_session(mut request: Request, next: Next) -> Response {
     response
 }
 
-impl FromRequestParts<AppState> for Caller {
+impl<S> FromRequestParts<S> for Caller
+where
+    S: Send + Sync,
+    Database: FromRef<S>,
+    Verifiers: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Caller, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Caller, ApiError> {
         match presented(&parts.headers)? {
             Credential::ApiKey(key) => {
                 let hash = api_key::key_hash(key).map_err(AuthError::from)?;
-                match api_keys::find_active(&state.db, &hash).await? {
+                match api_keys::find_active(&Database::from_ref(state), &hash).await? {
                     Some(owner) => Ok(Caller::api_key(owner.user_id, owner.is_admin, owner.tier)),
                     None => Err(AuthError::UnknownApiKey.into()),
                 }
             }
             Credential::Bearer(token) => {
-                let verifier = state.auth.jwt.as_ref().ok_or(AuthError::BearerDisabled)?;
+                let verifiers = Verifiers::from_ref(state);
+                let verifier = verifiers.jwt().ok_or(AuthError::BearerDisabled)?;
                 let identity = verifier.verify(token).map_err(AuthError::from)?;
                 Ok(Caller::bearer(identity))
             }
             Credential::Session(token) => {
-                let session = state.auth.sessions.verify(token).map_err(AuthError::from)?;
+                let session = Verifiers::from_ref(state)
+                    .sessions()
+                    .verify(token)
+                    .map_err(AuthError::from)?;
                 Ok(Caller::session(session))
             }
-            Credential::None => new_anonymous(parts, state),
+            Credential::None => new_anonymous(parts, &Verifiers::from_ref(state)),
         }
     }
 }
 
 /// A new anonymous caller whose session token goes into the request's
 /// [`SessionSlot`]; a second extraction in the same request gets the same one.
-fn new_anonymous(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
+fn new_anonymous(parts: &Parts, verifiers: &Verifiers) -> Result<Caller, ApiError> {
     let Some(SessionSlot(slot)) = parts.extensions.get::<SessionSlot>() else {
         // The route lacks `hand_out_session`: the client could never resume
         // this session, so refuse rather than create rows nobody can reach.
@@ -93,7 +107,7 @@ fn new_anonymous(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
         Some((user_id, _)) => *user_id,
         None => {
             let user_id = Uuid::new_v4();
-            let token = state.auth.sessions.issue(user_id).token;
+            let token = verifiers.sessions().issue(user_id).token;
             let value = HeaderValue::try_from(token).map_err(ApiError::internal)?;
             slot.get_or_init(|| (user_id, value)).0
         }
@@ -110,10 +124,15 @@ fn new_anonymous(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
 #[derive(Debug, Clone)]
 pub struct Admin(pub Caller);
 
-impl FromRequestParts<AppState> for Admin {
+impl<S> FromRequestParts<S> for Admin
+where
+    S: Send + Sync,
+    Database: FromRef<S>,
+    Verifiers: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Admin, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Admin, ApiError> {
         let caller = Caller::from_request_parts(parts, state).await?;
         caller.require_admin()?;
         Ok(Admin(caller))

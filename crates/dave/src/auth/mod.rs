@@ -16,6 +16,8 @@ pub mod extract;
 pub mod jwt;
 pub mod session;
 
+use std::sync::Arc;
+
 use axum::http::{header, HeaderMap};
 use uuid::Uuid;
 
@@ -26,6 +28,36 @@ pub const API_KEY_HEADER: &str = "x-api-key";
 /// Request header carrying an anonymous session token, and the response
 /// header that hands a new one out.
 pub const SESSION_HEADER: &str = "x-session-token";
+
+/// The keys that check credentials: the bearer verifier and the session
+/// signer, prepared once at start-up. The [`extract`]ors take them from the
+/// router's state through `FromRef`; a clone is one reference count.
+#[derive(Debug, Clone)]
+pub struct Verifiers(Arc<Keys>);
+
+#[derive(Debug)]
+struct Keys {
+    jwt: Option<jwt::JwtVerifier>,
+    sessions: session::SessionSigner,
+}
+
+impl Verifiers {
+    /// `jwt` is `None` when bearer auth is off (`JWT_SECRET` unset): a
+    /// bearer token is then a 401.
+    pub fn new(jwt: Option<jwt::JwtVerifier>, sessions: session::SessionSigner) -> Self {
+        Verifiers(Arc::new(Keys { jwt, sessions }))
+    }
+
+    /// The bearer token verifier, when bearer auth is on.
+    pub fn jwt(&self) -> Option<&jwt::JwtVerifier> {
+        self.0.jwt.as_ref()
+    }
+
+    /// Issues and checks anonymous session tokens.
+    pub fn sessions(&self) -> &session::SessionSigner {
+        &self.0.sessions
+    }
+}
 
 /// How the caller proved who it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -34,7 +34,7 @@ use crate::json::StoredJson;
 
 /// The position a page ended at: the last row's sort timestamp and id. A
 /// list statement's next page starts strictly after it; the API hands it to
-/// clients as a signed cursor (`crate::api::page::CursorCodec`).
+/// clients as a signed cursor (`crate::cursor::CursorCodec`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cursor {
     pub at: DateTime<Utc>,
