@@ -28,6 +28,8 @@ use postgres_protocol::escape::escape_identifier;
 use rand::Rng;
 use tokio::sync::OnceCell;
 
+pub mod auth;
+pub mod check;
 pub mod pgbouncer;
 pub mod replica;
 
@@ -71,6 +73,21 @@ const DURABLE_SETTINGS: &[(&str, &str)] = &[
 const SIGNAL_TIMEOUT: Duration = Duration::from_secs(15);
 
 static CLUSTER: OnceCell<TestCluster> = OnceCell::const_new();
+
+/// The binary `name` of this package, as cargo built it for the running
+/// test: tests run from `target/<profile>/deps/`, binaries sit in
+/// `target/<profile>/`. For harness code in a library, where
+/// `env!("CARGO_BIN_EXE_<name>")` (known only when compiling an integration
+/// test) is not available; the test must make cargo build the binary, which
+/// `cargo test` does for the integration tests of its package.
+pub fn cargo_bin(name: &str) -> PathBuf {
+    let test = std::env::current_exe().expect("the test binary's path");
+    let profile = test
+        .parent()
+        .and_then(Path::parent)
+        .expect("a test binary under target/<profile>/deps");
+    profile.join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
+}
 
 /// The process's shared test cluster, started on first use.
 ///

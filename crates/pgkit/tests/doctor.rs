@@ -2,8 +2,6 @@
 //! connection stops at the right step, names the cause in the standard's
 //! words and gives the fix; a healthy one passes every step.
 
-mod support;
-
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 
@@ -12,9 +10,9 @@ use pgkit::doctor::{diagnose, Diagnosis, DoctorInput, Outcome, StepName};
 use pgkit::secret::Secret;
 use pgkit::settings::{DbSettings, Env};
 use pgkit::testing;
+use pgkit::testing::auth::{give_to_server, require_scram, set_mode, url_as, OwnCluster};
 use rand::Rng;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
-use support::{give_to_server, require_scram, set_mode, url_as, OwnCluster};
 use tokio_postgres::Client;
 
 fn input(url: &str) -> DoctorInput {
@@ -54,7 +52,7 @@ fn failure(d: &Diagnosis) -> (&'static str, &str, &str) {
 }
 
 async fn connect(url: &str) -> Client {
-    support::connect(url).await.unwrap()
+    testing::check::connect(url).await.unwrap()
 }
 
 #[tokio::test]

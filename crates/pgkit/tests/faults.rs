@@ -4,8 +4,6 @@
 //! changes a column's type under cached statements. Outcomes are decided by
 //! locks and signals; every wait is a condition with a bound.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
@@ -14,7 +12,7 @@ use pgkit::error::DbError;
 use pgkit::pool::Database;
 use pgkit::settings::{DbSettings, Env};
 use pgkit::testing;
-use support::eventually;
+use pgkit::testing::check::eventually;
 
 fn settings(url: &str, extra: &[(&str, &str)]) -> DbSettings {
     let mut pairs = vec![("DATABASE_URL", url)];
@@ -24,7 +22,7 @@ fn settings(url: &str, extra: &[(&str, &str)]) -> DbSettings {
 
 /// A plain connection outside the pool, to hold locks and look around.
 async fn admin(url: &str) -> tokio_postgres::Client {
-    support::connect(url).await.unwrap()
+    testing::check::connect(url).await.unwrap()
 }
 
 /// Sessions of the pool that wait on a lock right now.

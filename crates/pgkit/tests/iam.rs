@@ -2,8 +2,6 @@
 //! endpoint, IAM credentials API) on 127.0.0.1 and a real PostgreSQL whose
 //! role's password is set to the current token.
 
-mod support;
-
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -13,12 +11,14 @@ use std::time::Duration;
 
 use pgkit::connect::connect;
 use pgkit::dsn::Dsn;
+use pgkit::error::error_chain;
 use pgkit::iam::{
     discover, iam_user_name, CachedTokenSource, FetchToken, IamError, MetadataServer,
     SharedTokenSource, TokenSource, SQL_LOGIN_SCOPE,
 };
 use pgkit::settings::Env;
-use support::{full_message, session, OwnCluster};
+use pgkit::testing::auth::OwnCluster;
+use pgkit::testing::check::session_params;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -312,9 +312,9 @@ async fn iam_login_uses_the_current_token_and_follows_its_rotation() {
     .unwrap();
 
     let token = source.token().await.unwrap();
-    let client = connect(&dsn, &session(), Some(&token), None)
+    let client = connect(&dsn, &session_params(), Some(&token), None)
         .await
-        .unwrap_or_else(|e| panic!("login with the token: {}", full_message(&e)));
+        .unwrap_or_else(|e| panic!("login with the token: {}", error_chain(&e)));
     let row = client
         .query_one("SELECT current_user::text", &[])
         .await
@@ -335,14 +335,14 @@ async fn iam_login_uses_the_current_token_and_follows_its_rotation() {
     let token = source.token().await.unwrap();
     assert_eq!(token.expose(), TOKEN_B);
     assert_eq!(google.hits(TOKEN_PATH), 2);
-    let client = connect(&dsn, &session(), Some(&token), None)
+    let client = connect(&dsn, &session_params(), Some(&token), None)
         .await
-        .unwrap_or_else(|e| panic!("login with the new token: {}", full_message(&e)));
+        .unwrap_or_else(|e| panic!("login with the new token: {}", error_chain(&e)));
     client.query_one("SELECT 1", &[]).await.unwrap();
     let old = pgkit::secret::Secret::new(TOKEN_A);
-    let err = match connect(&dsn, &session(), Some(&old), None).await {
+    let err = match connect(&dsn, &session_params(), Some(&old), None).await {
         Ok(_) => panic!("the old token must no longer log in"),
-        Err(e) => full_message(&e),
+        Err(e) => error_chain(&e),
     };
     assert!(err.contains("password authentication failed"), "{err}");
 

@@ -2,8 +2,6 @@
 //! acceptance): min idle, cap, acquire timeout, server-side statement
 //! timeout, outage and recovery, session settings, secrets.
 
-mod support;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,7 +13,7 @@ use pgkit::local::{LocalCluster, LocalOptions};
 use pgkit::pool::Database;
 use pgkit::settings::{DbSettings, Env};
 use pgkit::testing;
-use support::eventually;
+use pgkit::testing::check::eventually;
 
 fn settings(url: &str, extra: &[(&str, &str)]) -> DbSettings {
     let mut pairs = vec![("DATABASE_URL", url)];
@@ -25,7 +23,7 @@ fn settings(url: &str, extra: &[(&str, &str)]) -> DbSettings {
 
 /// A plain connection outside the pool, to hold locks and look around.
 async fn admin(url: &str) -> tokio_postgres::Client {
-    support::connect(url).await.unwrap()
+    testing::check::connect(url).await.unwrap()
 }
 
 async fn sessions(admin: &tokio_postgres::Client, app: &str, state: Option<&str>) -> i64 {

@@ -3,12 +3,11 @@
 //! role over its own connection; other services' schemas stay closed to it;
 //! a second run changes nothing; the password works with scram-sha-256.
 
-mod support;
-
 use pgkit::provision::{Login, Plan, ProvisionError, ProvisionRequest};
 use pgkit::secret::Secret;
 use pgkit::testing;
-use support::{connect, require_scram, url_as};
+use pgkit::testing::auth::{require_scram, url_as};
+use pgkit::testing::check::connect;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 

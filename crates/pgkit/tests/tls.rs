@@ -2,14 +2,15 @@
 //! made here, and, for host names that need DNS, rustls handshakes in memory
 //! with the same client configuration pgkit connects with.
 
-mod support;
-
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use pgkit::connect::connect;
 use pgkit::dsn::Dsn;
+use pgkit::error::error_chain;
+use pgkit::testing::auth::{give_to_server, set_mode, OwnCluster};
+use pgkit::testing::check::session_params;
 use rand::Rng;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -17,7 +18,6 @@ use rcgen::{
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use rustls::{ClientConnection, ServerConfig, ServerConnection};
-use support::{full_message, give_to_server, session, set_mode, OwnCluster};
 
 const APP_PASSWORD: &str = "tls-test-password";
 
@@ -185,23 +185,23 @@ impl TlsServer {
 
 /// Connects and says whether the session runs over TLS.
 async fn session_uses_tls(dsn: &Dsn) -> Result<bool, String> {
-    let client = connect(dsn, &session(), None, None)
+    let client = connect(dsn, &session_params(), None, None)
         .await
-        .map_err(|e| full_message(&e))?;
+        .map_err(|e| error_chain(&e))?;
     let row = client
         .query_one(
             "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
             &[],
         )
         .await
-        .map_err(|e| full_message(&e))?;
+        .map_err(|e| error_chain(&e))?;
     Ok(row.get(0))
 }
 
 async fn refused(dsn: &Dsn) -> String {
-    match connect(dsn, &session(), None, None).await {
+    match connect(dsn, &session_params(), None, None).await {
         Ok(_) => panic!("{dsn} connected, but must be refused"),
-        Err(e) => full_message(&e),
+        Err(e) => error_chain(&e),
     }
 }
 

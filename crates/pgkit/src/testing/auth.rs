@@ -1,33 +1,41 @@
-//! A local PostgreSQL of one test's own, with its own `pg_hba.conf`, for the
-//! TLS and IAM tests: the shared harness cluster trusts every socket
+//! Clusters and databases that check who logs in, for tests of passwords,
+//! SCRAM, TLS and IAM login: the shared harness cluster trusts every socket
 //! connection, so a wrong password or a plain-text connection could not fail
 //! there.
-
-#![allow(dead_code)] // each test binary uses part of it
+//!
+//! These were a `tests/support/mod.rs` compiled into several of pgkit's test
+//! binaries, each using part of it, which needed `#[allow(dead_code)]`; as
+//! public items of the harness nothing is dead, and a service's own auth or
+//! TLS tests can use them too. See docs/testing.md.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use pgkit::connect::SessionParams;
-use pgkit::local::{LocalCluster, LocalOptions, LocalStatus};
-use pgkit::testing::{TestCluster, TestDatabase};
 use tempfile::TempDir;
-use tokio_postgres::{Client, NoTls};
 
-/// A supervised cluster in a temp dir; stopped and removed on drop.
+use super::check::connect;
+use super::{TestCluster, TestDatabase};
+use crate::local::{LocalCluster, LocalOptions, LocalStatus, ServerUser};
+
+/// A supervised cluster in a temp dir with a `pg_hba.conf` of the test's
+/// own; stopped and removed on drop.
+#[derive(Debug)]
 pub struct OwnCluster {
     cluster: Option<LocalCluster>,
     data_dir: PathBuf,
-    dir: TempDir,
+    // Last: removed after the server has stopped.
+    _dir: TempDir,
 }
 
 impl OwnCluster {
     /// A temp dir for the cluster and the files its settings name: `prepare`
-    /// writes them into the directory it is given and returns the settings.
-    /// Then the server, reading `hba` as its `pg_hba.conf` (after a line that
-    /// trusts the superuser on the socket, which the harness needs).
+    /// writes them (certificates, keys) into the directory it is given and
+    /// returns the settings. Then the server, reading `hba` as its
+    /// `pg_hba.conf` after a line that trusts the superuser on the socket,
+    /// which [`OwnCluster::admin`] needs.
+    ///
+    /// Panics (failing the test) when the server does not start.
     pub async fn start(
         hba: &str,
         prepare: impl FnOnce(&Path) -> Vec<(&'static str, String)>,
@@ -60,14 +68,11 @@ impl OwnCluster {
         OwnCluster {
             data_dir: cluster.data_dir().to_path_buf(),
             cluster: Some(cluster),
-            dir,
+            _dir: dir,
         }
     }
 
-    pub fn files(&self) -> PathBuf {
-        self.dir.path().join("files")
-    }
-
+    /// The directory holding the server's Unix socket.
     pub fn socket_dir(&self) -> PathBuf {
         self.local().socket_dir().to_path_buf()
     }
@@ -96,17 +101,16 @@ impl Drop for OwnCluster {
         // Dropping a supervised cluster makes its watchdog stop the server;
         // wait (bounded) until it is gone so the temp dir can go with it.
         drop(self.cluster.take());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while matches!(
-            LocalCluster::status(&self.data_dir),
-            LocalStatus::Running { .. }
-        ) && Instant::now() < deadline
-        {
-            std::thread::sleep(Duration::from_millis(25));
-        }
+        crate::local::wait_until(Duration::from_secs(30), || {
+            !matches!(
+                LocalCluster::status(&self.data_dir),
+                LocalStatus::Running { .. }
+            )
+        });
     }
 }
 
+/// Sets `path`'s permission bits; panics when it cannot.
 pub fn set_mode(path: &Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
 }
@@ -115,36 +119,18 @@ pub fn set_mode(path: &Path, mode: u32) {
 /// file that others may read, and runs as `postgres` when we are root.
 pub fn give_to_server(path: &Path, mode: u32) {
     set_mode(path, mode);
-    if rustix::process::geteuid().is_root() {
-        let uid = id_of("-u");
-        let gid = id_of("-g");
-        std::os::unix::fs::chown(path, Some(uid), Some(gid)).expect("chown to postgres");
+    let user = ServerUser::for_this_process().expect("the postgres system user");
+    if let Some(user) = user {
+        user.chown(path).expect("chown to postgres");
     }
-}
-
-fn id_of(flag: &str) -> u32 {
-    let out = Command::new("id")
-        .args([flag, "postgres"])
-        .output()
-        .expect("run id");
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .expect("id of the postgres user")
-}
-
-/// A plain connection to `url` (test set-up and checks, not the code under
-/// test); the error is the driver's, for tests that expect a refusal.
-pub async fn connect(url: &str) -> Result<Client, tokio_postgres::Error> {
-    let dsn = pgkit::dsn::Dsn::parse(url).unwrap();
-    let (client, conn) = dsn.pg_config().connect(NoTls).await?;
-    tokio::spawn(conn);
-    Ok(client)
 }
 
 /// The test database's URL, logging in as `user` (with `password`).
 pub fn url_as(db: &TestDatabase, user: &str, password: Option<&str>) -> String {
-    let rest = db.url().strip_prefix("postgresql://postgres@").unwrap();
+    let rest = db
+        .url()
+        .strip_prefix("postgresql://postgres@")
+        .expect("a harness URL logs in as postgres");
     let user = user.replace('@', "%40");
     match password {
         Some(p) => format!("postgresql://{user}:{p}@{rest}"),
@@ -152,8 +138,10 @@ pub fn url_as(db: &TestDatabase, user: &str, password: Option<&str>) -> String {
     }
 }
 
-/// Makes the cluster ask every role but `postgres` for a SCRAM password on
-/// its socket, and waits until the server uses the new rules.
+/// Makes `cluster` (a dedicated one: this changes who may log in) ask every
+/// role but `postgres` for a SCRAM password on its socket, and waits until
+/// the server uses the new rules, probing as `probe_role` (a role that exists
+/// and has no password) in `db`.
 pub async fn require_scram(cluster: &TestCluster, db: &TestDatabase, probe_role: &str) {
     let hba = cluster.data_dir().join("pg_hba.conf");
     // Overwriting keeps the file's owner (postgres) and mode.
@@ -161,49 +149,18 @@ pub async fn require_scram(cluster: &TestCluster, db: &TestDatabase, probe_role:
         &hba,
         "local all postgres trust\nlocal all all scram-sha-256\n",
     )
-    .unwrap();
-    let admin = connect(db.url()).await.unwrap();
+    .expect("write pg_hba.conf");
+    let admin = connect(db.url()).await.expect("superuser connection");
     admin
         .batch_execute("SELECT pg_reload_conf()")
         .await
-        .unwrap();
+        .expect("reload the configuration");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         match connect(&url_as(db, probe_role, None)).await {
-            Err(e) if full_message(&e).contains("password missing") => return,
+            Err(e) if crate::error::error_chain(&e).contains("password missing") => return,
             _ if Instant::now() > deadline => panic!("pg_hba.conf reload not seen within 10 s"),
             _ => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     }
-}
-
-/// Session settings for test connections.
-pub fn session() -> SessionParams {
-    SessionParams {
-        application_name: "pgkit-test".to_string(),
-        statement_timeout: Duration::from_secs(30),
-        idle_in_transaction_timeout: Duration::from_secs(30),
-        environment: "test".to_string(),
-        connect_timeout: Duration::from_secs(10),
-        pooler: Default::default(),
-    }
-}
-
-/// An error with all its causes, as a person reading a log would see it.
-pub use pgkit::error::error_chain as full_message;
-
-/// Polls `check` until it holds or `bound` passes.
-pub async fn eventually<F, Fut>(bound: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + bound;
-    while Instant::now() < deadline {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    false
 }
