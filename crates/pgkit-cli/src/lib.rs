@@ -14,6 +14,8 @@
 
 pub mod cli;
 mod commands;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use commands::migrate::run as migrate;
 pub use commands::seed::run as seed;

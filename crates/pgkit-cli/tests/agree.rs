@@ -2,13 +2,12 @@
 //! (issue 14 §2): what the runner refuses, lint reports first, in the same
 //! words; what lint's fixes (and audit's) say to write, the runner applies.
 
-mod support;
-
 use std::path::Path;
 use std::process::Output;
 
+use pgkit::testing::check::connect;
 use pgkit::testing::cluster;
-use support::{pgkit, stderr, stdout};
+use pgkit_cli::testing::{pgkit, stderr, stdout};
 
 fn header(name: &str, description: &str) -> String {
     format!(
@@ -180,7 +179,7 @@ async fn a_concurrent_index_written_as_lint_and_audit_say_applies() {
         "{}",
         stdout(&audit)
     );
-    let c = support::connect(db.url()).await;
+    let c = connect(db.url()).await.unwrap();
     let valid: bool = c
         .query_one(
             "SELECT indisvalid FROM pg_index WHERE indexrelid = 'idx_children_parent_id'::regclass",
@@ -301,7 +300,7 @@ async fn the_standards_own_patterns_lint_clean_and_apply_twice() {
         stdout(&lint)
     );
 
-    let c = support::connect(db.url()).await;
+    let c = connect(db.url()).await.unwrap();
     let mut snapshots = Vec::new();
     for round in 0..2 {
         let up = run(Some(db.url()), &["migrate", "--dir", d, "up"]);

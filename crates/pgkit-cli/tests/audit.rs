@@ -1,16 +1,15 @@
 //! The real `pgkit audit` binary: lint's output forms and exit codes (1 with
 //! error findings, 0 on a clean database, 2 on bad usage).
 
-mod support;
-
 use std::path::Path;
 use std::process::Output;
 
+use pgkit::testing::check::connect;
 use pgkit::testing::{self, TestDatabase};
-use support::{connect, stderr, stdout};
+use pgkit_cli::testing::{stderr, stdout};
 
 fn audit(url: &str, args: &[&str]) -> Output {
-    support::pgkit(Some(url), &[], &["audit"])
+    pgkit_cli::testing::pgkit(Some(url), &[], &["audit"])
         .args(args)
         .output()
         .expect("pgkit runs")
@@ -19,6 +18,7 @@ fn audit(url: &str, args: &[&str]) -> Output {
 async fn broken(db: &TestDatabase) {
     connect(db.url())
         .await
+        .unwrap()
         .batch_execute(
             "CREATE TABLE parents (id int PRIMARY KEY, updated_at timestamptz, doc jsonb);
              COMMENT ON TABLE parents IS 'x';
@@ -75,7 +75,7 @@ async fn json_form_for_tools() {
 #[tokio::test]
 async fn daves_database_passes_with_exit_0() {
     let db = testing::cluster().await.database().await;
-    let client = connect(db.url()).await;
+    let client = connect(db.url()).await.unwrap();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dave/migrations");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()

@@ -1,13 +1,12 @@
 //! The real `pgkit` binary against a real PostgreSQL: what an operator runs
 //! and what they see (exit codes, stderr lines, JSON).
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use pgkit::testing::check::connect;
 use pgkit::testing::{cluster, TestDatabase};
-use support::stderr;
+use pgkit_cli::testing::stderr;
 
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../pgkit/tests/fixtures/migrate/standard")
@@ -35,7 +34,7 @@ fn copy_dir(from: &Path, to: &Path) {
 
 /// `pgkit ARGS` with a clean environment: only the URL and environment given.
 fn pgkit(url: Option<&str>, environment: &str, args: &[&str]) -> Command {
-    support::pgkit(url, &[("APP_ENVIRONMENT", environment)], args)
+    pgkit_cli::testing::pgkit(url, &[("APP_ENVIRONMENT", environment)], args)
 }
 
 fn run(url: Option<&str>, environment: &str, args: &[&str]) -> Output {
@@ -53,7 +52,7 @@ fn ok(out: Output) -> Output {
 }
 
 async fn client(db: &TestDatabase) -> tokio_postgres::Client {
-    support::connect(db.url()).await
+    connect(db.url()).await.unwrap()
 }
 
 async fn count(db: &TestDatabase, sql: &str) -> i64 {
@@ -574,7 +573,7 @@ async fn a_migration_blocked_by_a_lock_reports_its_retries_then_exits_1_naming_t
     let d = dir.path().to_str().unwrap();
 
     let started = std::time::Instant::now();
-    let out = support::pgkit(
+    let out = pgkit_cli::testing::pgkit(
         Some(db.url()),
         &[("DB_MIGRATE_LOCK_RETRIES", "1")],
         &["migrate", "--dir", d, "up", "--ddl-lock-timeout", "0.2"],
@@ -790,7 +789,7 @@ async fn migrate_refuses_a_transaction_pooler_and_uses_db_migrate_dsn() {
     .unwrap();
     let d = dir.path().to_str().unwrap();
 
-    let refused = support::pgkit(
+    let refused = pgkit_cli::testing::pgkit(
         Some(&through),
         &[("DB_POOLER", "transaction")],
         &["migrate", "--dir", d, "up"],
@@ -811,7 +810,7 @@ async fn migrate_refuses_a_transaction_pooler_and_uses_db_migrate_dsn() {
     );
     assert!(!has_notes(&db).await, "nothing ran through the pooler");
 
-    let direct = support::pgkit(
+    let direct = pgkit_cli::testing::pgkit(
         Some(&through),
         &[("DB_POOLER", "transaction"), ("DB_MIGRATE_DSN", db.url())],
         &["migrate", "--dir", d, "up"],

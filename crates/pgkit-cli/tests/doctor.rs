@@ -2,17 +2,16 @@
 //! broken connection, the words on stdout, the fix on stderr, exit code 1;
 //! a healthy DSN exits 0; bad usage exits 2.
 
-mod support;
-
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
 
-use pgkit::testing::{self, TestDatabase};
-use support::{connect, stderr, stdout, PGKIT};
+use pgkit::testing;
+use pgkit::testing::auth::{require_scram, url_as};
+use pgkit::testing::check::connect;
+use pgkit_cli::testing::{stderr, stdout};
 
 /// `pgkit doctor ARGS` with a clean environment: the URL and `env` only.
 fn doctor(url: &str, env: &[(&str, &str)], args: &[&str]) -> Output {
-    support::pgkit(Some(url), env, &["doctor"])
+    pgkit_cli::testing::pgkit(Some(url), env, &["doctor"])
         .args(args)
         .output()
         .expect("pgkit runs")
@@ -40,14 +39,6 @@ fn assert_fails_at(out: &Output, step: &str, problem: &str, fix: &str) {
         2,
         "one error line, one hint line:\n{se}"
     );
-}
-
-fn url_as(db: &TestDatabase, user: &str, password: Option<&str>) -> String {
-    let rest = db.url().strip_prefix("postgresql://postgres@").unwrap();
-    match password {
-        Some(p) => format!("postgresql://{user}:{p}@{rest}"),
-        None => format!("postgresql://{user}@{rest}"),
-    }
 }
 
 #[tokio::test]
@@ -126,31 +117,15 @@ async fn a_wrong_password_with_scram_authentication() {
     let db = cluster.database().await;
     connect(db.url())
         .await
-        .batch_execute("CREATE ROLE cli_doc_app LOGIN PASSWORD 'right-pw'")
+        .unwrap()
+        .batch_execute(
+            "CREATE ROLE cli_doc_app LOGIN PASSWORD 'right-pw'; CREATE ROLE cli_doc_probe LOGIN",
+        )
         .await
         .unwrap();
     // Every role but the harness's superuser logs in with SCRAM on the socket.
-    let hba = cluster.data_dir().join("pg_hba.conf");
-    std::fs::write(
-        &hba,
-        "local all postgres trust\nlocal all all scram-sha-256\n",
-    )
-    .unwrap();
-    connect(db.url())
-        .await
-        .batch_execute("SELECT pg_reload_conf()")
-        .await
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let wrong = url_as(&db, "cli_doc_app", Some("Wrong-Pw-77"));
-    let out = loop {
-        let out = doctor(&wrong, &[], &[]);
-        if out.status.code() == Some(1) || Instant::now() > deadline {
-            break out;
-        }
-        // The reload is asynchronous: until it lands, trust lets the login in.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    require_scram(&cluster, &db, "cli_doc_probe").await;
+    let out = doctor(&url_as(&db, "cli_doc_app", Some("Wrong-Pw-77")), &[], &[]);
     assert_fails_at(
         &out,
         "authentication",
@@ -204,6 +179,7 @@ async fn a_role_without_grants() {
     let db = testing::cluster().await.database().await;
     connect(db.url())
         .await
+        .unwrap()
         .batch_execute(
             "CREATE ROLE cli_doc_nogrants LOGIN;
              CREATE SCHEMA svc;
@@ -271,7 +247,7 @@ fn bad_usage_exits_2() {
 
 #[test]
 fn no_dsn_at_all_is_a_failure_with_the_fix() {
-    let out = Command::new(PGKIT)
+    let out = Command::new(pgkit_cli::testing::pgkit_binary())
         .arg("doctor")
         .env_clear()
         .current_dir(tempfile::tempdir().unwrap().path())
@@ -296,7 +272,7 @@ async fn the_standards_dave_db_dsn_is_a_fallback_for_database_url() {
         vec!["audit"],
         vec!["migrate", "--dir", dir.path().to_str().unwrap(), "status"],
     ] {
-        let out = Command::new(PGKIT)
+        let out = Command::new(pgkit_cli::testing::pgkit_binary())
             .args(&args)
             .env_clear()
             .env("DAVE_DB_DSN", db.url())
@@ -319,18 +295,23 @@ async fn the_standards_dave_db_dsn_is_a_fallback_for_database_url() {
 async fn a_positional_url_is_accepted_like_psql() {
     let db = pgkit::testing::cluster().await.database().await;
     let wrong = "postgresql://nobody@/nodb?host=/nonexistent";
-    let doctor = support::pgkit(Some(wrong), &[], &["doctor", db.url()])
+    let doctor = pgkit_cli::testing::pgkit(Some(wrong), &[], &["doctor", db.url()])
         .output()
         .expect("pgkit runs");
     assert_eq!(
         doctor.status.code(),
         Some(0),
         "{}{}",
-        support::stdout(&doctor),
-        support::stderr(&doctor)
+        pgkit_cli::testing::stdout(&doctor),
+        pgkit_cli::testing::stderr(&doctor)
     );
-    let audit = support::pgkit(None, &[], &["audit", db.url()])
+    let audit = pgkit_cli::testing::pgkit(None, &[], &["audit", db.url()])
         .output()
         .expect("pgkit runs");
-    assert_eq!(audit.status.code(), Some(0), "{}", support::stderr(&audit));
+    assert_eq!(
+        audit.status.code(),
+        Some(0),
+        "{}",
+        pgkit_cli::testing::stderr(&audit)
+    );
 }

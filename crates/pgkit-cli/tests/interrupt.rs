@@ -3,13 +3,12 @@
 //! released, the file named, exit 130; all within a few seconds. Through
 //! the real binary and a real server.
 
-mod support;
-
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use pgkit::testing::check::connect;
 use pgkit::testing::cluster;
-use support::{connect, pgkit};
+use pgkit_cli::testing::pgkit;
 use tokio_postgres::Client;
 
 /// Polls `check` until it is true or `limit` passes; true when it became true.
@@ -67,7 +66,7 @@ fn exit_within(child: &mut Child, limit: Duration) -> Option<std::process::ExitS
 
 async fn interrupted(signal_name: &str, code: i32, no_transaction: bool) {
     let db = cluster().await.database().await;
-    let c = connect(db.url()).await;
+    let c = connect(db.url()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("001_first.sql"),

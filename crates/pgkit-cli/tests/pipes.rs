@@ -1,13 +1,11 @@
 //! A reader that goes away (`pgkit lint | true`, `| head -1`) ends the real
 //! binary quietly: no panic message, no exit 101.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use pgkit::testing;
-use support::{pgkit, stderr, with_closed_stdout};
+use pgkit_cli::testing::{pgkit, stderr, with_closed_stdout};
 
 fn dave_migrations() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../dave/migrations")

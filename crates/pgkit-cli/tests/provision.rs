@@ -2,17 +2,17 @@
 //! variable and is never printed, `--dry-run` prints the SQL without
 //! connecting, a second run changes nothing, usage errors exit 2.
 
-mod support;
-
 use std::process::Output;
 
-use pgkit::testing::{self, TestDatabase};
-use support::{connect, stderr, stdout};
+use pgkit::testing;
+use pgkit::testing::auth::url_as;
+use pgkit::testing::check::connect;
+use pgkit_cli::testing::{stderr, stdout};
 
 const PASSWORD: &str = "Cli-Provision-Pw-31";
 
 fn provision(url: Option<&str>, env: &[(&str, &str)], args: &[&str]) -> Output {
-    support::pgkit(url, env, &["provision"])
+    pgkit_cli::testing::pgkit(url, env, &["provision"])
         .args(args)
         .output()
         .expect("pgkit runs")
@@ -21,11 +21,6 @@ fn provision(url: Option<&str>, env: &[(&str, &str)], args: &[&str]) -> Output {
 fn assert_no_password(out: &Output) {
     assert!(!stdout(out).contains(PASSWORD), "{}", stdout(out));
     assert!(!stderr(out).contains(PASSWORD), "{}", stderr(out));
-}
-
-fn url_as(db: &TestDatabase, user: &str) -> String {
-    db.url()
-        .replace("postgresql://postgres@", &format!("postgresql://{user}@"))
 }
 
 #[test]
@@ -59,7 +54,7 @@ fn dry_run_prints_the_sql_with_the_password_hidden_and_connects_nowhere() {
 #[tokio::test]
 async fn provisions_once_and_the_second_run_changes_nothing() {
     let db = testing::cluster().await.database().await;
-    let admin = connect(db.url()).await;
+    let admin = connect(db.url()).await.unwrap();
     admin
         .batch_execute("CREATE ROLE cli_prov_owner NOLOGIN")
         .await
@@ -114,7 +109,7 @@ async fn provisions_once_and_the_second_run_changes_nothing() {
         )
         .await
         .unwrap();
-    let app = connect(&url_as(&db, "cli_prov_app")).await;
+    let app = connect(&url_as(&db, "cli_prov_app", None)).await.unwrap();
     app.execute("INSERT INTO later VALUES (1)", &[])
         .await
         .unwrap();
@@ -230,7 +225,7 @@ fn with_a_transaction_pooler_the_session_settings_become_the_roles_defaults() {
 #[tokio::test]
 async fn a_superuser_the_connecting_role_or_the_schema_owner_is_refused() {
     let db = testing::cluster().await.database().await;
-    let admin = connect(db.url()).await;
+    let admin = connect(db.url()).await.unwrap();
     let env = [("APP_PW", PASSWORD)];
     let refused = |out: &Output, role: &str, schema: &str, reason: &str| {
         assert_eq!(out.status.code(), Some(1), "{}", stderr(out));
@@ -290,7 +285,7 @@ async fn a_superuser_the_connecting_role_or_the_schema_owner_is_refused() {
         .await
         .unwrap();
     let out = provision(
-        Some(&url_as(&db, "cli_refuse_admin")),
+        Some(&url_as(&db, "cli_refuse_admin", None)),
         &env,
         &[
             "--schema",
@@ -357,7 +352,7 @@ async fn a_superuser_the_connecting_role_or_the_schema_owner_is_refused() {
 #[tokio::test]
 async fn the_runtime_role_reads_the_migration_history_but_cannot_rewrite_it() {
     let db = testing::cluster().await.database().await;
-    let admin = connect(db.url()).await;
+    let admin = connect(db.url()).await.unwrap();
     let args = [
         "--schema",
         "trk",
@@ -387,7 +382,7 @@ async fn the_runtime_role_reads_the_migration_history_but_cannot_rewrite_it() {
     // The tracking table in the service's schema, created after provision
     // (default privileges would give the runtime role writes on it) ...
     for schema in ["trk", "public"] {
-        let up = support::pgkit(
+        let up = pgkit_cli::testing::pgkit(
             Some(db.url()),
             &[],
             &["migrate", "--dir", d, "up", "--schema", schema],
@@ -435,7 +430,7 @@ async fn the_runtime_role_reads_the_migration_history_but_cannot_rewrite_it() {
         [true, false, false, false, false],
         "provision revokes the writes on an existing tracking table"
     );
-    let app = connect(&url_as(&db, "trk_app")).await;
+    let app = connect(&url_as(&db, "trk_app", None)).await.unwrap();
     let denied = app
         .execute("DELETE FROM trk.pgkit_migrations", &[])
         .await
@@ -449,10 +444,10 @@ async fn the_runtime_role_reads_the_migration_history_but_cannot_rewrite_it() {
     );
 
     // doctor as the runtime role: the grants step passes.
-    let doctor = support::pgkit(
+    let doctor = pgkit_cli::testing::pgkit(
         None,
         &[],
-        &["doctor", &url_as(&db, "trk_app"), "--schema", "trk"],
+        &["doctor", &url_as(&db, "trk_app", None), "--schema", "trk"],
     )
     .output()
     .unwrap();
@@ -472,7 +467,7 @@ async fn the_runtime_role_reads_the_migration_history_but_cannot_rewrite_it() {
         )
         .await
         .unwrap();
-    let audit = support::pgkit(
+    let audit = pgkit_cli::testing::pgkit(
         Some(db.url()),
         &[],
         &["audit", "--schema", "trk", "--role", "trk_app"],

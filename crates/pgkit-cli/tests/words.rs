@@ -3,12 +3,10 @@
 //! flags it uses, `migrate new` writes placeholders lint reports and numbers
 //! a date-numbered folder correctly, `migrate status --format json`.
 
-mod support;
-
 use std::path::Path;
 use std::process::Output;
 
-use support::{pgkit, stderr, stdout};
+use pgkit_cli::testing::{pgkit, stderr, stdout};
 
 fn run_in(cwd: &Path, args: &[&str]) -> Output {
     pgkit(None, &[], args).current_dir(cwd).output().unwrap()
