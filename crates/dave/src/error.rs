@@ -533,27 +533,34 @@ mod tests {
 
     #[derive(Debug, serde::Deserialize)]
     #[serde(deny_unknown_fields)]
-    #[allow(dead_code)]
     struct TitleOnly {
         title: Option<String>,
     }
 
-    async fn json_rejection(content_type: Option<&str>, body: String) -> ApiError {
+    async fn json_body(content_type: Option<&str>, body: String) -> Result<TitleOnly, ApiError> {
         use axum::extract::FromRequest;
         let mut request = axum::http::Request::post("/");
         if let Some(content_type) = content_type {
             request = request.header(header::CONTENT_TYPE, content_type);
         }
         let request = request.body(axum::body::Body::from(body)).unwrap();
-        Json::<TitleOnly>::from_request(request, &())
-            .await
-            .unwrap_err()
-            .into()
+        match Json::<TitleOnly>::from_request(request, &()).await {
+            Ok(Json(body)) => Ok(body),
+            Err(rejection) => Err(rejection.into()),
+        }
+    }
+
+    async fn json_rejection(content_type: Option<&str>, body: String) -> ApiError {
+        json_body(content_type, body).await.unwrap_err()
     }
 
     #[tokio::test]
     async fn json_body_rejections_map_to_the_contract() {
         let json = Some("application/json");
+        // The extractor takes a well-formed body, so the rejections below are
+        // the body's fault, not the set-up's.
+        let body = json_body(json, r#"{"title":"t"}"#.into()).await.unwrap();
+        assert_eq!(body.title.as_deref(), Some("t"));
         let error = json_rejection(json, "{not json".into()).await;
         assert_eq!(error.code(), "invalid_json");
         let error = json_rejection(Some("text/plain"), "{}".into()).await;
@@ -578,29 +585,44 @@ mod tests {
         use tower::ServiceExt;
 
         #[derive(Debug, serde::Deserialize)]
-        #[allow(dead_code)]
         struct Limit {
             limit: Option<i64>,
         }
+        /// Echoes the limit it parsed, so the accepted cases show it was read.
         async fn by_id(
             id: Result<Path<uuid::Uuid>, PathRejection>,
             query: Result<Query<Limit>, QueryRejection>,
-        ) -> Result<&'static str, ApiError> {
+        ) -> Result<String, ApiError> {
             id?;
-            query?;
-            Ok("ok")
+            let Query(Limit { limit }) = query?;
+            Ok(format!("{limit:?}"))
         }
         let app = axum::Router::new().route("/c/{id}", get(by_id));
-        for (uri, status) in [
-            ("/c/6f1c2f0e-8a4b-4c1d-9e2f-3a4b5c6d7e8f", 200),
-            ("/c/not-a-uuid", 422),
-            ("/c/6f1c2f0e-8a4b-4c1d-9e2f-3a4b5c6d7e8f?limit=abc", 422),
+        for (uri, status, body) in [
+            ("/c/6f1c2f0e-8a4b-4c1d-9e2f-3a4b5c6d7e8f", 200, Some("None")),
+            (
+                "/c/6f1c2f0e-8a4b-4c1d-9e2f-3a4b5c6d7e8f?limit=5",
+                200,
+                Some("Some(5)"),
+            ),
+            ("/c/not-a-uuid", 422, None),
+            (
+                "/c/6f1c2f0e-8a4b-4c1d-9e2f-3a4b5c6d7e8f?limit=abc",
+                422,
+                None,
+            ),
         ] {
             let request = axum::http::Request::get(uri)
                 .body(axum::body::Body::empty())
                 .unwrap();
             let response = app.clone().oneshot(request).await.unwrap();
             assert_eq!(response.status().as_u16(), status, "{uri}");
+            if let Some(body) = body {
+                let bytes = axum::body::to_bytes(response.into_body(), 1024)
+                    .await
+                    .unwrap();
+                assert_eq!(bytes, body, "{uri}");
+            }
         }
     }
 

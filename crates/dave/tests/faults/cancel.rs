@@ -45,7 +45,7 @@ async fn a_caller_that_hangs_up_does_not_delay_the_next_one() {
     let still_waiting = waiting_on_locks(&side).await;
     let b_visible = committed(&side, "cancel-b").await;
     eprintln!(
-        "cancel: B's read {read_answer:?} after {} ms, B's write {write_answer:?} after {} ms \
+        "cancel: B's read {read_answer} after {} ms, B's write {write_answer} after {} ms \
          (bound {} ms); service sessions still waiting on the lock: {still_waiting:?}; \
          B's write visible to another session: {b_visible}",
         read_took.as_millis(),
@@ -54,11 +54,11 @@ async fn a_caller_that_hangs_up_does_not_delay_the_next_one() {
     );
     assert!(
         matches!(read_answer, Answer::Ok) && read_took <= bound,
-        "B's read: {read_answer:?} after {read_took:?} (bound {bound:?})"
+        "B's read: {read_answer} after {read_took:?} (bound {bound:?})"
     );
     assert!(
         matches!(write_answer, Answer::Ok) && write_took <= bound,
-        "B's write: {write_answer:?} after {write_took:?} (bound {bound:?})"
+        "B's write: {write_answer} after {write_took:?} (bound {bound:?})"
     );
     // Acknowledged means committed now, not riding in a transaction that A
     // left open.

@@ -29,10 +29,7 @@ async fn a_frozen_database_gives_prompt_503s_and_service_resumes_after_sigcont()
     };
     let ready = || service.http.get(format!("{}/health/ready", service.url));
     let (answer, _) = timed(read(), 200).await;
-    assert!(
-        matches!(answer, Answer::Ok),
-        "before the freeze: {answer:?}"
-    );
+    assert!(matches!(answer, Answer::Ok), "before the freeze: {answer}");
 
     let frozen = service.cluster.freeze().expect("the cluster freezes");
     eprintln!("frozen: stopped {} server processes", frozen.pids().len());
@@ -47,7 +44,7 @@ async fn a_frozen_database_gives_prompt_503s_and_service_resumes_after_sigcont()
     frozen_answers.push(("GET /health/ready", ready_bound, timed(ready(), 200).await));
     for (what, bound, (answer, took)) in &frozen_answers {
         eprintln!(
-            "frozen: {what}: {answer:?} after {} ms (bound {} ms)",
+            "frozen: {what}: {answer} after {} ms (bound {} ms)",
             took.as_millis(),
             bound.as_millis()
         );
@@ -78,7 +75,7 @@ async fn a_frozen_database_gives_prompt_503s_and_service_resumes_after_sigcont()
         };
         assert!(
             is_503 && took <= bound,
-            "{what} while frozen: {answer:?} after {took:?}, want a 503 within {bound:?}"
+            "{what} while frozen: {answer} after {took:?}, want a 503 within {bound:?}"
         );
     }
     let recovered = recovered.expect("a 200 after SIGCONT");

@@ -248,7 +248,7 @@ async fn run(restarts: usize, breaker_reset: Duration, recovery_bound: Duration)
         recovery_bound.as_millis(),
     );
     for (marker, answer, took) in not_clean.iter().take(10) {
-        eprintln!("ledger: not a clean 503: {marker} after {took:?}: {answer:?}");
+        eprintln!("ledger: not a clean 503: {marker} after {took:?}: {answer}");
     }
 
     assert!(lost.is_empty(), "acknowledged but not stored: {lost:?}");

@@ -69,7 +69,7 @@ async fn five_requests_blocked_at_sigterm_all_get_their_201() {
             .expect("the request task did not panic");
         assert!(
             matches!(answer, Answer::Ok),
-            "request {i} after {took:?}: {answer:?}"
+            "request {i} after {took:?}: {answer}"
         );
     }
     let status = service.child.wait_exit(WAIT).await;
@@ -106,7 +106,7 @@ async fn a_request_still_blocked_when_the_grace_period_ends_is_cut() {
         .expect("the cut request ends")
         .expect("the request task did not panic");
     eprintln!(
-        "sigterm past grace: exit {status} {} ms after SIGTERM (grace {} ms); the stuck request: {answer:?}",
+        "sigterm past grace: exit {status} {} ms after SIGTERM (grace {} ms); the stuck request: {answer}",
         exited.as_millis(),
         grace.as_millis()
     );

@@ -177,9 +177,8 @@ pub async fn committed(side: &Database, content: &str) -> i64 {
     .expect("the count")
 }
 
-/// One answer, told apart the way the scenarios judge it. The payloads are
-/// read only through `Debug`, in failure messages and figures.
-#[allow(dead_code)]
+/// One answer, told apart the way the scenarios judge it; failure messages
+/// show it with `Display`, payloads included.
 #[derive(Debug, Clone)]
 pub enum Answer {
     /// The expected status.
@@ -190,6 +189,22 @@ pub enum Answer {
     Other(u16, String),
     /// No HTTP answer at all (connection reset or closed, client timeout).
     Dropped(String),
+}
+
+impl std::fmt::Display for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Answer::Ok => f.write_str("the expected status"),
+            Answer::Unavailable { retry_after: true } => {
+                f.write_str("503 unavailable with Retry-After")
+            }
+            Answer::Unavailable { retry_after: false } => {
+                f.write_str("503 unavailable without Retry-After")
+            }
+            Answer::Other(status, body) => write!(f, "{status} {body}"),
+            Answer::Dropped(why) => write!(f, "no answer ({why})"),
+        }
+    }
 }
 
 impl Answer {
