@@ -21,8 +21,7 @@ fn mismatch() -> DbError {
     DbError::Decode("internal: the driver's reply does not fit the call".into())
 }
 
-/// Query parameters, as the driver takes them.
-pub type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+pub use crate::pool::Params;
 
 /// A type built from one row. Implement it next to the repository.
 pub trait FromRow: Sized {

@@ -103,9 +103,9 @@ impl Conn {
 /// futures stay `Send` for any caller (closures over `&mut Conn` would need
 /// higher-ranked bounds the compiler cannot prove for spawned tasks).
 pub(crate) enum Op<'a> {
-    Execute(crate::repo::Params<'a>),
-    Query(crate::repo::Params<'a>),
-    QueryOpt(crate::repo::Params<'a>),
+    Execute(super::Params<'a>),
+    Query(super::Params<'a>),
+    QueryOpt(super::Params<'a>),
     /// SQL text through the simple query protocol.
     Batch,
 }
@@ -162,10 +162,7 @@ impl Op<'_> {
 /// Values paired with their types for an unnamed statement. Extra values
 /// (more than the statement has parameters) are kept without a type so the
 /// driver reports the count mismatch instead of silently dropping them.
-fn typed<'a>(
-    params: crate::repo::Params<'a>,
-    types: &[Type],
-) -> Vec<(&'a (dyn ToSql + Sync), Type)> {
+fn typed<'a>(params: super::Params<'a>, types: &[Type]) -> Vec<(&'a (dyn ToSql + Sync), Type)> {
     params
         .iter()
         .enumerate()

@@ -36,6 +36,7 @@ use deadpool::managed::{self, Object, PoolError, Timeouts};
 use deadpool::Runtime;
 use rand::Rng;
 use serde::Serialize;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::Client;
 
 use crate::connect::{ConnectError, SessionParams};
@@ -60,6 +61,10 @@ pub enum PoolBuildError {
 }
 
 type Pool = managed::Pool<Manager>;
+
+/// Query parameters, as the driver takes them (re-exported by
+/// [`crate::repo`], whose helpers take them).
+pub type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
 /// A readiness check on its way ([`crate::health`] makes and shares it):
 /// kept with the pool it checks, so each pool's probes share their own.
