@@ -15,7 +15,7 @@ pub mod calls;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -392,21 +392,9 @@ fn base_env() -> HashMap<String, String> {
     env
 }
 
-/// The `dave` binary cargo built next to the running test binary: tests run
-/// from `target/<profile>/deps/`, the binary is `target/<profile>/dave`
-/// (`CARGO_BIN_EXE_dave` is only known when compiling the test itself).
-fn dave_binary() -> PathBuf {
-    let test = std::env::current_exe().expect("the test binary's path");
-    let profile = test
-        .parent()
-        .and_then(Path::parent)
-        .expect("a test binary under target/<profile>/deps");
-    profile.join(format!("dave{}", std::env::consts::EXE_SUFFIX))
-}
-
 /// Runs `dave ARGS` in `dir` with only `vars` (and PATH) set.
 pub async fn spawn_binary(args: &[&str], vars: &[(&str, &str)], dir: &Path) -> ChildApp {
-    let mut command = Command::new(dave_binary());
+    let mut command = Command::new(pgkit::testing::cargo_bin("dave"));
     command
         .args(args)
         .env_clear()
