@@ -251,6 +251,10 @@ def tables(data: dict) -> str:
         for svc, runs in data["runs"].items():
             for case in ("get_conversation", "health", "knowledge_common"):
                 for c, r in sorted(runs.get(case, {}).items(), key=lambda kv: int(kv[0])):
+                    if r["requests"] == 0:
+                        out.append(f"| {svc} | {case} | {c} | 0 | no answer within wrk's 5 s timeout "
+                                   "| | | | | | | |")
+                        continue
                     ratio = r["p99_ms"] / r["p50_ms"] if r["p50_ms"] else 0
                     out.append(f"| {svc} | {case} | {c} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
                                f"{ratio:.2f} | {r['errors']} | {r['non2xx']} | {r['rss_peak_kib'] / 1024:.1f} | "
