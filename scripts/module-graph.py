@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The dependency graph of a crate's top-level modules, and its cycles.
 
-    scripts/module-graph.py [--graph] [CRATE_SRC ...]   (default: crates/dave/src crates/pgkit/src)
+    scripts/module-graph.py [--graph] [CRATE_SRC ...]   (default: the three crates' src)
 
 A node is a top-level module of the crate (`src/X.rs` or `src/X/...`); an
 edge X -> Y is a `crate::Y` path (in a `use` or inline, `$crate::Y` in a
@@ -17,7 +17,7 @@ import re
 import sys
 from pathlib import Path
 
-DEFAULT_CRATES = ["crates/dave/src", "crates/pgkit/src"]
+DEFAULT_CRATES = ["crates/pgkit/src", "crates/pgkit-cli/src", "crates/dave/src"]
 
 
 def strip_code(text):
