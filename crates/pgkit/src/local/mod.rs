@@ -49,7 +49,9 @@ mod process;
 pub use binaries::find_pg_bin;
 use conf::{validate_setting, validate_superuser};
 pub(crate) use os_user::ServerUser;
-pub(crate) use process::{is_live_postgres, wait_until};
+pub(crate) use process::is_live_postgres;
+#[cfg(feature = "testing")]
+pub(crate) use process::wait_until;
 use process::{read_pid_file, Supervision};
 
 use crate::rt::off_runtime;
