@@ -9,13 +9,10 @@ use pgkit::audit::{audit, AuditError, AuditOptions, AuditReport, AuditRule};
 use pgkit::provision::{Login, Plan, ProvisionRequest};
 use pgkit::secret::Secret;
 use pgkit::testing;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 async fn connect(url: &str) -> Client {
-    let dsn = pgkit::dsn::Dsn::parse(url).unwrap();
-    let (client, conn) = dsn.pg_config().connect(NoTls).await.unwrap();
-    tokio::spawn(conn);
-    client
+    testing::check::connect(url).await.unwrap()
 }
 
 /// `(object, rule)` of every finding, in report order.

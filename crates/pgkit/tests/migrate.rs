@@ -45,14 +45,7 @@ fn migrator(dir: &Path) -> Migrator {
 }
 
 async fn client(db: &TestDatabase) -> tokio_postgres::Client {
-    let (client, conn) = Dsn::parse(db.url())
-        .unwrap()
-        .pg_config()
-        .connect(tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    client
+    pgkit::testing::check::connect(db.url()).await.unwrap()
 }
 
 /// (version, name, checksum) of every tracking row.

@@ -22,13 +22,7 @@ fn params(db: &TestDatabase, environment: &str) -> (Dsn, SessionParams) {
 }
 
 async fn count(db: &TestDatabase, sql: &str) -> i64 {
-    let (client, conn) = Dsn::parse(db.url())
-        .unwrap()
-        .pg_config()
-        .connect(tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let client = pgkit::testing::check::connect(db.url()).await.unwrap();
     client.query_one(sql, &[]).await.unwrap().get(0)
 }
 

@@ -266,14 +266,9 @@ pub async fn set_session_defaults(config: &Config, database: &TestDatabase) {
 /// A plain client on `url` (a harness URL: superuser over the Unix socket),
 /// for SQL a test runs outside the service's pool.
 pub async fn admin_client(url: &str) -> tokio_postgres::Client {
-    let (client, conn) = Dsn::parse(url)
-        .expect("the harness's URL")
-        .pg_config()
-        .connect(tokio_postgres::NoTls)
+    pgkit::testing::check::connect(url)
         .await
-        .expect("the test database answers");
-    tokio::spawn(conn);
-    client
+        .expect("the test database answers")
 }
 
 /// One more in-process instance of the service on a free port, for tests

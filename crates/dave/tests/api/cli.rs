@@ -383,18 +383,6 @@ where
     }
 }
 
-/// A plain connection (set-up and checks, not the code under test).
-async fn connect(url: &str) -> tokio_postgres::Client {
-    let (client, conn) = pgkit::dsn::Dsn::parse(url)
-        .unwrap()
-        .pg_config()
-        .connect(tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    client
-}
-
 /// `dave migrate up` stopped by `signal` while a file waits for a lock
 /// (issue 14 §3, as `pgkit migrate up`): the waiting statement is
 /// cancelled, the file rolled back and named, the migration lock released,
@@ -419,12 +407,12 @@ async fn migrate_up_interrupted(signal: rustix::process::Signal, name: &str, cod
     .await
     .unwrap();
 
-    let holder = connect(&url).await;
+    let holder = crate::helpers::admin_client(&url).await;
     holder
         .batch_execute("BEGIN; LOCK TABLE knowledge_base IN ACCESS EXCLUSIVE MODE")
         .await
         .unwrap();
-    let c = connect(&url).await;
+    let c = crate::helpers::admin_client(&url).await;
     let d = dir();
     // A lock timeout longer than the test: the file waits, it is not retried.
     let vars = [("DAVE_DB_DSN", url.as_str())];
