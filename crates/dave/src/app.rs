@@ -31,6 +31,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
@@ -72,11 +73,16 @@ fn with_middleware(routes: Router<AppState>, state: AppState) -> Router {
     routes
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(CatchPanicLayer::custom(panic_response))
-        .layer(middleware::from_fn_with_state(state.clone(), observe))
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
-        .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), RandomRequestId))
-        .layer(middleware::map_request(drop_unusable_request_id))
+        // One `layer` call with the whole stack: each call boxes every
+        // route once more, and the boxes are cloned on every request.
+        .layer(
+            ServiceBuilder::new()
+                .layer(middleware::map_request(drop_unusable_request_id))
+                .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), RandomRequestId))
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
+                .layer(middleware::from_fn_with_state(state.clone(), observe))
+                .layer(CatchPanicLayer::custom(panic_response)),
+        )
         .with_state(state)
 }
 

@@ -171,37 +171,54 @@ impl<W> CloudLoggingLayer<W> {
     }
 }
 
-/// A span's recorded fields, kept in its extensions.
-struct SpanFields(Map<String, Value>);
+/// A span's recorded fields, kept in its extensions. A list under the
+/// fields' static names rather than a JSON map: every request opens a span,
+/// few write a line, so the map is built only for a line.
+struct SpanFields(Vec<(&'static str, Value)>);
+
+impl SpanFields {
+    /// A later value of a field replaces the earlier one, as in a map.
+    fn set(&mut self, fields: Vec<(&'static str, Value)>) {
+        for (name, value) in fields {
+            match self.0.iter_mut().find(|(n, _)| *n == name) {
+                Some(slot) => slot.1 = value,
+                None => self.0.push((name, value)),
+            }
+        }
+    }
+}
 
 /// Collects fields as JSON values; strings stay strings, numbers numbers.
 #[derive(Default)]
-struct JsonVisitor(Map<String, Value>);
+struct JsonVisitor(Vec<(&'static str, Value)>);
+
+impl JsonVisitor {
+    fn insert(&mut self, field: &Field, value: Value) {
+        self.0.push((field.name(), value));
+    }
+}
 
 impl Visit for JsonVisitor {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.0
-            .insert(field.name().to_owned(), Value::String(format!("{value:?}")));
+        self.insert(field, Value::String(format!("{value:?}")));
     }
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0
-            .insert(field.name().to_owned(), Value::String(value.to_owned()));
+        self.insert(field, Value::String(value.to_owned()));
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.0.insert(field.name().to_owned(), Value::from(value));
+        self.insert(field, Value::from(value));
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.0.insert(field.name().to_owned(), Value::from(value));
+        self.insert(field, Value::from(value));
     }
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.0.insert(field.name().to_owned(), Value::from(value));
+        self.insert(field, Value::from(value));
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.0.insert(field.name().to_owned(), Value::Bool(value));
+        self.insert(field, Value::Bool(value));
     }
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        let text = pgkit::error::error_chain(value);
-        self.0.insert(field.name().to_owned(), Value::String(text));
+        self.insert(field, Value::String(pgkit::error::error_chain(value)));
     }
 }
 
@@ -233,7 +250,7 @@ where
         values.record(&mut visitor);
         let mut extensions = span.extensions_mut();
         match extensions.get_mut::<SpanFields>() {
-            Some(fields) => fields.0.extend(visitor.0),
+            Some(fields) => fields.set(visitor.0),
             None => extensions.insert(SpanFields(visitor.0)),
         }
     }
@@ -243,13 +260,16 @@ where
         if let Some(scope) = ctx.event_scope(event) {
             for span in scope.from_root() {
                 if let Some(SpanFields(span_fields)) = span.extensions().get::<SpanFields>() {
-                    fields.extend(span_fields.iter().map(|(k, v)| (k.clone(), v.clone())));
+                    let named = span_fields
+                        .iter()
+                        .map(|(k, v)| ((*k).to_owned(), v.clone()));
+                    fields.extend(named);
                 }
             }
         }
         let mut visitor = JsonVisitor::default();
         event.record(&mut visitor);
-        fields.extend(visitor.0);
+        fields.extend(visitor.0.into_iter().map(|(k, v)| (k.to_owned(), v)));
         let line = self.line(event, fields);
         let mut writer = self.make_writer.make_writer();
         // A log line that cannot be written has nowhere else to go.

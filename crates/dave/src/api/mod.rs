@@ -28,6 +28,7 @@ pub mod schemas;
 
 use axum::middleware;
 use axum::Router;
+use tower::ServiceBuilder;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -43,11 +44,15 @@ pub fn api_router(state: &AppState) -> Router<AppState> {
         .merge(messages::router())
         .merge(knowledge::router())
         .merge(prompts::router())
-        .layer(middleware::from_fn(hand_out_session))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            crate::consistency::stamp_writes::<AppState>,
-        ))
+        // One `layer` call: see `app::with_middleware`.
+        .layer(
+            ServiceBuilder::new()
+                .layer(middleware::from_fn_with_state(
+                    state.clone(),
+                    crate::consistency::stamp_writes::<AppState>,
+                ))
+                .layer(middleware::from_fn(hand_out_session)),
+        )
 }
 
 /// The OpenAPI description of [`api_router`]'s routes, their schemas and
