@@ -86,6 +86,13 @@ def busy_s() -> float:
     return (f[0] + f[1] + f[2] + f[5] + f[6] + f[7]) / os.sysconf("SC_CLK_TCK")
 
 
+def steal_s() -> float:
+    """CPU time the hypervisor gave to other guests: on a shared host, a measurement with
+    steal above a few percent ran on a slower machine than its neighbours."""
+    f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return f[7] / os.sysconf("SC_CLK_TCK")
+
+
 def tree_cpu_s(root: int) -> float:
     total, pids = 0, [root]
     kids: dict[int, list[int]] = {}
@@ -286,7 +293,7 @@ def wrk(svc: Service, paths: list[str], token: str | None, connections: int, dur
     if warmup:
         run(base + [f"-d{warmup}s", url], timeout=warmup + 60)
     peak = [rss_kib(svc.proc.pid)]
-    cpu0, busy0, t0 = tree_cpu_s(svc.proc.pid), busy_s(), time.monotonic()
+    cpu0, busy0, steal0, t0 = tree_cpu_s(svc.proc.pid), busy_s(), steal_s(), time.monotonic()
     p = start(base + [f"-d{duration}s", url], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     while p.poll() is None:
         peak.append(rss_kib(svc.proc.pid))
@@ -305,6 +312,7 @@ def wrk(svc: Service, paths: list[str], token: str | None, connections: int, dur
             "errors": r["connect"] + r["read"] + r["write"] + r["timeout"], "non2xx": r["status"],
             "svc_cpu_us_per_req": round((tree_cpu_s(svc.proc.pid) - cpu0) / n * 1e6, 1),
             "host_busy_pct": round(100 * (busy_s() - busy0) / wall / (os.cpu_count() or 1), 1),
+            "steal_pct": round(100 * (steal_s() - steal0) / wall / (os.cpu_count() or 1), 1),
             "rss_peak_kib": max(peak), "rss_after_kib": rss_kib(svc.proc.pid),
             "connections": connections}
 
@@ -397,7 +405,7 @@ def growth(args, tmp: Path, cluster: Cluster) -> dict:
                     r["preflight_status"] = status
                     row[case] = r
                     log(f"  {name} {case}: p50 {r['p50_ms']:.2f} ms p99 {r['p99_ms']:.2f} ms "
-                        f"({r['requests']} req, load {load_average()[0]:.2f})")
+                        f"({r['requests']} req, load {load_average()[0]:.2f}, steal {r['steal_pct']:.0f} %)")
                 if "list_deep" in row:
                     row["list_deep"]["depth_pages"] = got_c
                 if "messages_deep" in row:

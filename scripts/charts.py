@@ -239,28 +239,34 @@ def tables(data: dict) -> str:
             lim = lv.get("limits", {})
             cells = [f"{lim[c]['p50_ms']:.2f} / {lim[c]['p99_ms']:.2f}" if c in lim else "-" for c in cases]
             out.append(f"| {lv['sizes']['msgs']:,} | pgbench | " + " | ".join(cells) + " |")
-        out += ["", "| messages | deep page reached (list, messages) | load average during the level |",
-                "|---|---|---|"]
+        out += ["", "| messages | deep page reached (list, messages) | load average during the level "
+                "| CPU steal %, dave's cells (min–max) |", "|---|---|---|---|"]
         for lv in data["levels"]:
             d = lv["services"].get("dave", {})
+            steal = [r["steal_pct"] for r in d.values() if isinstance(r, dict) and "steal_pct" in r]
+            steal_cell = f"{min(steal):.0f}–{max(steal):.0f}" if steal else "not recorded"
             out.append(f"| {lv['sizes']['msgs']:,} | {d.get('list_deep', {}).get('depth_pages')}, "
-                       f"{d.get('messages_deep', {}).get('depth_pages')} | {lv['load_average'][0]:.2f} |")
+                       f"{d.get('messages_deep', {}).get('depth_pages')} | {lv['load_average'][0]:.2f} "
+                       f"| {steal_cell} |")
     elif data["kind"] == "connections":
         out += ["| service | workload | connections | req/s | p50 ms | p99 ms | p99/p50 | errors | non-2xx "
-                "| RSS peak MiB | svc CPU µs/req | host busy % |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                "| RSS peak MiB | svc CPU µs/req | host busy % | steal % |",
+                "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for svc, runs in data["runs"].items():
             for case in ("get_conversation", "health", "knowledge_common"):
                 for c, r in sorted(runs.get(case, {}).items(), key=lambda kv: int(kv[0])):
                     if r["requests"] == 0:
                         out.append(f"| {svc} | {case} | {c} | 0 | no answer within wrk's 5 s timeout "
-                                   "| | | | | | | |")
+                                   "| | | | | | | | |")
                         continue
                     ratio = r["p99_ms"] / r["p50_ms"] if r["p50_ms"] else 0
                     out.append(f"| {svc} | {case} | {c} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
                                f"{ratio:.2f} | {r['errors']} | {r['non2xx']} | {r['rss_peak_kib'] / 1024:.1f} | "
-                               f"{r['svc_cpu_us_per_req']:.0f} | {r['host_busy_pct']:.0f} |")
+                               f"{r['svc_cpu_us_per_req']:.0f} | {r['host_busy_pct']:.0f} | "
+                               f"{r['steal_pct']:.0f} |" if "steal_pct" in r else
+                               f"{r['svc_cpu_us_per_req']:.0f} | {r['host_busy_pct']:.0f} | - |")
         for k, lim in data.get("limits", {}).items():
-            out.append(f"| pgbench | {k} | 32 | {lim['tps']:.0f} | {lim['p50_ms']:.2f} | {lim['p99_ms']:.2f} | | | | | | |")
+            out.append(f"| pgbench | {k} | 32 | {lim['tps']:.0f} | {lim['p50_ms']:.2f} | {lim['p99_ms']:.2f} | | | | | | | |")
     else:
         out += ["| articles | query | term | p50 ms | p99 ms | transactions | load avg |", "|---:|---|---|---:|---:|---:|---:|"]
         for r in data["rows"]:

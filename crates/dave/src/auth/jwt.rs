@@ -115,7 +115,7 @@ struct RawHeader {
 /// the rules.
 ///
 /// A client sends the same token on every request until it expires, so
-/// tokens that passed are remembered (see [`Verified`]): a repeat costs a
+/// tokens that passed are remembered (see `Verified` below): a repeat costs a
 /// hash lookup instead of two JSON decodes and an HMAC, about 6 % of the
 /// service's CPU on a by-id read (docs/benchmarks.md, "Issue 13, run 10").
 #[derive(Clone)]
