@@ -430,7 +430,7 @@ def growth(args, tmp: Path, cluster: Cluster) -> dict:
 
 
 def connections(args, tmp: Path, cluster: Cluster) -> dict:
-    report = {"meta": meta(args), "kind": "connections", "runs": {}, "limits": {}}
+    report = {"meta": meta(args), "kind": "connections", "rounds": args.rounds, "runs": {}, "limits": {}}
     sizes = level_sizes(args.conn_level)
     db = "conns"
     log(f"populating {sizes}")
@@ -447,13 +447,24 @@ def connections(args, tmp: Path, cluster: Cluster) -> dict:
             runs = {}
             for case, paths, token in (("get_conversation", [f"/api/v1/conversations/{c}" for c in convs], tok),
                                        ("health", ["/health/ready"], None)):
-                for c in args.connections:
-                    r = wrk(svc, paths, token, c, args.duration, tmp, warmup=2)
-                    r["load_average"] = load_average()
-                    runs.setdefault(case, {})[str(c)] = r
-                    log(f"  {name} {case} c={c}: {r['rps']:.0f} req/s p50 {r['p50_ms']:.2f} p99 "
-                        f"{r['p99_ms']:.2f} errors {r['errors']} non2xx {r['non2xx']} RSS peak "
-                        f"{r['rss_peak_kib'] / 1024:.1f} MiB (load {load_average()[0]:.2f})")
+                # Rounds go through every level in turn, so a host that speeds up or slows down
+                # between minutes moves every level alike; each cell is its median round.
+                by_level: dict[int, list[dict]] = {c: [] for c in args.connections}
+                for rnd in range(1, args.rounds + 1):
+                    for c in args.connections:
+                        r = wrk(svc, paths, token, c, args.duration, tmp, warmup=2)
+                        r["load_average"] = load_average()
+                        by_level[c].append(r)
+                        log(f"  {name} {case} c={c} round {rnd}: {r['rps']:.0f} req/s p50 {r['p50_ms']:.2f} "
+                            f"p99 {r['p99_ms']:.2f} errors {r['errors']} non2xx {r['non2xx']} RSS peak "
+                            f"{r['rss_peak_kib'] / 1024:.1f} MiB (load {load_average()[0]:.2f}, "
+                            f"steal {r['steal_pct']:.0f} %)")
+                for c, rounds in by_level.items():
+                    median = dict(sorted(rounds, key=lambda r: r["rps"])[len(rounds) // 2])
+                    if len(rounds) > 1:
+                        median["rps_rounds"] = [r["rps"] for r in rounds]
+                        median["errors_all_rounds"] = sum(r["errors"] for r in rounds)
+                    runs.setdefault(case, {})[str(c)] = median
             # The knowledge search under load against its own limit (pgbench, same clients):
             # the one workload ../shared/bench/compare does not have.
             r = wrk(svc, ["/api/v1/knowledge?q=postgresql&limit=10"], tok, 32, args.duration, tmp, warmup=2)
@@ -510,6 +521,9 @@ def main() -> int:
     ap.add_argument("--connections", default="32,256,1000")
     ap.add_argument("--conn-level", type=int, default=100000, help="messages in the connections run's data")
     ap.add_argument("--duration", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="connections: measure every level this many times, levels interleaved; "
+                         "each cell is the round with the median req/s (all rounds' req/s kept)")
     ap.add_argument("--only", default="", help="comma list of growth cases")
     ap.add_argument("--no-pgbench", action="store_true")
     ap.add_argument("--keep-data", action="store_true")
