@@ -260,11 +260,13 @@ def tables(data: dict) -> str:
                                    "| | | | | | | | |")
                         continue
                     ratio = r["p99_ms"] / r["p50_ms"] if r["p50_ms"] else 0
+                    # With rounds: req/s of the median round (every round's in brackets), errors of
+                    # all rounds, so an error in another round is not hidden by the median.
                     rps = f"{r['rps']:.0f}"
                     if "rps_rounds" in r:
                         rps += " (" + ", ".join(f"{x:.0f}" for x in r["rps_rounds"]) + ")"
                     out.append(f"| {svc} | {case} | {c} | {rps} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
-                               f"{ratio:.2f} | {r['errors']} | {r['non2xx']} | {r['rss_peak_kib'] / 1024:.1f} | "
+                               f"{ratio:.2f} | {r.get('errors_all_rounds', r['errors'])} | {r['non2xx']} | {r['rss_peak_kib'] / 1024:.1f} | "
                                f"{r['svc_cpu_us_per_req']:.0f} | {r['host_busy_pct']:.0f} | "
                                f"{r['steal_pct']:.0f} |" if "steal_pct" in r else
                                f"{r['svc_cpu_us_per_req']:.0f} | {r['host_busy_pct']:.0f} | - |")

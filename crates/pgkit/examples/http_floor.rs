@@ -1,7 +1,7 @@
 //! The floor under an HTTP read on this machine: the least a Rust service
 //! can do for `GET /api/v1/conversations/{id}` and still do its database
 //! work, so that a benchmark can tell the service's own cost from the
-//! machine's (docs/benchmarks.md, "get_conversation's share").
+//! machine's (docs/benchmarks.md, run 10, "The floor under get_conversation").
 //!
 //! It serves two routes with bare hyper on tokio, the stack dave is built on,
 //! and nothing else: `/health/ready` answers 200 with no database work, and
