@@ -21,19 +21,22 @@
 //! position too; a client that never echoes the header is still correct,
 //! its reads are just served by the primary.
 
+use std::convert::Infallible;
 use std::fmt;
+use std::task::{Context, Poll};
 
-use axum::extract::{FromRef, FromRequestParts, Request, State};
+use axum::extract::{FromRef, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, Method};
-use axum::middleware::Next;
 use axum::response::Response;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use futures_util::future::{BoxFuture, Either};
 use hmac::{Hmac, Mac};
 use pgkit::pool::Database;
 use pgkit::replica::{Lsn, ReadAfter};
 use sha2::Sha256;
+use tower::{Layer, Service};
 
 use crate::error::ApiError;
 
@@ -151,34 +154,74 @@ where
 /// needed, and no round trip is spent on it). The position is asked after
 /// the handler answered, so after its commit. If the primary cannot say,
 /// the response goes without a token: the client's next reads then go to
-/// the primary, which is always right.
-///
-/// Any router state that yields the [`Database`] and the [`ConsistencyCodec`]
-/// through `FromRef` will do; each is taken only when needed.
-pub async fn stamp_writes<S>(State(state): State<S>, request: Request, next: Next) -> Response
-where
-    Database: FromRef<S>,
-    ConsistencyCodec: FromRef<S>,
-{
-    let writes = !matches!(
-        *request.method(),
-        Method::GET | Method::HEAD | Method::OPTIONS
-    );
-    let mut response = next.run(request).await;
-    if !writes || !response.status().is_success() {
-        return response;
+/// the primary, which is always right. A request that cannot need a token
+/// gets the inner service's own future, unwrapped.
+#[derive(Clone)]
+pub struct StampWritesLayer {
+    db: Database,
+    codec: ConsistencyCodec,
+}
+
+impl StampWritesLayer {
+    pub fn new(db: Database, codec: ConsistencyCodec) -> StampWritesLayer {
+        StampWritesLayer { db, codec }
     }
-    let db = Database::from_ref(&state);
-    if !db.has_replica() {
-        return response;
-    }
-    if let Ok(position) = db.write_position().await {
-        let token = ConsistencyCodec::from_ref(&state).encode(position);
-        if let Ok(value) = HeaderValue::from_str(&token) {
-            response.headers_mut().insert(HEADER.clone(), value);
+}
+
+impl<S> Layer<S> for StampWritesLayer {
+    type Service = StampWrites<S>;
+
+    fn layer(&self, inner: S) -> StampWrites<S> {
+        StampWrites {
+            stamp: self.clone(),
+            inner,
         }
     }
-    response
+}
+
+/// The service [`StampWritesLayer`] wraps around the routes.
+#[derive(Clone)]
+pub struct StampWrites<S> {
+    stamp: StampWritesLayer,
+    inner: S,
+}
+
+impl<S> Service<Request> for StampWrites<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Either<S::Future, BoxFuture<'static, Result<Response, Infallible>>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let writes = !matches!(
+            *request.method(),
+            Method::GET | Method::HEAD | Method::OPTIONS
+        );
+        let answer = self.inner.call(request);
+        if !writes || !self.stamp.db.has_replica() {
+            return Either::Left(answer);
+        }
+        let StampWritesLayer { db, codec } = self.stamp.clone();
+        Either::Right(Box::pin(async move {
+            let mut response = answer.await?;
+            if !response.status().is_success() {
+                return Ok(response);
+            }
+            if let Ok(position) = db.write_position().await {
+                if let Ok(value) = HeaderValue::from_str(&codec.encode(position)) {
+                    response.headers_mut().insert(HEADER.clone(), value);
+                }
+            }
+            Ok(response)
+        }))
+    }
 }
 
 #[cfg(test)]

@@ -20,6 +20,8 @@ pub mod extract;
 pub mod json;
 mod keys;
 pub mod metrics;
+pub mod middleware;
+pub mod observe;
 pub mod openapi;
 pub mod ops;
 pub mod repo;

@@ -98,13 +98,13 @@ impl Default for Metrics {
 /// Counts a request as in flight until dropped (also when its future is
 /// cancelled, e.g. the client went away).
 #[derive(Debug)]
-pub struct InFlight<'a> {
-    metrics: &'a Metrics,
+pub struct InFlight {
+    gauge: Gauge,
 }
 
-impl Drop for InFlight<'_> {
+impl Drop for InFlight {
     fn drop(&mut self) {
-        self.metrics.in_flight.dec();
+        self.gauge.dec();
     }
 }
 
@@ -142,9 +142,11 @@ impl Metrics {
     }
 
     /// Marks a request as started; it stops counting when the guard drops.
-    pub fn start_request(&self) -> InFlight<'_> {
+    pub fn start_request(&self) -> InFlight {
         self.in_flight.inc();
-        InFlight { metrics: self }
+        InFlight {
+            gauge: self.in_flight.clone(),
+        }
     }
 
     /// Records one finished request. `route` is the matched template, or

@@ -26,14 +26,15 @@ pub mod page;
 pub mod prompts;
 pub mod schemas;
 
-use axum::middleware;
 use axum::Router;
 use tower::ServiceBuilder;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::auth::extract::hand_out_session;
+use crate::auth::extract::HandOutSession;
+use crate::consistency::StampWritesLayer;
 use crate::error::{ApiError, ErrorBody};
+use crate::middleware::AroundLayer;
 use crate::state::AppState;
 
 /// Every `/api/v1` route, ready to merge into the service's router; writes
@@ -47,11 +48,11 @@ pub fn api_router(state: &AppState) -> Router<AppState> {
         // One `layer` call: see `app::with_middleware`.
         .layer(
             ServiceBuilder::new()
-                .layer(middleware::from_fn_with_state(
-                    state.clone(),
-                    crate::consistency::stamp_writes::<AppState>,
+                .layer(StampWritesLayer::new(
+                    state.db.clone(),
+                    state.consistency.clone(),
                 ))
-                .layer(middleware::from_fn(hand_out_session)),
+                .layer(AroundLayer(HandOutSession)),
         )
 }
 

@@ -7,7 +7,7 @@
 //! a 401; nothing falls back to anonymous. With no credential at all the
 //! caller is a new anonymous user, and its session token must reach the
 //! client in the `X-Session-Token` response header. An extractor cannot touch
-//! the response, so [`hand_out_session`], a middleware on the API routes,
+//! the response, so [`HandOutSession`], a middleware on the API routes,
 //! puts an empty [`SessionSlot`] into the request's extensions when (and only
 //! when) the request carries no credential; the extractor fills it with the
 //! token it issued and the middleware copies it onto the response, whatever
@@ -25,7 +25,6 @@ use std::sync::{Arc, OnceLock};
 use axum::extract::{FromRef, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue};
-use axum::middleware::Next;
 use axum::response::Response;
 use pgkit::pool::Database;
 use uuid::Uuid;
@@ -34,28 +33,40 @@ use super::{
     api_key, presented, AuthError, Caller, CallerKind, Credential, Verifiers, SESSION_HEADER,
 };
 use crate::error::ApiError;
+use crate::middleware::Around;
 use crate::repo::api_keys;
 
 /// Where the extractor leaves a new anonymous caller's session token for
-/// [`hand_out_session`] to send.
+/// [`HandOutSession`] to send.
 #[derive(Debug, Clone, Default)]
 pub struct SessionSlot(Arc<OnceLock<(Uuid, HeaderValue)>>);
 
 /// Middleware for the API routes: sends the `X-Session-Token` of a new
 /// anonymous caller (see the module docs).
-pub async fn hand_out_session(mut request: Request, next: Next) -> Response {
-    if !matches!(presented(request.headers()), Ok(Credential::None)) {
-        return next.run(request).await;
+/// Wrap it in [`crate::middleware::AroundLayer`].
+#[derive(Debug, Clone, Copy)]
+pub struct HandOutSession;
+
+impl Around for HandOutSession {
+    /// The slot of a request without credentials.
+    type Carry = Option<SessionSlot>;
+
+    fn before(&self, request: &mut Request) -> (Option<SessionSlot>, Option<Response>) {
+        if !matches!(presented(request.headers()), Ok(Credential::None)) {
+            return (None, None);
+        }
+        let slot = SessionSlot::default();
+        request.extensions_mut().insert(slot.clone());
+        (Some(slot), None)
     }
-    let slot = SessionSlot::default();
-    request.extensions_mut().insert(slot.clone());
-    let mut response = next.run(request).await;
-    if let Some((_, token)) = slot.0.get() {
-        response
-            .headers_mut()
-            .insert(HeaderName::from_static(SESSION_HEADER), token.clone());
+
+    fn after(slot: Option<SessionSlot>, response: &mut Response) {
+        if let Some((_, token)) = slot.as_ref().and_then(|slot| slot.0.get()) {
+            response
+                .headers_mut()
+                .insert(HeaderName::from_static(SESSION_HEADER), token.clone());
+        }
     }
-    response
 }
 
 impl<S> FromRequestParts<S> for Caller
@@ -97,7 +108,7 @@ where
 /// [`SessionSlot`]; a second extraction in the same request gets the same one.
 fn new_anonymous(parts: &Parts, verifiers: &Verifiers) -> Result<Caller, ApiError> {
     let Some(SessionSlot(slot)) = parts.extensions.get::<SessionSlot>() else {
-        // The route lacks `hand_out_session`: the client could never resume
+        // The route lacks `HandOutSession`: the client could never resume
         // this session, so refuse rather than create rows nobody can reach.
         return Err(ApiError::internal(
             "anonymous caller on a route without the session middleware",
