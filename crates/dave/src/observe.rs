@@ -151,9 +151,9 @@ impl Around for Observe {
 fn request_span(request: &Request, id: &HeaderValue, route: &str) -> Span {
     let span = tracing::info_span!(
         "request",
-        request_id = id.to_str().unwrap_or(""),
+        request_id = %id.to_str().unwrap_or(""),
         method = %request.method(),
-        route = route,
+        route = %route,
         { TRACE_ID_FIELD } = Empty,
         { SPAN_ID_FIELD } = Empty,
         { SAMPLED_FIELD } = Empty,
