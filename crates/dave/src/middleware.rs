@@ -149,8 +149,9 @@ mod tests {
     use axum::Router;
     use tower::ServiceExt;
 
-    /// Answers 418 itself when asked to, else tags the request and the
-    /// response, and the response says whether the span was entered.
+    /// Answers 418 itself when asked to, else tags the request; either
+    /// way the response says which path it took. It opens a span so the
+    /// enter-on-poll path runs too.
     #[derive(Clone)]
     struct Tagger;
 
