@@ -24,7 +24,7 @@
 
 use std::collections::HashMap;
 
-use dave::repo::{conversations, knowledge, messages, PAGE_BYTES};
+use dave::repo::{conversations, knowledge, messages};
 use dave::testing::admin_client;
 use pgkit::dsn::Dsn;
 use pgkit::testing::TestDatabase;
@@ -98,7 +98,6 @@ fn cases() -> Vec<Case> {
     let conv_id = "md5('conv-1-30000')::uuid";
     let msg_at = "now() - interval '80 days' + 50000 * interval '10 ms'";
     let msg_id = "'00000000-0000-0000-0000-000000000000'::uuid";
-    let bytes = PAGE_BYTES;
     let case = |name, sql, types, args: String, index| Case {
         name,
         sql,
@@ -118,22 +117,22 @@ fn cases() -> Vec<Case> {
         case(
             "conversations::LIST_FIRST (50,000 conversations)",
             conversations::LIST_FIRST,
-            "uuid, bigint, bigint",
-            format!("{user1}, 21, {bytes}"),
+            "uuid, bigint",
+            format!("{user1}, 21"),
             "idx_ai_conversations_user_updated",
         ),
         case(
             "conversations::LIST_FIRST (1,000 conversations)",
             conversations::LIST_FIRST,
-            "uuid, bigint, bigint",
-            format!("{user2}, 21, {bytes}"),
+            "uuid, bigint",
+            format!("{user2}, 21"),
             "idx_ai_conversations_user_updated",
         ),
         case(
             "conversations::LIST_AFTER (20,000 deep)",
             conversations::LIST_AFTER,
-            "uuid, timestamptz, uuid, bigint, bigint",
-            format!("{user1}, {conv_at}, {conv_id}, 21, {bytes}"),
+            "uuid, timestamptz, uuid, bigint",
+            format!("{user1}, {conv_at}, {conv_id}, 21"),
             "idx_ai_conversations_user_updated",
         ),
         case(
@@ -160,43 +159,43 @@ fn cases() -> Vec<Case> {
         case(
             "messages::LIST_FIRST (100,000 messages)",
             messages::LIST_FIRST,
-            "uuid, uuid, bigint, bigint",
-            format!("{deep}, {user1}, 21, {bytes}"),
+            "uuid, uuid, bigint",
+            format!("{deep}, {user1}, 21"),
             "idx_ai_messages_conversation_created",
         ),
         case(
             "messages::LIST_FIRST (10 messages)",
             messages::LIST_FIRST,
-            "uuid, uuid, bigint, bigint",
-            format!("{small}, {user2}, 21, {bytes}"),
+            "uuid, uuid, bigint",
+            format!("{small}, {user2}, 21"),
             "idx_ai_messages_conversation_created",
         ),
         case(
             "messages::LIST_AFTER (50,000 deep)",
             messages::LIST_AFTER,
-            "uuid, uuid, bigint, bigint, timestamptz, uuid",
-            format!("{deep}, {user1}, 21, {bytes}, {msg_at}, {msg_id}"),
+            "uuid, uuid, bigint, timestamptz, uuid",
+            format!("{deep}, {user1}, 21, {msg_at}, {msg_id}"),
             "idx_ai_messages_conversation_created",
         ),
         case(
             "knowledge::SEARCH (one word in every article)",
             knowledge::SEARCH,
-            "text, bigint, bigint",
-            format!("'postgresql', 10, {bytes}"),
+            "text, bigint",
+            "'postgresql', 10".to_string(),
             "idx_knowledge_base_terms_rank",
         ),
         case(
             "knowledge::SEARCH (one rare word)",
             knowledge::SEARCH,
-            "text, bigint, bigint",
-            format!("'quasar', 10, {bytes}"),
+            "text, bigint",
+            "'quasar', 10".to_string(),
             "idx_knowledge_base_terms_rank",
         ),
         case(
             "knowledge::SEARCH (two words, rare)",
             knowledge::SEARCH,
-            "text, bigint, bigint",
-            format!("'quasar case', 10, {bytes}"),
+            "text, bigint",
+            "'quasar case', 10".to_string(),
             "idx_knowledge_base_search_vector",
         ),
         Case {
@@ -204,8 +203,8 @@ fn cases() -> Vec<Case> {
             ..case(
                 "knowledge::SEARCH (two words in every article)",
                 knowledge::SEARCH,
-                "text, bigint, bigint",
-                format!("'postgresql guidance', 10, {bytes}"),
+                "text, bigint",
+                "'postgresql guidance', 10".to_string(),
                 "knowledge_base_pkey",
             )
         },
@@ -442,7 +441,7 @@ async fn one_word_search_orders_as_ranking_every_match_does() {
         let (client, search, reference) = (&client, &search, &reference);
         async move {
             let got: Vec<(uuid::Uuid, f32)> = client
-                .query(search, &[&word, &limit, &PAGE_BYTES])
+                .query(search, &[&word, &limit])
                 .await
                 .unwrap()
                 .iter()
@@ -481,7 +480,7 @@ async fn one_word_search_orders_as_ranking_every_match_does() {
     assert_eq!(compare("postgresql", 50).await, 50);
     assert_eq!(compare("quasar", 50).await, 11);
     let top: Vec<String> = client
-        .query(&search, &[&"postgresql", &3i64, &PAGE_BYTES])
+        .query(&search, &[&"postgresql", &3i64])
         .await
         .unwrap()
         .iter()

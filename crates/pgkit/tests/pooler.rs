@@ -12,6 +12,7 @@ use pgkit::doctor::{diagnose, Diagnosis, DoctorInput, Outcome};
 use pgkit::error::DbError;
 use pgkit::pool::Database;
 use pgkit::pooler::{detect, Detected};
+use pgkit::repo::Within;
 use pgkit::secret::Secret;
 use pgkit::settings::{DbSettings, Env};
 use pgkit::testing::{self, pgbouncer::PgBouncer};
@@ -95,6 +96,23 @@ async fn the_pool_works_through_pgbouncer_in_transaction_mode() {
         .await
         .unwrap();
     assert_eq!(body.unwrap().get::<_, String>(0), "note 7");
+    // A byte-capped read goes out unnamed as well: the first rows, in
+    // order, up to the one that reaches 100 bytes, and the rest cut.
+    let page: Within<tokio_postgres::Row> = db
+        .fetch_within(
+            "SELECT id, body FROM notes WHERE id < $1 ORDER BY id",
+            &[&10i32],
+            100,
+        )
+        .await
+        .unwrap();
+    let ids: Vec<i32> = page.rows.iter().map(|r| r.get(0)).collect();
+    let bytes: usize = page.rows.iter().map(|r| r.raw_size_bytes()).sum();
+    assert!(
+        page.cut && bytes >= 100 && ids.len() < 10,
+        "{ids:?}, {bytes} bytes"
+    );
+    assert_eq!(ids, (0..ids.len() as i32).collect::<Vec<_>>());
 
     let mut conn = db.acquire().await.unwrap();
     let mut tx = conn.begin().await.unwrap();

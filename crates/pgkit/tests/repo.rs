@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use pgkit::error::DbError;
 use pgkit::pool::Database;
-use pgkit::repo::{col, FromRow, Row};
+use pgkit::repo::{col, FromRow, Row, Within};
 use pgkit::settings::{DbSettings, Env};
 use pgkit::testing;
 use serde_json::{json, Value};
@@ -173,4 +173,46 @@ async fn a_transaction_commits_or_leaves_nothing() {
     let titles: Vec<Row> = db.fetch_all("SELECT title FROM items", &[]).await.unwrap();
     let titles: Vec<String> = titles.iter().map(|r| r.get(0)).collect();
     assert_eq!(titles, vec!["kept".to_string()]);
+}
+
+/// `fetch_within` keeps the first rows up to the one that reaches the byte
+/// limit, says it cut the rest, and leaves the connection usable: the rows
+/// it dropped were read to the end, not cancelled.
+#[tokio::test]
+async fn a_byte_capped_read_keeps_a_prefix_and_the_connection() {
+    let (_guard, db) = db().await;
+    // Ten rows of ~100 KB each.
+    let sql = "SELECT i, repeat('x', 100000) AS body FROM generate_series(1, $1) i ORDER BY i";
+    let mut conn = db.acquire().await.unwrap();
+    let pid: i32 = conn
+        .fetch_val("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap();
+
+    let page: Within<Row> = conn.fetch_within(sql, &[&10i32], 250_000).await.unwrap();
+    let ids: Vec<i32> = page.rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(
+        ids,
+        vec![1, 2, 3],
+        "the row that crosses 250 KB is the last"
+    );
+    assert!(page.cut);
+    let before_last: usize = page.rows[..2].iter().map(|r| r.raw_size_bytes()).sum();
+    assert!(before_last < 250_000);
+
+    // The same connection answers the next call: nothing was left unread.
+    let again: i32 = conn
+        .fetch_val("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap();
+    assert_eq!(again, pid);
+
+    let all: Within<Row> = conn.fetch_within(sql, &[&2i32], 250_000).await.unwrap();
+    assert_eq!(
+        (all.rows.len(), all.cut),
+        (2, false),
+        "under the limit: all, no cut"
+    );
+    let none: Within<Row> = conn.fetch_within(sql, &[&0i32], 250_000).await.unwrap();
+    assert_eq!((none.rows.len(), none.cut), (0, false));
 }

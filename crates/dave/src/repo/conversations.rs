@@ -15,7 +15,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{fetch_size, json_object, page, Budgeted, Cursor, Page, PAGE_BYTES};
+use super::{fetch_size, json_object, Cursor, Page, PAGE_BYTES};
 use crate::json::{rfc3339, JsonObject, StoredJson};
 
 /// A conversation as the API returns it.
@@ -58,34 +58,18 @@ pub const INSERT: &str = "INSERT INTO ai_conversations (user_id, title, context,
 pub const GET: &str = "SELECT id, user_id, title, context, metadata, created_at, updated_at \
      FROM ai_conversations WHERE id = $1 AND user_id = $2";
 
-/// A page of the caller's conversations, cut at the row limit or once the
-/// byte budget is spent (see [`super::PAGE_BYTES`]).
-pub const LIST_FIRST: &str = "SELECT id, user_id, title, context, metadata, created_at, updated_at, page_rows \
-     FROM ( \
-         SELECT *, sum(size) OVER (ORDER BY updated_at DESC, id DESC ROWS UNBOUNDED PRECEDING) - size AS before, \
-             count(*) OVER () AS page_rows \
-         FROM ( \
-             SELECT id, user_id, title, context, metadata, created_at, updated_at, \
-                 octet_length(title) + octet_length(context::text) + octet_length(metadata::text) AS size \
-             FROM ai_conversations WHERE user_id = $1 \
-             ORDER BY updated_at DESC, id DESC LIMIT $2 \
-         ) sized \
-     ) budgeted WHERE before < $3 \
-     ORDER BY updated_at DESC, id DESC";
+/// A page of the caller's conversations, newest first: `$2` rows (the
+/// caller keeps them within [`PAGE_BYTES`]).
+pub const LIST_FIRST: &str =
+    "SELECT id, user_id, title, context, metadata, created_at, updated_at \
+     FROM ai_conversations WHERE user_id = $1 \
+     ORDER BY updated_at DESC, id DESC LIMIT $2";
 
 /// [`LIST_FIRST`] after the position `($2, $3)`.
-pub const LIST_AFTER: &str = "SELECT id, user_id, title, context, metadata, created_at, updated_at, page_rows \
-     FROM ( \
-         SELECT *, sum(size) OVER (ORDER BY updated_at DESC, id DESC ROWS UNBOUNDED PRECEDING) - size AS before, \
-             count(*) OVER () AS page_rows \
-         FROM ( \
-             SELECT id, user_id, title, context, metadata, created_at, updated_at, \
-                 octet_length(title) + octet_length(context::text) + octet_length(metadata::text) AS size \
-             FROM ai_conversations WHERE user_id = $1 AND (updated_at, id) < ($2, $3) \
-             ORDER BY updated_at DESC, id DESC LIMIT $4 \
-         ) sized \
-     ) budgeted WHERE before < $5 \
-     ORDER BY updated_at DESC, id DESC";
+pub const LIST_AFTER: &str =
+    "SELECT id, user_id, title, context, metadata, created_at, updated_at \
+     FROM ai_conversations WHERE user_id = $1 AND (updated_at, id) < ($2, $3) \
+     ORDER BY updated_at DESC, id DESC LIMIT $4";
 
 /// Absent fields stay as they are; the trigger moves `updated_at`.
 pub const UPDATE: &str = "UPDATE ai_conversations \
@@ -140,17 +124,17 @@ pub async fn list(
     after: Option<Cursor>,
 ) -> Result<Page<Conversation>, DbError> {
     let rows = fetch_size(limit);
-    let budgeted: Vec<Budgeted<Conversation>> = match after {
+    let within = match after {
         None => {
-            db.fetch_all(LIST_FIRST, &[&user_id, &rows, &PAGE_BYTES])
+            db.fetch_within(LIST_FIRST, &[&user_id, &rows], PAGE_BYTES)
                 .await?
         }
         Some(Cursor { at, id }) => {
-            db.fetch_all(LIST_AFTER, &[&user_id, &at, &id, &rows, &PAGE_BYTES])
+            db.fetch_within(LIST_AFTER, &[&user_id, &at, &id, &rows], PAGE_BYTES)
                 .await?
         }
     };
-    Ok(page(budgeted, limit))
+    Ok(Page::from_rows(within, limit))
 }
 
 pub async fn update(

@@ -17,12 +17,12 @@
 use chrono::{DateTime, Utc};
 use pgkit::error::DbError;
 use pgkit::pool::Database;
-use pgkit::repo::{col, FromRow, Json, Row};
+use pgkit::repo::{col, FromRow, Json, Row, Within};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{fetch_size, json_object, page, Budgeted, Cursor, Page, PAGE_BYTES};
+use super::{fetch_size, json_object, Cursor, Page, PAGE_BYTES};
 use crate::json::{rfc3339, JsonObject, StoredJson};
 
 /// Who wrote a message.
@@ -96,48 +96,28 @@ pub const INSERT: &str = "WITH owned AS ( \
      SELECT id, $3, $4, $5, $6, $7 FROM owned \
      RETURNING id, conversation_id, role, content, resources, follow_up_suggestions, metadata, created_at";
 
-/// A page of one conversation's messages, cut at `$3` rows or once `$4`
-/// bytes are spent (see [`super::PAGE_BYTES`]); an owned conversation
-/// without (more) messages is one row of NULLs.
+/// A page of one conversation's messages, oldest first: `$3` rows (the
+/// caller keeps them within [`PAGE_BYTES`]); an owned conversation without
+/// (more) messages is one row of NULLs.
 pub const LIST_FIRST: &str = "SELECT m.id, m.conversation_id, m.role, m.content, m.resources, \
-         m.follow_up_suggestions, m.metadata, m.created_at, m.page_rows \
+         m.follow_up_suggestions, m.metadata, m.created_at \
      FROM ai_conversations c \
      LEFT JOIN LATERAL ( \
-         SELECT id, conversation_id, role, content, resources, follow_up_suggestions, metadata, \
-             created_at, page_rows \
-         FROM ( \
-             SELECT *, sum(size) OVER (ORDER BY created_at, id ROWS UNBOUNDED PRECEDING) - size AS before, \
-                 count(*) OVER () AS page_rows \
-             FROM ( \
-                 SELECT id, conversation_id, role, content, resources, follow_up_suggestions, metadata, \
-                     created_at, octet_length(content) + octet_length(resources::text) \
-                     + octet_length(follow_up_suggestions::text) + octet_length(metadata::text) AS size \
-                 FROM ai_messages WHERE conversation_id = c.id \
-                 ORDER BY created_at, id LIMIT $3 \
-             ) sized \
-         ) budgeted WHERE before < $4 \
+         SELECT id, conversation_id, role, content, resources, follow_up_suggestions, metadata, created_at \
+         FROM ai_messages WHERE conversation_id = c.id \
+         ORDER BY created_at, id LIMIT $3 \
      ) m ON TRUE \
      WHERE c.id = $1 AND c.user_id = $2 \
      ORDER BY m.created_at, m.id";
 
-/// [`LIST_FIRST`] after the position `($5, $6)`.
+/// [`LIST_FIRST`] after the position `($4, $5)`.
 pub const LIST_AFTER: &str = "SELECT m.id, m.conversation_id, m.role, m.content, m.resources, \
-         m.follow_up_suggestions, m.metadata, m.created_at, m.page_rows \
+         m.follow_up_suggestions, m.metadata, m.created_at \
      FROM ai_conversations c \
      LEFT JOIN LATERAL ( \
-         SELECT id, conversation_id, role, content, resources, follow_up_suggestions, metadata, \
-             created_at, page_rows \
-         FROM ( \
-             SELECT *, sum(size) OVER (ORDER BY created_at, id ROWS UNBOUNDED PRECEDING) - size AS before, \
-                 count(*) OVER () AS page_rows \
-             FROM ( \
-                 SELECT id, conversation_id, role, content, resources, follow_up_suggestions, metadata, \
-                     created_at, octet_length(content) + octet_length(resources::text) \
-                     + octet_length(follow_up_suggestions::text) + octet_length(metadata::text) AS size \
-                 FROM ai_messages WHERE conversation_id = c.id AND (created_at, id) > ($5, $6) \
-                 ORDER BY created_at, id LIMIT $3 \
-             ) sized \
-         ) budgeted WHERE before < $4 \
+         SELECT id, conversation_id, role, content, resources, follow_up_suggestions, metadata, created_at \
+         FROM ai_messages WHERE conversation_id = c.id AND (created_at, id) > ($4, $5) \
+         ORDER BY created_at, id LIMIT $3 \
      ) m ON TRUE \
      WHERE c.id = $1 AND c.user_id = $2 \
      ORDER BY m.created_at, m.id";
@@ -162,13 +142,13 @@ impl FromRow for Message {
 
 /// A row of the list statements: a message, or the NULLs of an owned
 /// conversation without (more) messages.
-struct Slot(Option<Budgeted<Message>>);
+struct Slot(Option<Message>);
 
 impl FromRow for Slot {
     fn from_row(row: &Row) -> Result<Self, DbError> {
         match col::<Option<Uuid>>(row, "id")? {
             None => Ok(Slot(None)),
-            Some(_) => Budgeted::from_row(row).map(|m| Slot(Some(m))),
+            Some(_) => Message::from_row(row).map(|m| Slot(Some(m))),
         }
     }
 }
@@ -205,25 +185,26 @@ pub async fn list(
     after: Option<Cursor>,
 ) -> Result<Option<Page<Message>>, DbError> {
     let rows = fetch_size(limit);
-    let slots: Vec<Slot> = match after {
+    let slots: Within<Slot> = match after {
         None => {
-            db.fetch_all(
-                LIST_FIRST,
-                &[&conversation_id, &user_id, &rows, &PAGE_BYTES],
-            )
-            .await?
+            db.fetch_within(LIST_FIRST, &[&conversation_id, &user_id, &rows], PAGE_BYTES)
+                .await?
         }
         Some(Cursor { at, id }) => {
-            db.fetch_all(
+            db.fetch_within(
                 LIST_AFTER,
-                &[&conversation_id, &user_id, &rows, &PAGE_BYTES, &at, &id],
+                &[&conversation_id, &user_id, &rows, &at, &id],
+                PAGE_BYTES,
             )
             .await?
         }
     };
-    if slots.is_empty() {
+    if slots.rows.is_empty() {
         return Ok(None);
     }
-    let rows: Vec<Budgeted<Message>> = slots.into_iter().filter_map(|Slot(m)| m).collect();
-    Ok(Some(page(rows, limit)))
+    let messages = Within {
+        rows: slots.rows.into_iter().filter_map(|Slot(m)| m).collect(),
+        cut: slots.cut,
+    };
+    Ok(Some(Page::from_rows(messages, limit)))
 }

@@ -27,7 +27,7 @@ pub mod prompts;
 
 use chrono::{DateTime, Utc};
 use pgkit::error::DbError;
-use pgkit::repo::{col, FromRow, Json, Row};
+use pgkit::repo::{col, Json, Row, Within};
 use uuid::Uuid;
 
 use crate::json::StoredJson;
@@ -46,7 +46,7 @@ fn json_object(row: &Row, name: &str) -> Result<StoredJson, DbError> {
     col::<Json<Box<serde_json::value::RawValue>>>(row, name).map(|Json(raw)| raw.into())
 }
 
-/// The most bytes of row content a page carries before it ends early.
+/// The most bytes of rows a page carries before it ends early.
 ///
 /// A message can hold about 1 MiB (32,000 characters of content, 100
 /// resources and 100 suggestions of 2,000 characters, 64 KiB of metadata),
@@ -54,25 +54,16 @@ fn json_object(row: &Row, name: &str) -> Result<StoredJson, DbError> {
 /// such requests exceed a 512 MiB instance. A page therefore ends at
 /// whichever comes first, `limit` rows or this many bytes (the row that
 /// crosses the budget is included, so every page makes progress), and its
-/// `next_cursor` lets the client carry on. The budget is applied in SQL, on
-/// the rows' sizes, so rows beyond it are never sent by the server.
-pub const PAGE_BYTES: i64 = 1024 * 1024;
+/// `next_cursor` lets the client carry on.
+///
+/// The budget is kept as the rows arrive ([`pgkit::repo::Within`]): the
+/// list statements stay the plain keyset `ORDER BY ... LIMIT` that the
+/// index serves, and the rows past the budget are read off the connection
+/// and dropped, never held. (Until issue 13 it was a running sum in SQL;
+/// its two window functions over the wide rows cost PostgreSQL more than
+/// the page itself on every list, for pages that almost never reach it.)
+pub const PAGE_BYTES: usize = 1024 * 1024;
 
-/// The shape of a byte-budgeted list statement: the page's query (at most
-/// `limit + 1` rows, each with a `size`) inside a running sum, keeping the
-/// rows that start before the budget, and counting the rows before the cut
-/// (`page_rows`) so a cut is told from the end:
-///
-/// ```sql
-/// SELECT cols, page_rows FROM (
-///     SELECT *, sum(size) OVER (ORDER BY k ROWS UNBOUNDED PRECEDING) - size AS before,
-///            count(*) OVER () AS page_rows
-///     FROM (SELECT cols, <size> AS size FROM t WHERE ... ORDER BY k LIMIT $n) sized
-/// ) budgeted WHERE before < $budget ORDER BY k
-/// ```
-///
-/// The sum needs only the sizes of at most `limit + 1` rows; the rows past
-/// the budget are never sent whole.
 /// One page of rows: asks for `limit + 1` so the extra row tells whether
 /// there is a next page without a second query.
 pub fn fetch_size(limit: i64) -> i64 {
@@ -89,35 +80,16 @@ pub struct Page<T> {
 }
 
 impl<T> Page<T> {
-    /// The page from the rows of a byte-budgeted query (see [`PAGE_BYTES`]) run with
-    /// `fetch_size(limit)`; `page_rows` is its column (the same on every row).
-    pub fn from_rows(mut items: Vec<T>, page_rows: Option<i64>, limit: i64) -> Page<T> {
-        let fetched = usize::try_from(page_rows.unwrap_or(0)).unwrap_or(0);
-        let cut_by_bytes = fetched > items.len();
-        let more = split_page(&mut items, limit) || cut_by_bytes;
+    /// The page from the rows of a statement run with `fetch_size(limit)`
+    /// and kept within [`PAGE_BYTES`].
+    pub fn from_rows(rows: Within<T>, limit: i64) -> Page<T> {
+        let Within {
+            rows: mut items,
+            cut,
+        } = rows;
+        let more = split_page(&mut items, limit) || cut;
         Page { items, more }
     }
-}
-
-/// A row of a byte-budgeted query: the item and `page_rows`.
-pub struct Budgeted<T> {
-    pub item: T,
-    pub page_rows: i64,
-}
-
-impl<T: FromRow> FromRow for Budgeted<T> {
-    fn from_row(row: &Row) -> Result<Self, DbError> {
-        Ok(Budgeted {
-            item: T::from_row(row)?,
-            page_rows: col(row, "page_rows")?,
-        })
-    }
-}
-
-/// [`Page::from_rows`] for [`Budgeted`] rows.
-pub fn page<T>(rows: Vec<Budgeted<T>>, limit: i64) -> Page<T> {
-    let page_rows = rows.first().map(|r| r.page_rows);
-    Page::from_rows(rows.into_iter().map(|r| r.item).collect(), page_rows, limit)
 }
 
 /// Cuts the look-ahead row off; `true` when there was one (a next page).
@@ -137,13 +109,14 @@ mod tests {
 
     #[test]
     fn a_page_has_more_after_the_look_ahead_row_or_a_byte_cut() {
-        let full = Page::from_rows(vec![1, 2, 3], Some(3), 2);
+        let within = |rows: Vec<i32>, cut| Within { rows, cut };
+        let full = Page::from_rows(within(vec![1, 2, 3], false), 2);
         assert_eq!((full.items, full.more), (vec![1, 2], true));
-        let last = Page::from_rows(vec![1, 2], Some(2), 2);
+        let last = Page::from_rows(within(vec![1, 2], false), 2);
         assert_eq!((last.items, last.more), (vec![1, 2], false));
-        let cut = Page::from_rows(vec![1], Some(3), 2);
+        let cut = Page::from_rows(within(vec![1], true), 2);
         assert_eq!((cut.items, cut.more), (vec![1], true));
-        let empty = Page::<i32>::from_rows(vec![], None, 2);
+        let empty = Page::from_rows(within(vec![], false), 2);
         assert!(!empty.more);
     }
 }

@@ -57,7 +57,7 @@ fn check(pages: &[RawPage], expected: &[Uuid], row_json_max: usize) {
         .map(|item| item["id"].as_str().unwrap().parse().unwrap())
         .collect();
     assert_eq!(got, expected, "every row once, in order");
-    let budget = usize::try_from(PAGE_BYTES).unwrap();
+    let budget = PAGE_BYTES;
     for (i, page) in pages.iter().enumerate() {
         assert!(
             page.bytes <= budget + row_json_max + 1024,
@@ -169,7 +169,7 @@ async fn knowledge_hits_stop_at_the_byte_budget() {
         "{} of 20 hits: ended at the budget",
         hits.len()
     );
-    let budget = usize::try_from(PAGE_BYTES).unwrap();
+    let budget = PAGE_BYTES;
     let row_json = serde_json::to_string(&hits[0]).unwrap().len();
     assert!(
         text.len() >= budget && text.len() <= budget + row_json + 1024,

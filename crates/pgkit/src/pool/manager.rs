@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
+use futures_util::TryStreamExt;
 use rand::Rng;
 use tokio::task::AbortHandle;
 use tokio_postgres::types::{ToSql, Type};
@@ -106,6 +107,8 @@ pub(crate) enum Op<'a> {
     Execute(super::Params<'a>),
     Query(super::Params<'a>),
     QueryOpt(super::Params<'a>),
+    /// Rows until they reach this many bytes; the rest are read and dropped.
+    QueryWithin(super::Params<'a>, usize),
     /// SQL text through the simple query protocol.
     Batch,
 }
@@ -115,6 +118,8 @@ pub(crate) enum Reply {
     Count(u64),
     Rows(Vec<tokio_postgres::Row>),
     Row(Option<tokio_postgres::Row>),
+    /// The rows kept, and whether any were dropped after them.
+    Within(Vec<tokio_postgres::Row>, bool),
     Done,
 }
 
@@ -128,6 +133,10 @@ impl Op<'_> {
             Op::Execute(p) => client.execute(statement, p).await.map(Reply::Count),
             Op::Query(p) => client.query(statement, p).await.map(Reply::Rows),
             Op::QueryOpt(p) => client.query_opt(statement, p).await.map(Reply::Row),
+            Op::QueryWithin(p, max) => {
+                let rows = client.query_raw(statement, p.iter().copied()).await?;
+                keep_within(rows, *max).await
+            }
             Op::Batch => Ok(Reply::Done),
         }
     }
@@ -154,9 +163,37 @@ impl Op<'_> {
                 .query_typed_opt(sql, &typed(p, types))
                 .await
                 .map(Reply::Row),
+            Op::QueryWithin(p, max) => {
+                let rows = client.query_typed_raw(sql, typed(p, types)).await?;
+                keep_within(rows, *max).await
+            }
             Op::Batch => client.batch_execute(sql).await.map(|()| Reply::Done),
         }
     }
+}
+
+/// Keeps rows while those kept so far are under `max` bytes (so the row
+/// that crosses it is kept, and a caller paging on it always moves on),
+/// then reads the rest of the reply without keeping it. The driver reads
+/// the socket only as fast as this consumes rows, so a reply of any size
+/// costs at most `max` plus one row of memory; reading to the end keeps the
+/// connection reusable (stopping early would mean a cancel and a new
+/// connection).
+async fn keep_within(
+    rows: tokio_postgres::RowStream,
+    max: usize,
+) -> Result<Reply, tokio_postgres::Error> {
+    let mut rows = std::pin::pin!(rows);
+    let (mut kept, mut bytes, mut dropped) = (Vec::new(), 0usize, false);
+    while let Some(row) = rows.try_next().await? {
+        if bytes < max {
+            bytes += row.raw_size_bytes();
+            kept.push(row);
+        } else {
+            dropped = true;
+        }
+    }
+    Ok(Reply::Within(kept, dropped))
 }
 
 /// Values paired with their types for an unnamed statement. Extra values
