@@ -358,61 +358,100 @@ def meta(args) -> dict:
 KNOWLEDGE_PGBENCH = ROOT / "scripts" / "knowledge-search.pgbench"
 
 
+def growth_cases(svc: "Service", tok: str, sizes: dict, args) -> dict:
+    """The growth workloads for one service on one level: (paths, method, body) by case."""
+    fmt = lambda h: f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"  # noqa: E731
+    deep = fmt(hashlib.md5(b"conv-1-1").hexdigest())
+    convs = [fmt(hashlib.md5(f"conv-1-{c}".encode()).hexdigest())
+             for c in range(1, min(sizes["heavy_convs"], 1000) + 1)]
+    depth_c, depth_m = min(args.depth, sizes["heavy_convs"] // 20 - 1), \
+        min(args.depth, sizes["deep_msgs"] // 20 - 1)
+    cur_c, got_c = svc.walk("/api/v1/conversations?limit=20", tok, depth_c)
+    cur_m, got_m = svc.walk(f"/api/v1/conversations/{deep}/messages?limit=20", tok, depth_m)
+    q = lambda c: "&cursor=" + urllib.parse.quote(c) if c else ""  # noqa: E731
+    cases = {
+        "get_conversation": ([f"/api/v1/conversations/{c}" for c in convs], "GET", None),
+        "list_first": (["/api/v1/conversations?limit=20"], "GET", None),
+        "list_deep": ([f"/api/v1/conversations?limit=20{q(cur_c)}"], "GET", None),
+        "messages_first": ([f"/api/v1/conversations/{deep}/messages?limit=20"], "GET", None),
+        "messages_deep": ([f"/api/v1/conversations/{deep}/messages?limit=20{q(cur_m)}"], "GET", None),
+        "knowledge_common": (["/api/v1/knowledge?q=postgresql&limit=10"], "GET", None),
+        "knowledge_rare": (["/api/v1/knowledge?q=quasar&limit=10"], "GET", None),
+        "knowledge_two_common": (["/api/v1/knowledge?q=postgresql+guidance&limit=10"], "GET", None),
+        "post_message": ([f"/api/v1/conversations/{c}/messages" for c in convs[1:]], "POST",
+                         json.dumps({"role": "user", "content": "How big should the pool be?",
+                                     "resources": ["doc:pool"], "follow_up_suggestions": [],
+                                     "metadata": {"bench": True}})),
+    }
+    return {"cases": cases, "depth": {"list_deep": got_c, "messages_deep": got_m}}
+
+
+def growth_round(args, tmp: Path, cluster: Cluster, db: str, sizes: dict, name: str) -> dict:
+    """One service's cells on one level: start it, walk to the deep pages, wrk each case."""
+    user1 = hashlib.md5(b"user-1").hexdigest()
+    user1 = f"{user1[:8]}-{user1[8:12]}-{user1[12:16]}-{user1[16:20]}-{user1[20:]}"
+    svc = start_service(name, cluster, db, args.dave, tmp, args.python_bin)
+    try:
+        tok = jwt(svc.secret, user1)
+        plan = growth_cases(svc, tok, sizes, args)
+        row = {}
+        for case, (paths, method, body) in plan["cases"].items():
+            if args.only and case not in args.only:
+                continue
+            status = svc.get(paths[0], tok)[0] if method == "GET" else None
+            r = wrk(svc, paths, tok, 1, args.duration, tmp, method=method, body=body)
+            r["preflight_status"] = status
+            if case in plan["depth"]:
+                r["depth_pages"] = plan["depth"][case]
+            row[case] = r
+            log(f"  {name} {case}: p50 {r['p50_ms']:.2f} ms p99 {r['p99_ms']:.2f} ms "
+                f"({r['requests']} req, load {load_average()[0]:.2f}, steal {r['steal_pct']:.0f} %)")
+        return row
+    finally:
+        svc.stop()
+
+
+def median_round(rounds: list[dict]) -> dict:
+    """Each case's cell from the round with its median p99, every round's p50 and p99 kept."""
+    out = {}
+    for case in rounds[0]:
+        cells = [r[case] for r in rounds if case in r]
+        cell = dict(sorted(cells, key=lambda c: c["p99_ms"])[len(cells) // 2])
+        if len(cells) > 1:
+            cell["p50_rounds"] = [c["p50_ms"] for c in cells]
+            cell["p99_rounds"] = [c["p99_ms"] for c in cells]
+            cell["errors_all_rounds"] = sum(c["errors"] for c in cells)
+        out[case] = cell
+    return out
+
+
 def growth(args, tmp: Path, cluster: Cluster) -> dict:
-    report = {"meta": meta(args), "kind": "growth", "levels": []}
+    """Every level is populated first; then each round measures every level in turn (with
+    --rounds N, levels interleaved as for connections, so a host that drifts between
+    minutes moves every level alike), and each cell is its round with the median p99."""
+    report = {"meta": meta(args), "kind": "growth", "rounds": args.rounds, "levels": []}
     services = ["dave"] + (["python"] if args.python else [])
+    levels = []
     for msgs in args.levels:
         sizes = level_sizes(msgs)
-        db = f"growth_{msgs}"
         log(f"level {msgs}: populating {sizes}")
+        db = f"growth_{msgs}"
         secs = populate(cluster, db, args.dave, sizes)
-        level = {"sizes": sizes, "populate_s": secs, "load_average": load_average(), "services": {},
-                 "limits": {}}
-        user1, deep = hashlib.md5(b"user-1").hexdigest(), hashlib.md5(b"conv-1-1").hexdigest()
-        fmt = lambda h: f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"  # noqa: E731
-        user1, deep = fmt(user1), fmt(deep)
-        convs = [fmt(hashlib.md5(f"conv-1-{c}".encode()).hexdigest())
-                 for c in range(1, min(sizes["heavy_convs"], 1000) + 1)]
+        levels.append({"db": db, "level": {"sizes": sizes, "populate_s": secs, "services": {},
+                                           "limits": {}}, "rounds": {n: [] for n in services}})
+    for rnd in range(1, args.rounds + 1):
+        for entry in levels:
+            level = entry["level"]
+            log(f"round {rnd}, level {level['sizes']['msgs']}")
+            level.setdefault("load_average_rounds", []).append(load_average())
+            for name in services:
+                entry["rounds"][name].append(
+                    growth_round(args, tmp, cluster, entry["db"], level["sizes"], name))
+    for entry in levels:
+        level, db, sizes = entry["level"], entry["db"], entry["level"]["sizes"]
+        level["load_average"] = level["load_average_rounds"][0]
         for name in services:
-            svc = start_service(name, cluster, db, args.dave, tmp, args.python_bin)
-            try:
-                tok = jwt(svc.secret, user1)
-                row = {}
-                depth_c, depth_m = min(args.depth, sizes["heavy_convs"] // 20 - 1), \
-                    min(args.depth, sizes["deep_msgs"] // 20 - 1)
-                cur_c, got_c = svc.walk("/api/v1/conversations?limit=20", tok, depth_c)
-                cur_m, got_m = svc.walk(f"/api/v1/conversations/{deep}/messages?limit=20", tok, depth_m)
-                q = lambda c: "&cursor=" + urllib.parse.quote(c) if c else ""  # noqa: E731
-                cases = {
-                    "get_conversation": ([f"/api/v1/conversations/{c}" for c in convs], "GET", None),
-                    "list_first": (["/api/v1/conversations?limit=20"], "GET", None),
-                    "list_deep": ([f"/api/v1/conversations?limit=20{q(cur_c)}"], "GET", None),
-                    "messages_first": ([f"/api/v1/conversations/{deep}/messages?limit=20"], "GET", None),
-                    "messages_deep": ([f"/api/v1/conversations/{deep}/messages?limit=20{q(cur_m)}"], "GET", None),
-                    "knowledge_common": (["/api/v1/knowledge?q=postgresql&limit=10"], "GET", None),
-                    "knowledge_rare": (["/api/v1/knowledge?q=quasar&limit=10"], "GET", None),
-                    "knowledge_two_common": (["/api/v1/knowledge?q=postgresql+guidance&limit=10"], "GET", None),
-                    "post_message": ([f"/api/v1/conversations/{c}/messages" for c in convs[1:]], "POST",
-                                     json.dumps({"role": "user", "content": "How big should the pool be?",
-                                                 "resources": ["doc:pool"], "follow_up_suggestions": [],
-                                                 "metadata": {"bench": True}})),
-                }
-                for case, (paths, method, body) in cases.items():
-                    if args.only and case not in args.only:
-                        continue
-                    status = svc.get(paths[0], tok)[0] if method == "GET" else None
-                    r = wrk(svc, paths, tok, 1, args.duration, tmp, method=method, body=body)
-                    r["preflight_status"] = status
-                    row[case] = r
-                    log(f"  {name} {case}: p50 {r['p50_ms']:.2f} ms p99 {r['p99_ms']:.2f} ms "
-                        f"({r['requests']} req, load {load_average()[0]:.2f}, steal {r['steal_pct']:.0f} %)")
-                if "list_deep" in row:
-                    row["list_deep"]["depth_pages"] = got_c
-                if "messages_deep" in row:
-                    row["messages_deep"]["depth_pages"] = got_m
-                level["services"][name] = row
-            finally:
-                svc.stop()
+            level["services"][name] = median_round(entry["rounds"][name])
         if KNOWLEDGE_PGBENCH.exists() and not args.no_pgbench:
             for case, term in (("knowledge_common", "postgresql"), ("knowledge_rare", "quasar"),
                                ("knowledge_two_common", "postgresql guidance")):
@@ -522,8 +561,9 @@ def main() -> int:
     ap.add_argument("--conn-level", type=int, default=100000, help="messages in the connections run's data")
     ap.add_argument("--duration", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=1,
-                    help="connections: measure every level this many times, levels interleaved; "
-                         "each cell is the round with the median req/s (all rounds' req/s kept)")
+                    help="growth and connections: measure every level this many times, levels "
+                         "interleaved; each cell is the round with the median p99 (growth) or req/s "
+                         "(connections), every round's figures kept")
     ap.add_argument("--only", default="", help="comma list of growth cases")
     ap.add_argument("--no-pgbench", action="store_true")
     ap.add_argument("--keep-data", action="store_true")

@@ -222,6 +222,29 @@ def knowledge(data: dict, stem: Path) -> None:
           hlines=[{"label": "target 50 ms", "y": 50, "color": "#d62728"}], note=note)
 
 
+def growth_rounds(data: dict) -> list[str]:
+    """dave's p99 in every round (the cells above are each case's median round), and the
+    p99 at the last level against the first, round by round and for the median cells."""
+    cases = ["get_conversation", "list_first", "list_deep", "post_message"]
+    levels = data["levels"]
+    out = ["", "dave's p99 ms, round by round (levels interleaved within each round):", "",
+           "| messages | " + " | ".join(cases) + " |", "|---|" + "---:|" * len(cases)]
+    for lv in levels:
+        d = lv["services"].get("dave", {})
+        out.append(f"| {lv['sizes']['msgs']:,} | " + " | ".join(
+            ", ".join(f"{x:.2f}" for x in d[c]["p99_rounds"]) if c in d else "-" for c in cases) + " |")
+    first, last = levels[0]["services"].get("dave", {}), levels[-1]["services"].get("dave", {})
+    ratio = lambda c, i=None: (last[c]["p99_rounds"][i] / first[c]["p99_rounds"][i] if i is not None  # noqa: E731
+                               else last[c]["p99_ms"] / first[c]["p99_ms"])
+    label = f"{levels[-1]['sizes']['msgs']:,} vs {levels[0]['sizes']['msgs']:,}"
+    for i in range(data["rounds"]):
+        out.append(f"| p99 {label}, round {i + 1} | " + " | ".join(
+            f"{ratio(c, i):.2f}×" if c in first and c in last else "-" for c in cases) + " |")
+    out.append(f"| p99 {label}, median cells | " + " | ".join(
+        f"**{ratio(c):.2f}×**" if c in first and c in last else "-" for c in cases) + " |")
+    return out
+
+
 def tables(data: dict) -> str:
     """Markdown tables of a run, for docs/benchmarks.md."""
     out = []
@@ -248,6 +271,8 @@ def tables(data: dict) -> str:
             out.append(f"| {lv['sizes']['msgs']:,} | {d.get('list_deep', {}).get('depth_pages')}, "
                        f"{d.get('messages_deep', {}).get('depth_pages')} | {lv['load_average'][0]:.2f} "
                        f"| {steal_cell} |")
+        if data.get("rounds", 1) > 1:
+            out += growth_rounds(data)
     elif data["kind"] == "connections":
         out += ["| service | workload | connections | req/s | p50 ms | p99 ms | p99/p50 | errors | non-2xx "
                 "| RSS peak MiB | svc CPU µs/req | host busy % | steal % |",
