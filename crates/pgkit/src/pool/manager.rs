@@ -176,7 +176,8 @@ impl Op<'_> {
 /// that crosses it is kept, and a caller paging on it always moves on),
 /// then reads the rest of the reply without keeping it. The driver reads
 /// the socket only as fast as this consumes rows, so a reply of any size
-/// costs at most `max` plus one row of memory; reading to the end keeps the
+/// costs about `max` plus a row of memory (and the read buffer that row
+/// needed); reading to the end keeps the
 /// connection reusable (stopping early would mean a cancel and a new
 /// connection).
 async fn keep_within(
