@@ -462,6 +462,9 @@ def growth(args, tmp: Path, cluster: Cluster) -> dict:
                 {"sample_users": 1, "convs": min(sizes["heavy_convs"], 1000)})
             level["limits"]["list_first"] = pgbench(cluster, db, LIB / "list.pgbench", 1, args.duration, tmp,
                                                     {"sample_users": 1})
+            level["limits"]["post_message"] = pgbench(
+                cluster, db, LIB / "message.pgbench", 1, args.duration, tmp,
+                {"sample_users": 1, "convs": min(sizes["heavy_convs"], 1000)})
         report["levels"].append(level)
         if not args.keep_data:
             cluster.psql("postgres", f"DROP DATABASE {db}")
