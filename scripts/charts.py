@@ -142,8 +142,14 @@ def growth(data: dict, stem: Path) -> None:
                 if any(ys):
                     series.append({"label": f"{svc} {case}", "xs": xs, "ys": ys, "color": COLORS[ci],
                                    "dash": "6,4" if si else None})
+        # The same SQL straight on the database, where the run measured it: the limit's line.
+        for ci, case in enumerate(cases):
+            ys = [lv.get("limits", {}).get(case, {}).get(metric) for lv in levels]
+            if any(ys):
+                series.append({"label": f"pgbench {case}", "xs": xs, "ys": ys, "color": COLORS[ci],
+                               "dash": "2,3"})
         chart(stem.with_name(stem.name + f"-{metric[:3]}.svg"),
-              f"{metric[:3]} latency as the data grows (dave solid, Python dashed)",
+              f"{metric[:3]} latency as the data grows (dave solid, Python dashed, pgbench dotted)",
               "messages in the database (conversations and articles grow with them)",
               f"{metric[:3]} ms (log)", series, note=note)
     # req/s of one client (1 / mean latency) with the database's own rate for the same SQL.
