@@ -24,7 +24,7 @@
 
 use std::collections::HashMap;
 
-use dave::repo::{conversations, knowledge, messages};
+use dave::repo::{conversations, knowledge, messages, PAGE_BYTES};
 use dave::testing::admin_client;
 use pgkit::dsn::Dsn;
 use pgkit::testing::TestDatabase;
@@ -42,6 +42,9 @@ const BIG_TABLES: [&str; 4] = [
 /// A sort over more rows than this (the planner's estimate of its input) is
 /// a sort of the table, not of a page (pages are at most 101 rows).
 const PAGE_SORT_ROWS: f64 = 1000.0;
+
+/// The knowledge search's byte budget parameter (`dave::repo::PAGE_BYTES`).
+const BYTES: i64 = PAGE_BYTES as i64;
 
 /// Rows of the populated database; everything in SQL, in seconds.
 const POPULATE: &str = "
@@ -98,6 +101,7 @@ fn cases() -> Vec<Case> {
     let conv_id = "md5('conv-1-30000')::uuid";
     let msg_at = "now() - interval '80 days' + 50000 * interval '10 ms'";
     let msg_id = "'00000000-0000-0000-0000-000000000000'::uuid";
+    let bytes = BYTES;
     let case = |name, sql, types, args: String, index| Case {
         name,
         sql,
@@ -180,22 +184,22 @@ fn cases() -> Vec<Case> {
         case(
             "knowledge::SEARCH (one word in every article)",
             knowledge::SEARCH,
-            "text, bigint",
-            "'postgresql', 10".to_string(),
+            "text, bigint, bigint",
+            format!("'postgresql', 10, {bytes}"),
             "idx_knowledge_base_terms_rank",
         ),
         case(
             "knowledge::SEARCH (one rare word)",
             knowledge::SEARCH,
-            "text, bigint",
-            "'quasar', 10".to_string(),
+            "text, bigint, bigint",
+            format!("'quasar', 10, {bytes}"),
             "idx_knowledge_base_terms_rank",
         ),
         case(
             "knowledge::SEARCH (two words, rare)",
             knowledge::SEARCH,
-            "text, bigint",
-            "'quasar case', 10".to_string(),
+            "text, bigint, bigint",
+            format!("'quasar case', 10, {bytes}"),
             "idx_knowledge_base_search_vector",
         ),
         Case {
@@ -203,8 +207,8 @@ fn cases() -> Vec<Case> {
             ..case(
                 "knowledge::SEARCH (two words in every article)",
                 knowledge::SEARCH,
-                "text, bigint",
-                "'postgresql guidance', 10".to_string(),
+                "text, bigint, bigint",
+                format!("'postgresql guidance', 10, {bytes}"),
                 "knowledge_base_pkey",
             )
         },
@@ -441,7 +445,7 @@ async fn one_word_search_orders_as_ranking_every_match_does() {
         let (client, search, reference) = (&client, &search, &reference);
         async move {
             let got: Vec<(uuid::Uuid, f32)> = client
-                .query(search, &[&word, &limit])
+                .query(search, &[&word, &limit, &BYTES])
                 .await
                 .unwrap()
                 .iter()
@@ -480,7 +484,7 @@ async fn one_word_search_orders_as_ranking_every_match_does() {
     assert_eq!(compare("postgresql", 50).await, 50);
     assert_eq!(compare("quasar", 50).await, 11);
     let top: Vec<String> = client
-        .query(&search, &[&"postgresql", &3i64])
+        .query(&search, &[&"postgresql", &3i64, &BYTES])
         .await
         .unwrap()
         .iter()
