@@ -11,8 +11,9 @@
 //! keep it as rows arrive, `pgkit::repo::Within`): any caller may search,
 //! and the articles are not the caller's, so the server itself stops
 //! sending at 1 MiB rather than sending up to 100 long articles for the
-//! service to drop. The sum runs over at most `limit` narrow hits already
-//! ranked, so it costs little here (docs/benchmarks.md, run 12).
+//! service to drop. The sum runs over at most `limit` hits already
+//! ranked; it costs the search about 1.6 times the database time
+//! (docs/benchmarks.md, run 12, section 4).
 
 use chrono::{DateTime, Utc};
 use pgkit::error::DbError;
